@@ -1,0 +1,231 @@
+"""`capture(model, prompts, what=[...])`: activations and attention under a memory budget.
+
+Spec: ../shared/design.md (the capture layer) and issue 2. Shapes (every tensor on the CPU, fp32):
+- resid_pre / resid_mid / resid_post / attn_out / mlp_out: [batch, layer, pos, d_model]
+- pattern / scores (pre-softmax logits): [batch, layer, head, query_pos, key_pos]
+- q / k / v / z: [batch, layer, pos, head, d_head]. q and k are taken after rotary (what the
+  score reads); k and v are given per query head (grouped-query heads expanded).
+- head_out: [batch, layer, pos, head, d_model] = z[..., h, :] @ W_O[h] (before Gemma's post-attention norm).
+- logits: [batch, pos, d_vocab]
+Prompts are right-padded; `CaptureResult.tokens.attention_mask` marks the real positions.
+Values at padded positions are whatever the model computed there: mask them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.errors import BudgetError, InputError
+from probes.hooked_model import HookedModel, Tokens
+
+RESID_LIKE = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
+              "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out"}
+HEAD_MAPS = {"pattern": "attn.hook_pattern", "scores": "attn.hook_attn_scores"}
+HEAD_VECTORS = {"q": ("attn.hook_rot_q", "attn.hook_q"), "k": ("attn.hook_rot_k", "attn.hook_k"),
+                "v": ("attn.hook_v",), "z": ("attn.hook_z",)}
+KNOWN = [*RESID_LIKE, *HEAD_MAPS, *HEAD_VECTORS, "head_out", "logits"]
+BYTES = 4  # captures are stored in fp32
+
+
+@dataclass
+class CaptureResult:
+    """Captured tensors keyed by name, with the tokens, layers and heads they cover."""
+
+    tokens: Tokens
+    layers: list[int]
+    heads: list[int]
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self.tensors:
+            raise InputError(f"'{name}' was not captured; captured: {sorted(self.tensors)}. Add it to what=[...].")
+        return self.tensors[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    @property
+    def mask(self) -> Int[Tensor, "batch pos"]:
+        return self.tokens.attention_mask
+
+
+def _as_tokens(model: HookedModel, prompts: Any, prepend_bos: bool | None) -> Tokens:
+    if isinstance(prompts, Tokens):
+        return prompts
+    if isinstance(prompts, Tensor):
+        return model.tokens_from_ids(prompts, prepend_bos=bool(prepend_bos))
+    if isinstance(prompts, str) or (isinstance(prompts, Sequence) and all(isinstance(p, str) for p in prompts)):
+        return model.to_tokens(prompts, prepend_bos=prepend_bos)
+    if isinstance(prompts, Sequence):
+        return model.tokens_from_ids(prompts, prepend_bos=bool(prepend_bos))
+    raise InputError("prompts must be a string, a list of strings, a Tokens batch or a tensor of token ids.")
+
+
+def _check_what(what: Sequence[str]) -> list[str]:
+    names = [what] if isinstance(what, str) else list(what)
+    unknown = [w for w in names if w not in KNOWN]
+    if unknown or not names:
+        raise InputError(f"Unknown capture target(s) {unknown or names}. Choose from: {', '.join(KNOWN)}.")
+    return names
+
+
+def _check_index(values: Sequence[int] | int | None, n: int, label: str) -> list[int]:
+    if values is None:
+        return list(range(n))
+    items = [values] if isinstance(values, int) else list(values)
+    bad = [v for v in items if not -n <= v < n]
+    if bad:
+        raise InputError(f"{label} {bad} out of range: the model has {label}s 0..{n - 1}.")
+    return [v % n for v in items]
+
+
+def estimate_capture_bytes(
+    model: HookedModel, n_prompts: int, seq_len: int, what: Sequence[str], n_layers: int, n_heads: int,
+    batch_size: int,
+) -> dict[str, int]:
+    """Bytes each capture target will hold, plus the transient bytes of one batch's forward pass."""
+    f = model.facts
+    sizes: dict[str, int] = {}
+    for w in _check_what(what):
+        if w in RESID_LIKE:
+            n = n_prompts * n_layers * seq_len * f.d_model
+        elif w in HEAD_MAPS:
+            n = n_prompts * n_layers * n_heads * seq_len * seq_len
+        elif w in HEAD_VECTORS:
+            n = n_prompts * n_layers * seq_len * n_heads * f.d_head
+        elif w == "head_out":
+            n = n_prompts * n_layers * seq_len * n_heads * f.d_model
+        else:  # logits
+            n = n_prompts * seq_len * f.d_vocab
+        sizes[w] = n * BYTES
+    b = min(batch_size, n_prompts)
+    # one forward: logits, eager scores + pattern of one layer, and the per-batch copy of the captures
+    transient = b * seq_len * f.d_vocab * 4 + 3 * b * f.n_heads * seq_len * seq_len * 4
+    transient += sum(sizes.values()) * b // max(n_prompts, 1)
+    sizes["forward (per batch)"] = transient
+    return sizes
+
+
+def default_budget_bytes(device: torch.device) -> int:
+    """Half the free RAM, or 80% of the free GPU memory for a CUDA model, whichever binds first."""
+    budget = int(psutil.virtual_memory().available * 0.5)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(budget, int(free * 0.8))
+    return budget
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def capture(
+    model: HookedModel,
+    prompts: str | Sequence[str] | Sequence[Sequence[int]] | Tokens | Tensor,
+    what: Sequence[str] = ("resid_post",),
+    layers: Sequence[int] | int | None = None,
+    heads: Sequence[int] | int | None = None,
+    prepend_bos: bool | None = None,
+    batch_size: int = 8,
+    budget_bytes: int | None = None,
+    progress: bool = False,
+) -> CaptureResult:
+    """Run the model over prompts and keep the asked-for activations (see the module docstring).
+
+    Refuses, before running anything, a capture whose estimated size exceeds `budget_bytes`
+    (default: half the free RAM; 80% of free GPU memory for CUDA models).
+    """
+    names = _check_what(what)
+    tokens = _as_tokens(model, prompts, prepend_bos)
+    f = model.facts
+    layer_ids = _check_index(layers, f.n_layers, "layer")
+    head_ids = _check_index(heads, f.n_heads, "head")
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    n, seq = tokens.ids.shape
+    sizes = estimate_capture_bytes(model, n, seq, names, len(layer_ids), len(head_ids), batch_size)
+    budget = default_budget_bytes(model.device) if budget_bytes is None else int(budget_bytes)
+    total = sum(sizes.values())
+    if total > budget:
+        detail = ", ".join(f"{k} {_gib(v)}" for k, v in sizes.items())
+        raise BudgetError(
+            f"This capture needs about {_gib(total)} ({detail}) but the budget is {_gib(budget)}. "
+            "Reduce it: fewer prompts or a smaller batch_size, fewer layers=/heads=, fewer targets in what=, "
+            "shorter prompts (patterns grow with length squared); or pass budget_bytes= to raise the budget."
+        )
+    hook_names, lookup = _hook_plan(model, names, layer_ids)
+    out: dict[str, Tensor] = {}
+    starts = range(0, n, batch_size)
+    for start in tqdm(starts, desc="capture", disable=not progress, total=len(starts)):
+        batch = Tokens(tokens.ids[start : start + batch_size], tokens.attention_mask[start : start + batch_size],
+                       tokens.str_tokens[start : start + batch_size], tokens.prepend_bos)
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in hook_names)
+        pieces = _collect(model, names, layer_ids, head_ids, cache, lookup, logits)
+        for key, value in pieces.items():
+            if key not in out:
+                out[key] = torch.empty((n, *value.shape[1:]), dtype=torch.float32)
+            out[key][start : start + value.shape[0]] = value
+        del cache, logits
+    return CaptureResult(tokens=tokens, layers=layer_ids, heads=head_ids, tensors=out)
+
+
+def _hook_plan(model: HookedModel, names: list[str], layers: list[int]) -> tuple[set[str], dict[str, str]]:
+    """TL hook names to keep, and for each head-vector target the hook suffix the bridge offers."""
+    available = set(model.bridge.hook_dict)
+    wanted: set[str] = set()
+    lookup: dict[str, str] = {}
+    for w in names:
+        for layer in layers:
+            if w in RESID_LIKE:
+                wanted.add(f"blocks.{layer}.{RESID_LIKE[w]}")
+            elif w in HEAD_MAPS:
+                wanted.add(f"blocks.{layer}.{HEAD_MAPS[w]}")
+            elif w in HEAD_VECTORS or w == "head_out":
+                options = HEAD_VECTORS["z" if w == "head_out" else w]
+                suffix = next((s for s in options if f"blocks.{layer}.{s}" in available), options[-1])
+                lookup[w] = suffix
+                wanted.add(f"blocks.{layer}.{suffix}")
+    missing = sorted(h for h in wanted if h not in available)
+    if missing:
+        raise InputError(f"The bridge for {model.spec} offers no hook {missing[0]}; this target cannot be captured.")
+    return wanted, lookup
+
+
+def _collect(
+    model: HookedModel, names: list[str], layers: list[int], heads: list[int], cache: Any, lookup: dict[str, str],
+    logits: Tensor,
+) -> dict[str, Tensor]:
+    f = model.facts
+    rep = f.n_heads // f.n_kv_heads
+    head_idx = torch.tensor(heads)
+    pieces: dict[str, Tensor] = {}
+    for w in names:
+        if w == "logits":
+            pieces[w] = logits.detach().float().cpu()
+            continue
+        per_layer = []
+        for layer in layers:
+            if w in RESID_LIKE:
+                t = cache[f"blocks.{layer}.{RESID_LIKE[w]}"]
+            elif w in HEAD_MAPS:
+                t = cache[f"blocks.{layer}.{HEAD_MAPS[w]}"][:, head_idx.to(logits.device)]
+            else:
+                t = cache[f"blocks.{layer}.{lookup[w]}"]  # [batch, pos, heads or kv_heads, d_head]
+                if t.shape[2] != f.n_heads:
+                    t = t.repeat_interleave(rep, dim=2)
+                t = t[:, :, head_idx.to(t.device)]
+                if w == "head_out":
+                    w_o = model.W_O[layer][head_idx].to(t.device, t.dtype)  # [head, d_head, d_model]
+                    t = torch.einsum("bphd,hdm->bphm", t, w_o)
+            per_layer.append(t.detach().float().cpu())
+        pieces[w] = torch.stack(per_layer, dim=1)
+    return pieces

