@@ -6,7 +6,7 @@ with the token strings where tokens are involved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -36,6 +36,10 @@ def apply_theme(fig: go.Figure, width: int | None = None, height: int | None = N
     return fig
 
 
+def _bytes_writer(data: bytes) -> Callable[[Path], int]:
+    return lambda tmp: tmp.write_bytes(data)
+
+
 def save_figure(fig: go.Figure, path_base: str | Path, formats: Sequence[str] = ("html",)) -> list[Path]:
     """Write a figure as `path_base.<fmt>` for each format; HTML is self-contained and always works.
 
@@ -46,9 +50,8 @@ def save_figure(fig: go.Figure, path_base: str | Path, formats: Sequence[str] = 
     for fmt in formats:
         target = base.with_suffix(f".{fmt}")
         if fmt == "html":
-            html = fig.to_html(include_plotlyjs="cdn", full_html=True)
-            written.append(atomic_write(target, lambda tmp, html=html: tmp.write_text(html)))
+            data = fig.to_html(include_plotlyjs="cdn", full_html=True).encode()
         else:
             data = fig.to_image(format=fmt)
-            written.append(atomic_write(target, lambda tmp, data=data: tmp.write_bytes(data)))
+        written.append(atomic_write(target, _bytes_writer(data)))
     return written
