@@ -36,12 +36,22 @@ def apply_theme(fig: go.Figure, width: int | None = None, height: int | None = N
     return fig
 
 
+def _ensure_plotly_js(folder: Path) -> None:
+    """Put plotly.min.js beside the HTML figures once, so they render offline without a CDN."""
+    from plotly.offline import get_plotlyjs
+
+    js = folder / "plotly.min.js"
+    if not js.exists():
+        atomic_write(js, _bytes_writer(get_plotlyjs().encode()))
+
+
 def _bytes_writer(data: bytes) -> Callable[[Path], int]:
     return lambda tmp: tmp.write_bytes(data)
 
 
 def save_figure(fig: go.Figure, path_base: str | Path, formats: Sequence[str] = ("html",)) -> list[Path]:
-    """Write a figure as `path_base.<fmt>` for each format; HTML is self-contained and always works.
+    """Write a figure as `path_base.<fmt>` for each format; HTML always works, offline too
+    (it loads plotly.min.js written once into the same folder).
 
     Static formats (png, svg, pdf) need kaleido and a Chromium; see app/export.py when it lands.
     """
@@ -50,7 +60,8 @@ def save_figure(fig: go.Figure, path_base: str | Path, formats: Sequence[str] = 
     for fmt in formats:
         target = base.with_suffix(f".{fmt}")
         if fmt == "html":
-            data = fig.to_html(include_plotlyjs="cdn", full_html=True).encode()
+            _ensure_plotly_js(target.parent)
+            data = fig.to_html(include_plotlyjs="directory", full_html=True).encode()
         else:
             data = fig.to_image(format=fmt)
         written.append(atomic_write(target, _bytes_writer(data)))
