@@ -12,6 +12,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
+    # No GPU: Triton kernels run through the interpreter (must be set before triton is imported).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from dataclasses import dataclass  # noqa: E402
 
