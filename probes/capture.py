@@ -4,7 +4,9 @@ Spec: ../shared/design.md (the capture layer) and issue 2. Shapes (every tensor 
 - resid_pre / resid_mid / resid_post / attn_out / mlp_out: [batch, layer, pos, d_model]
 - pattern / scores (pre-softmax logits): [batch, layer, head, query_pos, key_pos]
 - q / k / v / z: [batch, layer, pos, head, d_head]. q and k are taken after rotary (what the
-  score reads); k and v are given per query head (grouped-query heads expanded).
+  score reads) where the bridge fires hook_rot_q/k, else from hook_q/k (GPT-NeoX: before its
+  partial rotary); `CaptureResult.sources` says which. k and v are given per query head
+  (grouped-query heads expanded).
 - head_out: [batch, layer, pos, head, d_model] = z[..., h, :] @ W_O[h] (before Gemma's post-attention norm).
 - logits: [batch, pos, d_vocab]
 Prompts are right-padded; `CaptureResult.tokens.attention_mask` marks the real positions.
@@ -43,6 +45,7 @@ class CaptureResult:
     layers: list[int]
     heads: list[int]
     tensors: dict[str, Tensor] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # head-vector target -> the TL hook it came from
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self.tensors:
@@ -161,7 +164,8 @@ def capture(
             "Reduce it: fewer prompts or a smaller batch_size, fewer layers=/heads=, fewer targets in what=, "
             "shorter prompts (patterns grow with length squared); or pass budget_bytes= to raise the budget."
         )
-    hook_names, lookup = _hook_plan(model, names, layer_ids)
+    hook_names = _hook_plan(model, names, layer_ids)
+    sources: dict[str, str] = {}
     out: dict[str, Tensor] = {}
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc="capture", disable=not progress, total=len(starts)):
@@ -169,20 +173,19 @@ def capture(
                        tokens.str_tokens[start : start + batch_size], tokens.prepend_bos)
         with torch.no_grad():
             logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in hook_names)
-        pieces = _collect(model, names, layer_ids, head_ids, cache, lookup, logits)
+        pieces = _collect(model, names, layer_ids, head_ids, cache, sources, logits)
         for key, value in pieces.items():
             if key not in out:
                 out[key] = torch.empty((n, *value.shape[1:]), dtype=torch.float32)
             out[key][start : start + value.shape[0]] = value
         del cache, logits
-    return CaptureResult(tokens=tokens, layers=layer_ids, heads=head_ids, tensors=out)
+    return CaptureResult(tokens=tokens, layers=layer_ids, heads=head_ids, tensors=out, sources=sources)
 
 
-def _hook_plan(model: HookedModel, names: list[str], layers: list[int]) -> tuple[set[str], dict[str, str]]:
-    """TL hook names to keep, and for each head-vector target the hook suffix the bridge offers."""
+def _hook_plan(model: HookedModel, names: list[str], layers: list[int]) -> set[str]:
+    """TL hook names to keep (for head vectors every candidate; the first that fires is used)."""
     available = set(model.bridge.hook_dict)
     wanted: set[str] = set()
-    lookup: dict[str, str] = {}
     for w in names:
         for layer in layers:
             if w in RESID_LIKE:
@@ -191,19 +194,25 @@ def _hook_plan(model: HookedModel, names: list[str], layers: list[int]) -> tuple
                 wanted.add(f"blocks.{layer}.{HEAD_MAPS[w]}")
             elif w in HEAD_VECTORS or w == "head_out":
                 options = HEAD_VECTORS["z" if w == "head_out" else w]
-                suffix = next((s for s in options if f"blocks.{layer}.{s}" in available), options[-1])
-                lookup[w] = suffix
-                wanted.add(f"blocks.{layer}.{suffix}")
+                wanted.update(f"blocks.{layer}.{s}" for s in options if f"blocks.{layer}.{s}" in available)
     missing = sorted(h for h in wanted if h not in available)
     if missing:
         raise InputError(f"The bridge for {model.spec} offers no hook {missing[0]}; this target cannot be captured.")
-    return wanted, lookup
+    return wanted
+
+
+def _fired(cache: Any, layer: int, options: Sequence[str], model: HookedModel) -> str:
+    for suffix in options:
+        if f"blocks.{layer}.{suffix}" in cache.cache_dict:
+            return suffix
+    raise InputError(f"None of the hooks {list(options)} fired in layer {layer} of {model.spec}; cannot capture them.")
 
 
 def _collect(
-    model: HookedModel, names: list[str], layers: list[int], heads: list[int], cache: Any, lookup: dict[str, str],
+    model: HookedModel, names: list[str], layers: list[int], heads: list[int], cache: Any, sources: dict[str, str],
     logits: Tensor,
 ) -> dict[str, Tensor]:
+    """Stack the kept hooks per target; `sources` records which hook each head-vector target came from."""
     f = model.facts
     rep = f.n_heads // f.n_kv_heads
     head_idx = torch.tensor(heads)
@@ -219,7 +228,9 @@ def _collect(
             elif w in HEAD_MAPS:
                 t = cache[f"blocks.{layer}.{HEAD_MAPS[w]}"][:, head_idx.to(logits.device)]
             else:
-                t = cache[f"blocks.{layer}.{lookup[w]}"]  # [batch, pos, heads or kv_heads, d_head]
+                suffix = _fired(cache, layer, HEAD_VECTORS["z" if w == "head_out" else w], model)
+                sources[w] = suffix
+                t = cache[f"blocks.{layer}.{suffix}"]  # [batch, pos, heads or kv_heads, d_head]
                 if t.shape[2] != f.n_heads:
                     t = t.repeat_interleave(rep, dim=2)
                 t = t[:, :, head_idx.to(t.device)]
