@@ -27,7 +27,8 @@ def check_weights_reproduce_heads(model, layers, prompt=PROMPT, atol=ATOL):
         out_norm = model.adapter.attn_out_norm(layer)
         if out_norm is not None:
             total = out_norm(total)
-        assert torch.allclose(total, result["attn_out"][0, i], atol=atol)
+        # attention outputs reach hundreds in late Gemma layers: fp32 rounding needs a relative tolerance too
+        assert torch.allclose(total, result["attn_out"][0, i], atol=atol, rtol=1e-4)
         if model.facts.positional == "learned":
             q = torch.einsum("pm,hmd->phd", normed, model.W_Q[layer])
             if model.b_Q is not None:
