@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,10 @@ def render(fig: go.Figure, fmt: str, width: int | None = None, height: int | Non
     return bytes(data)
 
 
+def _writer(data: bytes) -> Callable[[Path], int]:
+    return lambda tmp: tmp.write_bytes(data)
+
+
 def _path(base: Path, suffix: str) -> Path:
     return Path(f"{base}{suffix}")
 
@@ -134,7 +138,7 @@ def export_figure(
     written = []
     for fmt in formats:
         data = render(fig, fmt, width, height, scale)
-        written.append(atomic_write(_path(Path(base), f".{fmt}"), lambda tmp, d=data: tmp.write_bytes(d)))
+        written.append(atomic_write(_path(Path(base), f".{fmt}"), _writer(data)))
     return written
 
 

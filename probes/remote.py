@@ -92,7 +92,7 @@ def residual_norms(lm: Any, ids: Int[Tensor, "batch pos"], remote: bool | str = 
             out = layers[i].output
             hidden = out[0] if isinstance(out, tuple) else out
             rows.append(hidden.detach().float().norm(dim=-1).mean(dim=0))
-        stats = torch.stack(rows).cpu().save()
+        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
     return stats
 
 
@@ -117,7 +117,7 @@ def first_token_attention(
         for i in range(n_layers):
             weights = getattr(layers[i], attn).output[1]
             rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
-        stats = torch.stack(rows).cpu().save()
+        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
     return stats
 
 
@@ -155,7 +155,7 @@ def intercept_remote(repo_id: str | None = None) -> Iterator[list[InterceptedReq
     seen: list[InterceptedRequest] = []
 
     def blocked(self: Any, *args: Any, **kwargs: Any) -> None:
-        tracer = args[-1] if args else kwargs.get("tracer")
+        tracer: Any = args[-1] if args else kwargs["tracer"]
         blob = self._serialize(tracer)
         variables = dict(tracer.info.frame.f_locals)
         source, _glbls, shipped = reduce_block(tracer.node, tracer.info.frame.f_globals, variables)

@@ -25,6 +25,8 @@ from probes.results import versions
 Loader = Callable[[Plan, str], Any]
 Hook = Callable[[str, int, Unit], None]
 STAGES = ("start", "computed", "figures", "rows", "done")
+ROW_FIELDS = ("unit", "model", "probe", "settings", "corpus", "seed", "backend", "versions", "metric", "value",
+              "layer", "head", "position")
 
 
 @dataclass
