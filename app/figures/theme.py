@@ -49,20 +49,30 @@ def _bytes_writer(data: bytes) -> Callable[[Path], int]:
     return lambda tmp: tmp.write_bytes(data)
 
 
-def save_figure(fig: go.Figure, path_base: str | Path, formats: Sequence[str] = ("html",)) -> list[Path]:
+def save_figure(
+    fig: go.Figure, path_base: str | Path, formats: Sequence[str] = ("html",), width: int | None = None,
+    height: int | None = None, scale: float = 1.0,
+) -> list[Path]:
     """Write a figure as `path_base.<fmt>` for each format; HTML always works, offline too
-    (it loads plotly.min.js written once into the same folder).
+    (it loads plotly.min.js written once into the same folder), and is saved with the figure's
+    JSON (`path_base.plotly.json`) so that `glasshouse export` can re-render it later.
 
-    Static formats (png, svg, pdf) need kaleido and a Chromium; see app/export.py when it lands.
+    Static formats (png, svg, pdf) go through app/export.py (kaleido + the system Chromium) at
+    width x height CSS pixels (default: the figure's layout size, else 900 x 600) times `scale`.
     """
+    from app.export import STATIC_FORMATS, export_figure, write_figure_json
+
     base = Path(path_base)
     written = []
     for fmt in formats:
-        target = base.with_suffix(f".{fmt}")
         if fmt == "html":
+            target = Path(f"{base}.html")
             _ensure_plotly_js(target.parent)
             data = fig.to_html(include_plotlyjs="directory", full_html=True).encode()
+            written.append(atomic_write(target, _bytes_writer(data)))
+            written.append(write_figure_json(fig, base))
+        elif fmt in STATIC_FORMATS:
+            written += export_figure(fig, base, [fmt], width, height, scale)
         else:
-            data = fig.to_image(format=fmt)
-        written.append(atomic_write(target, _bytes_writer(data)))
+            raise ValueError(f"Unknown figure format '{fmt}'. Use html, png, svg or pdf.")
     return written

@@ -1,0 +1,183 @@
+"""Probe statistics computed inside an nnsight trace, so a remote run (NDIF) sends back only them.
+
+Spec: issue 9 (scale beyond one machine) and docs/batch.md. Each function here traces an nnsight
+`LanguageModel`, computes its statistic inside the trace and `.save()`s only that statistic
+(a [layer, pos] or [layer, head] tensor), never whole activations or attention patterns.
+
+remote=False runs locally (the HookedModel's `model.nnsight` view), remote="local" runs nnsight's
+serverless simulation of the remote path (serialize, deserialize, run), remote=True sends the
+request to NDIF (needs network and an API key: `nnsight.CONFIG.set_default_api_key(KEY)` or
+NDIF_API_KEY). `intercept_remote()` builds the request a remote run would send and stops there.
+
+Inputs are unpadded token ids [batch, pos] (corpus windows): every position is a real token.
+First-token attention reads the attention module's second output (the weights), which HF returns
+only under eager attention; a server running sdpa returns None there and the run fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from probes.errors import InputError
+
+LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+ATTN_NAMES = ("self_attn", "attn", "attention")
+
+
+class RemoteRequestBlocked(RuntimeError):
+    """Raised by `intercept_remote` instead of contacting NDIF."""
+
+
+@dataclass
+class InterceptedRequest:
+    """What a remote run would have sent: the model key, the payload size and the traced source."""
+
+    model_key: str
+    payload_bytes: int
+    source: str
+    variables: list[str] = field(default_factory=list)
+
+
+def layer_path(lm: Any) -> str:
+    """Dotted path of the decoder-layer list inside an nnsight LanguageModel's module."""
+    for path in LAYER_PATHS:
+        obj = lm._module
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            return path
+    raise InputError(f"No decoder-layer list found in {type(lm._module).__name__} (tried {', '.join(LAYER_PATHS)}).")
+
+
+def attn_name(lm: Any, path: str) -> str:
+    """Name of the attention sub-module of a decoder layer."""
+    obj = lm._module
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    first = obj[0]
+    first = getattr(first, "_original_component", first)  # TransformerLens bridge blocks
+    for name in ATTN_NAMES:
+        if hasattr(first, name):
+            return name
+    raise InputError(f"No attention module found in {type(first).__name__} (tried {', '.join(ATTN_NAMES)}).")
+
+
+def _check_ids(ids: Tensor) -> Tensor:
+    if ids.ndim != 2 or ids.shape[0] < 1 or ids.shape[1] < 2:
+        raise InputError(f"Token ids must be [batch, pos] with pos >= 2; got shape {tuple(ids.shape)}.")
+    return ids.long()
+
+
+def residual_norms(lm: Any, ids: Int[Tensor, "batch pos"], remote: bool | str = False) -> Float[Tensor, "layer pos"]:
+    """Mean over sequences of the residual-stream norm after each decoder layer (resid_post), per position.
+
+    Only the [layer, pos] statistic is saved inside the trace.
+    """
+    ids = _check_ids(ids)
+    path = layer_path(lm)
+    n_layers = len(_resolve(lm._module, path))
+    with lm.trace(ids, remote=remote):
+        layers = lm
+        for part in path.split("."):
+            layers = getattr(layers, part)
+        rows = []
+        for i in range(n_layers):
+            out = layers[i].output
+            hidden = out[0] if isinstance(out, tuple) else out
+            rows.append(hidden.detach().float().norm(dim=-1).mean(dim=0))
+        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
+    return stats
+
+
+def first_token_attention(
+    lm: Any, ids: Int[Tensor, "batch pos"], min_query: int = 1, remote: bool | str = False
+) -> Float[Tensor, "layer head"]:
+    """Mean attention weight on key position 0, over sequences and queries q >= min_query.
+
+    Only the [layer, head] statistic is saved inside the trace.
+    """
+    ids = _check_ids(ids)
+    if not 1 <= min_query < ids.shape[1]:
+        raise InputError(f"min_query must be in 1..{ids.shape[1] - 1}; got {min_query}.")
+    path = layer_path(lm)
+    attn = attn_name(lm, path)
+    n_layers = len(_resolve(lm._module, path))
+    with lm.trace(ids, remote=remote):
+        layers = lm
+        for part in path.split("."):
+            layers = getattr(layers, part)
+        rows = []
+        for i in range(n_layers):
+            weights = getattr(layers[i], attn).output[1]
+            rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
+        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
+    return stats
+
+
+def _resolve(module: Any, path: str) -> Any:
+    for part in path.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def ndif_model(repo_id: str) -> Any:
+    """An nnsight LanguageModel for a hub model, without local weights, for remote=True runs.
+
+    Reads the config and tokenizer from the hub (network). Set the key first:
+    `nnsight.CONFIG.set_default_api_key("...")`.
+    """
+    from nnsight import LanguageModel
+
+    return LanguageModel(repo_id)
+
+
+@contextmanager
+def intercept_remote(repo_id: str | None = None) -> Iterator[list[InterceptedRequest]]:
+    """Within the block, a remote=True trace builds its request and raises RemoteRequestBlocked.
+
+    Nothing is sent: the serialized payload is measured and the traced source recorded. The model
+    key is built without asking the hub to canonicalize the repo id (nnsight normally does);
+    `repo_id` names the model the request would ask for (default: the LanguageModel's own id).
+    """
+    import json
+
+    from nnsight.intervention.backends.remote import RemoteBackend
+    from nnsight.intervention.serialization import reduce_block
+    from nnsight.modeling.huggingface import HuggingFaceModel
+
+    seen: list[InterceptedRequest] = []
+
+    def blocked(self: Any, *args: Any, **kwargs: Any) -> None:
+        tracer: Any = args[-1] if args else kwargs["tracer"]
+        blob = self._serialize(tracer)
+        variables = dict(tracer.info.frame.f_locals)
+        source, _glbls, shipped = reduce_block(tracer.node, tracer.info.frame.f_globals, variables)
+        seen.append(InterceptedRequest(self.model_key, len(blob), source, sorted(shipped)))
+        raise RemoteRequestBlocked(f"remote request to {self.host} for {self.model_key} intercepted")
+
+    def no_network(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise RemoteRequestBlocked("network call intercepted")
+
+    def offline_key(self: Any) -> str:
+        return json.dumps({"repo_id": repo_id or self.repo_id, "revision": self.revision})
+
+    saved = {name: getattr(RemoteBackend, name) for name in ("request", "submit", "poll", "_post")}
+    saved_key = HuggingFaceModel._remoteable_model_key
+    HuggingFaceModel._remoteable_model_key = offline_key  # type: ignore[method-assign]
+    RemoteBackend.request = blocked  # type: ignore[method-assign]
+    RemoteBackend.submit = blocked  # type: ignore[method-assign]
+    RemoteBackend.poll = no_network  # type: ignore[method-assign]
+    RemoteBackend._post = no_network  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        for name, fn in saved.items():
+            setattr(RemoteBackend, name, fn)
+        HuggingFaceModel._remoteable_model_key = saved_key  # type: ignore[method-assign]
