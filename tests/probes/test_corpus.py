@@ -41,3 +41,4 @@ def test_bad_domain_and_sizes(smollm):
         sample("poetry", 2, 16, smollm)
     with pytest.raises(InputError, match="n >= 1"):
         sample("prose", 0, 16, smollm)
+
