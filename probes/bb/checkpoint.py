@@ -30,6 +30,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def to_opt_state(model: BBModel) -> dict[str, torch.Tensor]:
         "model.decoder.final_layer_norm.bias": model.ln_f.bias,
         "lm_head.weight": model.unembed.weight,
     }
-    for i, blk in enumerate(model.blocks):
+    for i in range(model.cfg.n_layers):
+        blk: Any = model.blocks[i]
         p = f"model.decoder.layers.{i}."
         sd.update({
             p + "self_attn.q_proj.weight": blk.q.weight,
@@ -151,6 +153,10 @@ def char_tokenizer(task: BBTask) -> Any:
     )
 
 
+def _bytes_writer(data: bytes) -> Callable[[Path], int]:
+    return lambda tmp: tmp.write_bytes(data)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -182,7 +188,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     files = _hf_files(model, task)
     for name, data in files.items():
-        atomic_write(folder / name, lambda tmp, data=data: tmp.write_bytes(data))
+        atomic_write(folder / name, _bytes_writer(data))
     state = {"step": step, "optimizer": optimizer_state}
     atomic_write(folder / STATE_FILE, lambda tmp: torch.save(state, tmp))
     names = [*files, STATE_FILE]

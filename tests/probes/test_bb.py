@@ -124,7 +124,7 @@ def test_relu_attention_by_hand(small_task):
     ids = generate(small_task, 1, 0, 0, length=9)[:, :-1]
     h = model.blocks[0].ln1(model.embed(ids) + model.pos.weight[:8])
     q, k = model.blocks[0].q(h)[0].detach(), model.blocks[0].k(h)[0].detach()
-    pattern = model.run_with_internals(ids)[1]["pattern"][0, 0, 0]
+    pattern = model.run_with_internals(ids)[1]["pattern"][0, 0, 0].detach()
     for i in range(8):
         for j in range(8):
             want = max(float(q[i] @ k[j]) / 4.0, 0.0) / (i + 1) if j <= i else 0.0
