@@ -89,8 +89,26 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
+def _refuse_if_marked(resolved: ResolvedSpec) -> None:
+    """A checkpoint whose glasshouse.json sets `refuse_load_model` (e.g. a ReLU-attention BB model,
+    which HF and the bridge would run with softmax attention) cannot be loaded as a HookedModel."""
+    if resolved.kind != "checkpoint":
+        return
+    import json
+    from pathlib import Path
+
+    try:
+        reason = json.loads((Path(resolved.location) / "glasshouse.json").read_text()).get("refuse_load_model")
+    except (OSError, ValueError, AttributeError):
+        return
+    if reason:
+        raise ModelLoadError(f"{resolved.location}: {reason}")
+
+
 def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap | None = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _refuse_if_marked(resolved)
 
     kwargs: dict[str, Any] = {}
     if resolved.gguf_file:

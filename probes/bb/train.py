@@ -1,0 +1,203 @@
+"""Training the BB model: softmax + AdamW, and the two mitigations (ReLU attention, SGD).
+
+Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task", training.
+- AdamW: lr 3e-4 with softmax attention, 3e-3 with ReLU attention; betas (0.9, 0.99), weight decay 1e-4.
+- SGD: momentum 0.9, lr 0.03 (no weight decay). No schedule in any case.
+- Each step's batch is generate(task, batch, seed, step): a function of (seed, step) only, so a run that
+  is killed and resumed from its last checkpoint sees the same data and ends with the same weights as an
+  uninterrupted run (the optimizer state is saved with every checkpoint).
+- The model's initial weights come from torch.manual_seed(seed).
+- Every `eval_every` steps (and at step 0 and the last step) the measures of probes/bb/measure.py are
+  taken on a fixed evaluation batch (stream EVAL_STREAM, `eval_batch` sequences) and appended to
+  metrics.jsonl; every `checkpoint_every` steps (and at the end) a checkpoint folder is written.
+
+The spec's run is batch 512 for 10k steps; DEFAULT_STEPS / DEFAULT_BATCH are the CPU-sized default
+(see docs/bb_lab.md for why and what it shows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from probes.bb.checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    read_meta,
+    save_checkpoint,
+    write_latest,
+)
+from probes.bb.data import EVAL_STREAM, SEQ_LEN, BBTask, generate, prose_task, split
+from probes.bb.measure import measure
+from probes.bb.model import ATTENTIONS, BBConfig, BBModel
+from probes.errors import CheckpointError, InputError
+from probes.io import atomic_write
+
+OPTIMIZERS = ("adamw", "sgd")
+DEFAULT_STEPS = 400
+DEFAULT_BATCH = 16
+METRICS = "metrics.jsonl"
+
+
+def default_lr(optimizer: str, attention: str) -> float:
+    """The spec's learning rates: SGD 0.03; AdamW 3e-4 (softmax) or 3e-3 (ReLU attention)."""
+    if optimizer == "sgd":
+        return 0.03
+    return 3e-3 if attention == "relu" else 3e-4
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that determines a BB training run (with the seed, the result is reproducible)."""
+
+    layers: int = 1
+    optimizer: str = "adamw"
+    attention: str = "softmax"
+    steps: int = DEFAULT_STEPS
+    batch: int = DEFAULT_BATCH
+    seq_len: int = SEQ_LEN
+    d_model: int = 256
+    lr: float | None = None  # None: default_lr(optimizer, attention)
+    seed: int = 0
+    eval_every: int = 25
+    eval_batch: int = 64
+    checkpoint_every: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"Unknown optimizer '{self.optimizer}'. Use one of: {', '.join(OPTIMIZERS)}.")
+        if self.attention not in ATTENTIONS:
+            raise InputError(f"Unknown attention '{self.attention}'. Use one of: {', '.join(ATTENTIONS)}.")
+        for name in ("layers", "steps", "batch", "d_model", "eval_every", "eval_batch", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1 (got {getattr(self, name)}).")
+        if self.seq_len < 3:
+            raise InputError(f"seq_len must be at least 3 (got {self.seq_len}).")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else default_lr(self.optimizer, self.attention)
+
+    def model_config(self, task: BBTask) -> BBConfig:
+        return BBConfig(vocab_size=task.vocab_size, d_model=self.d_model, n_layers=self.layers,
+                        n_heads=1, n_ctx=self.seq_len - 1, attention=self.attention)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "learning_rate": self.learning_rate}
+
+
+def make_optimizer(model: BBModel, settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW (betas (0.9, 0.99), weight decay 1e-4) or SGD (momentum 0.9), at settings.learning_rate."""
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.99), weight_decay=1e-4)
+    return torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=0.9)
+
+
+@dataclass
+class TrainResult:
+    """Where a run lives and what it measured (one dict per evaluation step)."""
+
+    run_dir: str
+    settings: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    final_checkpoint: str
+    resumed_from: int | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_metrics(run_dir: str | Path, up_to: int | None = None) -> list[dict[str, Any]]:
+    """The metrics.jsonl rows of a run (only steps <= up_to when given; a torn last line is dropped)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if up_to is None or row["step"] <= up_to:
+            rows.append(row)
+    return rows
+
+
+def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(run_dir / METRICS, lambda tmp: tmp.write_text(text))
+
+
+def _resume(run_dir: Path, settings: TrainSettings) -> tuple[BBModel, dict[str, Any], int] | None:
+    """The model, optimizer state and step of the run's latest checkpoint, if any."""
+    if not (run_dir / "latest").is_file():
+        return None
+    meta = read_meta(run_dir)
+    saved = {k: v for k, v in meta["settings"].items() if k not in ("steps", "learning_rate")}
+    wanted = {k: v for k, v in settings.to_dict().items() if k not in ("steps", "learning_rate")}
+    if saved != wanted:
+        raise CheckpointError(
+            f"{run_dir} holds a run with other settings ({saved}); use another --out folder or the same settings."
+        )
+    model, _, _ = load_checkpoint(run_dir)
+    state = load_training_state(run_dir)
+    return model, state["optimizer"], int(state["step"])
+
+
+def train(
+    settings: TrainSettings, run_dir: str | Path, task: BBTask | None = None, progress: bool = True
+) -> TrainResult:
+    """Train (or resume) a BB model in run_dir; return its metrics (spec: BB task, training)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    task = task or prose_task()
+    started = time.time()
+    resumed = _resume(run_dir, settings)
+    if resumed is None:
+        torch.manual_seed(settings.seed)
+        model = BBModel(settings.model_config(task))
+        optimizer = make_optimizer(model, settings)
+        start, rows = 0, []
+    else:
+        model, opt_state, start = resumed
+        optimizer = make_optimizer(model, settings)
+        optimizer.load_state_dict(opt_state)
+        # rows on the evaluation grid only: a shorter run's final-step row is not part of the longer run
+        rows = [r for r in read_metrics(run_dir, up_to=start) if r["step"] % settings.eval_every == 0]
+    resumed_from = None if resumed is None else start
+    eval_x, eval_y = split(generate(task, settings.eval_batch, settings.seed, 0, settings.seq_len, EVAL_STREAM))
+    model.train()
+    bar = tqdm(range(start, settings.steps + 1), initial=start, total=settings.steps + 1,
+               desc=f"bb {settings.attention}+{settings.optimizer}", disable=not progress)
+    checkpoint = run_dir / f"step_{start:06d}"
+    for step in bar:
+        if step % settings.eval_every == 0 or step == settings.steps:
+            if not rows or rows[-1]["step"] < step:
+                rows.append({"step": step, **measure(model, task, eval_x, eval_y).to_dict()})
+                _write_metrics(run_dir, rows)
+            bar.set_postfix(sink_non=f"{rows[-1]['attn_sink_nontrigger'][-1]:.2f}", loss=f"{rows[-1]['loss']:.3f}")
+        if step > start and (step % settings.checkpoint_every == 0 or step == settings.steps):
+            checkpoint = save_checkpoint(run_dir / f"step_{step:06d}", model, task, step, settings.to_dict(),
+                                         optimizer.state_dict())
+            write_latest(run_dir, checkpoint)
+        if step == settings.steps:
+            break
+        x, y = split(generate(task, settings.batch, settings.seed, step, settings.seq_len))
+        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return TrainResult(str(run_dir), settings.to_dict(), rows, str(checkpoint), resumed_from, time.time() - started)
+
+
+def with_steps(settings: TrainSettings, steps: int) -> TrainSettings:
+    """The same run with another step count (a longer run resumes a shorter one's checkpoints)."""
+    return replace(settings, steps=steps)
