@@ -406,9 +406,12 @@ class HookedModel:
         return self.adapter.embed().weight.detach()
 
     @property
-    def W_pos(self) -> Tensor | None:
+    def W_pos(self) -> Float[Tensor, "n_ctx d_model"] | None:
         pos = self.adapter.pos_embed()
-        return None if pos is None else pos.weight.detach()
+        if pos is None:
+            return None
+        # OPT's learned positions start at row `offset` (2): row offset + p is position p.
+        return pos.weight.detach()[int(getattr(pos, "offset", 0)) :]
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:

@@ -61,3 +61,16 @@ def test_tiny_model_folder(family, tmp_path):
         logits = model.bridge(ref["ids"])
     assert torch.allclose(logits, ref["logits"], atol=1e-5)
     check_weights_reproduce_heads(model, [0, 1], prompt=PROMPT, atol=1e-5)
+
+
+def test_learned_positions_are_aligned(tmp_path):
+    """W_pos[p] is the vector the model adds at position p (OPT stores it at row p + 2)."""
+    torch.manual_seed(0)
+    OPTForCausalLM(SPECS["opt"][1]()).save_pretrained(tmp_path)
+    _tokenizer().save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), device="cpu")
+    assert model.W_pos.shape == (32, 32)
+    ids = torch.tensor([[3, 4, 5]])
+    with torch.no_grad():
+        pos = model.adapter.pos_embed()(torch.ones_like(ids), position_ids=torch.arange(3)[None])
+    assert torch.allclose(pos[0], model.W_pos[:3])
