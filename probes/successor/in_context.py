@@ -146,19 +146,23 @@ def run_last_position(model: HookedModel, rows: list[list[int]], batch_size: int
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def head_writes(model: HookedModel, z: Float[Tensor, "b layer head d_head"]) -> Float[Tensor, "b layer head d_model"]:
-    """Each head's write to the residual (Gemma: through its post-attention norm with the layer's frozen scale)."""
-    f = model.facts
-    w_o = model.W_O.float().cpu()
+def head_writes(
+    model: HookedModel, z: Float[Tensor, "b layer head d_head"], layers: list[int] | None = None
+) -> Float[Tensor, "b layer head d_model"]:
+    """Each head's write to the residual (Gemma: through its post-attention norm with the layer's frozen scale).
+
+    `layers` names the layers z covers (default: all, in order)."""
+    layer_ids = list(range(model.facts.n_layers)) if layers is None else layers
+    w_o = model.W_O[layer_ids].float().cpu()
     out = torch.einsum("blhe,lhed->blhd", z, w_o)
     b_o = model.b_O
     if model.adapter.attn_out_norm(0) is None:
         return out
     eps = _norm_eps(model)
-    total = out.sum(dim=2) + (0 if b_o is None else b_o.float().cpu()[None])
+    total = out.sum(dim=2) + (0 if b_o is None else b_o[layer_ids].float().cpu()[None])
     s = torch.rsqrt(total.pow(2).mean(dim=-1) + eps)  # [b, layer]
     w_post = torch.stack([model.adapter.norm_scale(model.adapter.attn_out_norm(la)).float().cpu()
-                          for la in range(f.n_layers)])  # [layer, d_model]
+                          for la in layer_ids])  # [layer, d_model]
     return out * s[:, :, None, None] * w_post[None, :, None, :]
 
 

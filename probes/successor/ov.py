@@ -60,8 +60,11 @@ class OVSettings:
         return asdict(self)
 
 
+DEFAULT_SETTINGS = OVSettings()
+
+
 def mlp0_of_tokens(
-    model: HookedModel, token_ids: Tensor | list[int], settings: OVSettings = OVSettings()
+    model: HookedModel, token_ids: Tensor | list[int], settings: OVSettings = DEFAULT_SETTINGS
 ) -> Float[Tensor, "n d_model"]:
     """MLP0(W_E[t]) for each token (with MLP0's input norm unless norm == "none"), W_E[t] added if asked."""
     s = settings.resolved(model)
@@ -123,7 +126,7 @@ def head_outputs(
 
 def ov_logits(
     model: HookedModel, token_ids: Tensor | list[int], out_ids: Tensor | list[int],
-    settings: OVSettings = OVSettings(), layers: list[int] | None = None,
+    settings: OVSettings = DEFAULT_SETTINGS, layers: list[int] | None = None,
 ) -> Float[Tensor, "layer head n_src n_out"]:
     """Effective OV logits of every head: rows are source tokens, columns the output tokens `out_ids`."""
     s = settings.resolved(model)
@@ -140,7 +143,7 @@ def ov_logits(
 
 def ov_logits_of_vectors(
     model: HookedModel, x: Float[Tensor, "n d_model"], layer: int, head: int, out_ids: Tensor | list[int],
-    settings: OVSettings = OVSettings(),
+    settings: OVSettings = DEFAULT_SETTINGS,
 ) -> Float[Tensor, "n n_out"]:
     """One head's effective OV logits for arbitrary source vectors (used by the mod-10 vector arithmetic)."""
     s = settings.resolved(model)

@@ -20,7 +20,7 @@ from probes.errors import InputError
 from probes.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.successor.dataset import SuccessionDataset, Task, build_dataset
-from probes.successor.ov import OVSettings, ov_logits
+from probes.successor.ov import DEFAULT_SETTINGS, OVSettings, ov_logits
 
 
 def task_hits(logits: Float[Tensor, "... n n"], task: Task) -> tuple[Tensor, Tensor]:
@@ -81,7 +81,7 @@ class SuccessorScores:
 
 
 def score_heads(
-    model: HookedModel, dataset: SuccessionDataset | None = None, settings: OVSettings = OVSettings(),
+    model: HookedModel, dataset: SuccessionDataset | None = None, settings: OVSettings = DEFAULT_SETTINGS,
     threshold: float = 0.4, progress: bool = False,
 ) -> SuccessorScores:
     """Successor score of every head of the model on every task (all heads at once, per task)."""
