@@ -161,15 +161,17 @@ def build_dataset(tokenizer: Any, tasks: Sequence[str] | None = None) -> Success
     for name in names:
         items, cyclic, first = TASKS[name]
         try:
-            task = build_task(name, items, tokenizer, cyclic, first)
-        except InputError as exc:
-            if name == "numbers":
+            try:
+                task = build_task(name, items, tokenizer, cyclic, first)
+            except InputError as exc:
+                if name != "numbers":
+                    raise
                 task = _bare_digits(tokenizer, exc)
-            elif tasks is not None:
+        except InputError as exc:
+            if tasks is not None:
                 raise
-            else:
-                skipped[name] = str(exc)
-                continue
+            skipped[name] = str(exc)
+            continue
         built.append(task)
     if not built:
         raise InputError("No task has two single-token items in this tokenizer; nothing can be scored.")

@@ -66,11 +66,11 @@ def natural_text_effects(
     found.sort(key=lambda r: -r[0])
     examples = []
     for value, row, pos, toks, vals in found[:top]:
-        ids: list[int] = corpus.ids[row].tolist()
+        row_ids: list[int] = [int(t) for t in corpus.ids[row]]
         examples.append({
             "effect": value, "row": row, "position": pos, "source": corpus.sources[row],
-            "context": model.to_string(ids[max(len(prefix), pos - context) : pos]),
-            "token": model.to_str_tokens([ids[pos]])[0], "next_token": model.to_str_tokens([ids[pos + 1]])[0],
+            "context": model.to_string(row_ids[max(len(prefix), pos - context) : pos]),
+            "token": model.to_str_tokens([row_ids[pos]])[0], "next_token": model.to_str_tokens([row_ids[pos + 1]])[0],
             "promoted": [{"token": model.to_str_tokens([t])[0], "logit": v} for t, v in zip(toks, vals, strict=True)],
         })
     settings = {"domain": domain, "n": n, "length": length, "layer": layer, "head": head}
