@@ -1,0 +1,59 @@
+"""`glasshouse successor`: successor heads, first-order (effective OV) and in-context (DLA) views."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("successor", help="find successor heads (effective OV score and in-context DLA)")
+    add_model_args(p)
+    p.add_argument("--norm", default="auto", choices=["auto", "none", "mlp", "all"],
+                   help="norms on the OV path (auto: none for LayerNorm models, all for RMSNorm)")
+    p.add_argument("--source", default="mlp0", choices=["mlp0", "resid"], help="what a head reads for a token")
+    p.add_argument("--threshold", type=float, default=0.4, help="score listing a head as a successor head")
+    p.add_argument("--max-prompts", type=int, default=20, help="in-context prompts per task")
+    p.add_argument("--natural", type=int, default=8, help="corpus windows for the natural-text view (0: skip)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.figures.successor import confusion_figure, dla_heatmap, score_heatmap, task_bars, top_head_bars
+    from probes.successor import (
+        OVSettings,
+        in_context_scores,
+        mod10_analysis,
+        natural_text_effects,
+        score_heads,
+    )
+
+    model = load_from_args(args)
+    settings = OVSettings(norm=args.norm, source=args.source)
+    scores = score_heads(model, settings=settings, threshold=args.threshold, progress=True)
+    ic = in_context_scores(model, max_prompts=args.max_prompts, progress=True)
+    mod10 = mod10_analysis(model, head=scores.top_head, dataset=scores.dataset, settings=settings, seed=args.seed)
+    ic_top = ic.ranking(1)[0]
+    natural = (natural_text_effects(model, ic_top["layer"], ic_top["head"], n=args.natural, seed=args.seed)
+               if args.natural > 0 else None)
+    sd, icd = scores.to_dict(), ic.to_dict()
+    result = {"first_order": sd, "in_context": icd, "mod10": mod10.to_dict(),
+              "natural_text": natural.to_dict() if natural else None}
+    figures = {"successor_scores": score_heatmap(sd), "successor_top_head_tasks": top_head_bars(sd),
+               "successor_in_context_dla": dla_heatmap(icd),
+               "successor_in_context_top_head": task_bars(ic_top["per_task_rank_accuracy"], icd["chance"],
+                                                          f"Top in-context head L{ic_top['layer']}H{ic_top['head']}: "
+                                                          "rank accuracy per task vs chance",
+                                                          "rank accuracy (fraction of prompts)")}
+    for task in sd["top_confusion"]:
+        figures[f"successor_confusion_{task}"] = confusion_figure(sd, task)
+    out = output_dir(args, "successor")
+    paths = write_outputs(out, "successor", result, figures)
+    top = sd["ranking"][0]
+    print(f"first-order top head L{top['layer']}H{top['head']} score {top['score']:.3f} (chance {sd['chance']:.3f})")
+    print(f"in-context top head L{ic_top['layer']}H{ic_top['head']} mean DLA {ic_top['mean_dla']:.3f} logits")
+    print(f"mod-10: {mod10.status} {mod10.reason}")
+    print(f"wrote {len(paths)} files to {out}")
+    return 0

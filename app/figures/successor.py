@@ -1,0 +1,77 @@
+"""Figures for successor heads: layer x head heatmaps with hover, per-task bars with chance, confusion."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import plotly.graph_objects as go
+
+from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme
+
+
+def head_heatmap(values: list[list[float]], per_task: dict[str, list[list[float]]], title: str, unit: str,
+                 diverging: bool = False) -> go.Figure:
+    """A layer x head heatmap; hover shows the value and every task's value for that head."""
+    hover = [[f"L{la}H{h}: {values[la][h]:.3f} {unit}<br>" + "<br>".join(
+        f"{t}: {v[la][h]:.3f}" for t, v in per_task.items()) for h in range(len(values[0]))] for la in range(len(values))]
+    fig = go.Figure(go.Heatmap(z=values, text=hover, hoverinfo="text", colorbar={"title": unit},
+                               colorscale=DIVERGING_SCALE if diverging else HEATMAP_SCALE,
+                               zmid=0 if diverging else None))
+    fig.update_layout(title=title, xaxis_title="head (index)", yaxis_title="layer (index)")
+    return apply_theme(fig)
+
+
+def score_heatmap(scores: dict[str, Any]) -> go.Figure:
+    """First-order successor score (fraction of pairs) of every head."""
+    s = scores["metadata"]["settings"]
+    title = (f"Successor score per head (effective OV, norm={s['norm']}, source={s['source']}); "
+             f"chance {scores['chance']:.3f}")
+    return head_heatmap(scores["scores"], scores["per_task"], title, "fraction of pairs")
+
+
+def dla_heatmap(ic: dict[str, Any]) -> go.Figure:
+    """In-context mean DLA to the correct successor (mean over tasks) of every head."""
+    tasks = list(ic["dla"])
+    n_l, n_h = len(ic["dla"][tasks[0]]), len(ic["dla"][tasks[0]][0])
+    mean = [[sum(ic["dla"][t][la][h] for t in tasks) / len(tasks) for h in range(n_h)] for la in range(n_l)]
+    return head_heatmap(mean, ic["dla"], "In-context direct logit attribution to the correct successor "
+                        "(mean over tasks)", "logits", diverging=True)
+
+
+def task_bars(per_task: dict[str, float], chance: dict[str, float], title: str, y_title: str) -> go.Figure:
+    """One bar per task with its chance level beside it."""
+    tasks = list(per_task)
+    fig = go.Figure([
+        go.Bar(name="head", x=tasks, y=[per_task[t] for t in tasks],
+               hovertemplate="%{x}: %{y:.3f}<extra>head</extra>"),
+        go.Bar(name="chance", x=tasks, y=[chance[t] for t in tasks], marker_color="#BBBBBB",
+               hovertemplate="%{x}: chance %{y:.3f}<extra></extra>"),
+    ])
+    fig.update_layout(title=title, xaxis_title="task", yaxis_title=y_title, barmode="group")
+    return apply_theme(fig)
+
+
+def top_head_bars(scores: dict[str, Any]) -> go.Figure:
+    top = scores["top_head"]
+    return task_bars(top["per_task"], scores["task_chance"],
+                     f"Top first-order head L{top['layer']}H{top['head']}: accuracy per task vs chance",
+                     "accuracy (fraction of pairs)")
+
+
+def confusion_figure(scores: dict[str, Any], task: str) -> go.Figure:
+    """For the top head on one task: which item it predicts for each source item."""
+    rows = scores["top_confusion"][task]
+    items = next(t["items"] for t in scores["dataset"]["tasks"] if t["name"] == task)
+    counts = Counter((r["source"], r["predicted"]) for r in rows)
+    expected = {r["source"]: r["expected"] for r in rows}
+    z = [[counts.get((src, pred), 0) for pred in items] for src in items]
+    hover = [[f"source {src!r}<br>predicted {pred!r}<br>expected {expected.get(src, '-')!r}" for pred in items]
+             for src in items]
+    top = scores["top_head"]
+    fig = go.Figure(go.Heatmap(z=z, x=items, y=items, text=hover, hoverinfo="text", colorscale=HEATMAP_SCALE,
+                               colorbar={"title": "pairs"}))
+    fig.update_layout(title=f"L{top['layer']}H{top['head']} on {task}: predicted item per source item",
+                      xaxis_title="predicted token (highest OV logit among the task's tokens)",
+                      yaxis_title="source token")
+    return apply_theme(fig)

@@ -1,0 +1,256 @@
+"""The in-context view: each head's direct logit attribution (DLA) to the correct successor.
+
+Spec: successor-heads.md and issue 4 (item 4). The first-order circuit W_U . W_OV . MLP0(W_E[t])
+can miss heads in deep, narrow models whose early layers have not finished building a token's
+representation, so this view reads what each head actually writes on succession prompts.
+
+Prompts: for each task, items shown in order separated by ", " ("Monday, Tuesday, Wednesday,
+Thursday, Friday"); the prompt is every token but the last, the target is the last token. For
+single-token items the target is the whole next item; on digit-splitting tokenizers (SmolLM2,
+Gemma 3) a number's last digit ("1, 2, ..., 1" -> "3" in "13"). Cyclic tasks wrap.
+
+Direct logit attribution of head (l, h) at the last position:
+    head_out = z_h . W_O[h]                                  (the head's write, no b_O)
+    Gemma: head_out <- w_post_l * head_out * s_l,  s_l = 1/sqrt(mean(a_l^2) + eps), where a_l is
+           the layer's whole attention output (all heads + b_O) from the clean run (frozen scale)
+    final norm, frozen from the clean run's final residual x:
+           RMSNorm:   c -> w_f * c / sqrt(mean(x^2) + eps)
+           LayerNorm: c -> w_f * (c - mean(c)) / sqrt(var(x) + eps)   (its bias is not a head's)
+    DLA = final(head_out) . (W_U[:, correct] - mean_{t in T} W_U[:, t])
+where T is the task's target token set (every target any prompt of the task can have). With the
+scales frozen the map is linear, so the DLAs of all components (embedding, heads, b_O, MLPs, the
+final norm's and unembedding's biases) sum exactly to logit[correct] - mean_{t in T} logit[t].
+Rank accuracy of a head: how often correct has the highest DLA among T (chance 1/|T|).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.errors import InputError
+from probes.hooked_model import HookedModel
+from probes.results import result_metadata
+from probes.successor.dataset import TASKS
+
+DEFAULT_TASKS = ("numbers", "days", "months", "letters", "number_words", "ordinals", "month_prefixes",
+                 "day_prefixes")
+
+
+@dataclass
+class PromptSet:
+    """Succession prompts of one task: token rows (without the target), targets, and the target set T."""
+
+    task: str
+    texts: list[str]
+    rows: list[list[int]]
+    targets: list[int]
+    target_set: list[int]
+    target_strings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "texts": self.texts, "targets": self.target_strings,
+                "target_set_size": len(self.target_set)}
+
+
+def _sequences(items: list[str], cyclic: bool, shown: int) -> list[list[str]]:
+    n = len(items)
+    starts = range(n) if cyclic else range(n - shown)
+    return [[items[(s + k) % n] for k in range(shown + 1)] for s in starts]
+
+
+def build_prompts(model: HookedModel, task: str, shown: int = 4, max_prompts: int = 20) -> PromptSet:
+    """Prompts for one task: `shown` items then the target item (evenly spaced starts, at most max_prompts)."""
+    if task not in TASKS:
+        raise InputError(f"Unknown task '{task}'. Known tasks: {', '.join(TASKS)}.")
+    if shown < 1 or max_prompts < 1:
+        raise InputError(f"shown and max_prompts must be at least 1 (got {shown}, {max_prompts}).")
+    items, cyclic, _ = TASKS[task]
+    seqs = _sequences(items, cyclic, shown)
+    if not seqs:
+        raise InputError(f"Task '{task}' has {len(items)} items, too few for {shown} shown items and a target.")
+    tok = model.tokenizer
+    bos = [int(tok.bos_token_id)] if model.facts.prepends_bos else []
+    encoded = [bos + list(tok(", ".join(s), add_special_tokens=False).input_ids) for s in seqs]
+    target_set = sorted({e[-1] for e in encoded})
+    step = max(1, len(seqs) // max_prompts)
+    chosen = list(range(0, len(seqs), step))[:max_prompts]
+    return PromptSet(task, [", ".join(seqs[i]) for i in chosen], [encoded[i][:-1] for i in chosen],
+                     [encoded[i][-1] for i in chosen], target_set,
+                     [model.to_str_tokens([encoded[i][-1]])[0] for i in chosen])
+
+
+def _norm_eps(model: HookedModel) -> float:
+    cfg = model.hf_model.config
+    for name in ("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"):
+        value = getattr(cfg, name, None)
+        if value is not None:
+            return float(value)
+    raise InputError(f"Cannot find the norm epsilon of {model.spec} in its config.")
+
+
+def final_norm_linear(model: HookedModel, x_final: Float[Tensor, "b d_model"]) -> Any:
+    """The final norm with its scale frozen at x_final: a function c [b, ..., d] -> normalized c (no bias)."""
+    eps = _norm_eps(model)
+    w = model.norm_scales()["ln_final"].float().cpu()
+    x = x_final.float()
+    if model.facts.normalization == "layernorm":
+        s = 1.0 / torch.sqrt(x.var(dim=-1, unbiased=False) + eps)
+    else:
+        s = torch.rsqrt(x.pow(2).mean(dim=-1) + eps)
+
+    def apply(c: Tensor) -> Tensor:
+        if model.facts.normalization == "layernorm":
+            c = c - c.mean(dim=-1, keepdim=True)
+        shape = (c.shape[0],) + (1,) * (c.ndim - 1)
+        return c * s.reshape(shape) * w
+
+    return apply
+
+
+def run_last_position(model: HookedModel, rows: list[list[int]], batch_size: int = 16) -> dict[str, Tensor]:
+    """z of every head [b, layer, head, d_head] and the final residual [b, d_model] at each row's last token,
+    plus the model's logits there [b, d_vocab] and resid_pre/mid/post per layer [b, layer, d_model]."""
+    f = model.facts
+    tokens = model.tokens_from_ids(rows)
+    last = torch.tensor(tokens.lengths) - 1
+    hooks = {f"blocks.{la}.{n}" for la in range(f.n_layers)
+             for n in ("attn.hook_z", "hook_resid_pre", "hook_resid_mid", "hook_resid_post")}
+    out: dict[str, list[Tensor]] = {"z": [], "resid_pre": [], "resid_mid": [], "resid_post": [], "logits": []}
+    for start in range(0, len(rows), batch_size):
+        ids = tokens.ids[start : start + batch_size]
+        mask = tokens.attention_mask[start : start + batch_size]
+        idx = last[start : start + batch_size]
+        ar = torch.arange(len(idx))
+        with torch.no_grad():
+            logits, cache = model.bridge.run_with_cache(ids.to(model.device), attention_mask=mask.to(model.device),
+                                                        names_filter=lambda name: name in hooks)
+        zs = []
+        for la in range(f.n_layers):
+            z = cache[f"blocks.{la}.attn.hook_z"][ar, idx].float().cpu()
+            if z.ndim == 2:
+                z = z.reshape(len(idx), f.n_heads, f.d_head)
+            zs.append(z)
+        out["z"].append(torch.stack(zs, dim=1))
+        for name in ("resid_pre", "resid_mid", "resid_post"):
+            out[name].append(torch.stack([cache[f"blocks.{la}.hook_{name}"][ar, idx].float().cpu()
+                                          for la in range(f.n_layers)], dim=1))
+        out["logits"].append(logits[ar, idx].float().cpu())
+        del cache, logits
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def head_writes(
+    model: HookedModel, z: Float[Tensor, "b layer head d_head"], layers: list[int] | None = None
+) -> Float[Tensor, "b layer head d_model"]:
+    """Each head's write to the residual (Gemma: through its post-attention norm with the layer's frozen scale).
+
+    `layers` names the layers z covers (default: all, in order)."""
+    layer_ids = list(range(model.facts.n_layers)) if layers is None else layers
+    w_o = model.W_O[layer_ids].float().cpu()
+    out = torch.einsum("blhe,lhed->blhd", z, w_o)
+    b_o = model.b_O
+    if model.adapter.attn_out_norm(0) is None:
+        return out
+    eps = _norm_eps(model)
+    total = out.sum(dim=2) + (0 if b_o is None else b_o[layer_ids].float().cpu()[None])
+    s = torch.rsqrt(total.pow(2).mean(dim=-1) + eps)  # [b, layer]
+    w_post = torch.stack([model.adapter.norm_scale(model.adapter.attn_out_norm(la)).float().cpu()
+                          for la in layer_ids])  # [layer, d_model]
+    return out * s[:, :, None, None] * w_post[None, :, None, :]
+
+
+@dataclass
+class InContextScores:
+    """Per-head DLA to the correct successor on succession prompts, per task, with the model's own accuracy."""
+
+    metadata: dict[str, Any]
+    prompts: list[PromptSet]
+    dla: Tensor  # [task, layer, head] mean DLA (logits)
+    rank_accuracy: Tensor  # [task, layer, head]
+    model_accuracy: list[float]  # top-1 over the whole vocabulary
+    model_task_accuracy: list[float]  # correct is the top logit among the task's target set
+    per_prompt_dla: list[Tensor]  # per task [prompt, layer, head]
+    logit_diff: list[Tensor]  # per task [prompt]: logit[correct] - mean over T (the exact total)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [p.task for p in self.prompts]
+
+    @property
+    def chance(self) -> list[float]:
+        return [1.0 / len(p.target_set) for p in self.prompts]
+
+    @property
+    def overall(self) -> Tensor:
+        """Mean DLA over tasks (each task weighted equally) [layer, head]."""
+        return self.dla.mean(dim=0)
+
+    def ranking(self, k: int = 10) -> list[dict[str, Any]]:
+        flat = self.overall.flatten()
+        n_heads = self.overall.shape[1]
+        order = torch.argsort(flat, descending=True)[:k]
+        return [{"layer": int(i) // n_heads, "head": int(i) % n_heads, "mean_dla": float(flat[i]),
+                 "per_task_dla": {t: float(self.dla[j].flatten()[i]) for j, t in enumerate(self.task_names)},
+                 "per_task_rank_accuracy": {t: float(self.rank_accuracy[j].flatten()[i])
+                                            for j, t in enumerate(self.task_names)}}
+                for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metadata": self.metadata,
+            "tasks": [p.to_dict() for p in self.prompts],
+            "dla": {t: self.dla[i].tolist() for i, t in enumerate(self.task_names)},
+            "rank_accuracy": {t: self.rank_accuracy[i].tolist() for i, t in enumerate(self.task_names)},
+            "chance": dict(zip(self.task_names, self.chance, strict=True)),
+            "model_accuracy": dict(zip(self.task_names, self.model_accuracy, strict=True)),
+            "model_task_accuracy": dict(zip(self.task_names, self.model_task_accuracy, strict=True)),
+            "mean_logit_diff": {t: float(d.mean()) for t, d in zip(self.task_names, self.logit_diff, strict=True)},
+            "ranking": self.ranking(10),
+        }
+
+
+def head_dla(model: HookedModel, ps: PromptSet, batch_size: int = 16) -> dict[str, Tensor]:
+    """DLA of every head on one prompt set: to the correct target [p, L, H], to every t in T [p, L, H, |T|],
+    the exact total logit difference [p], and the run's tensors."""
+    run = run_last_position(model, ps.rows, batch_size)
+    final = final_norm_linear(model, run["resid_post"][:, -1])
+    writes = final(head_writes(model, run["z"]))  # [p, L, H, d]
+    w_u = model.W_U.float().cpu()
+    t_set = torch.tensor(ps.target_set)
+    dirs = w_u[:, t_set] - w_u[:, t_set].mean(dim=1, keepdim=True)  # [d, |T|]
+    per_t = writes @ dirs  # [p, L, H, |T|]
+    col = torch.tensor([ps.target_set.index(t) for t in ps.targets])
+    correct = per_t[torch.arange(len(col)), :, :, col]  # [p, L, H]
+    logits = run["logits"]
+    diff = logits[torch.arange(len(col)), torch.tensor(ps.targets)] - logits[:, t_set].mean(dim=1)
+    return {"correct": correct, "per_t": per_t, "col": col, "logit_diff": diff, **run}
+
+
+def in_context_scores(
+    model: HookedModel, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
+    batch_size: int = 16, progress: bool = False,
+) -> InContextScores:
+    """The in-context view for every head and task (see the module docstring for the definitions)."""
+    prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]
+    dla, rank_acc, per_prompt, diffs, acc, task_acc = [], [], [], [], [], []
+    for ps in tqdm(prompt_sets, desc="in-context tasks", disable=not progress):
+        r = head_dla(model, ps, batch_size)
+        per_prompt.append(r["correct"])
+        dla.append(r["correct"].mean(dim=0))
+        rank_acc.append((r["per_t"].argmax(dim=-1) == r["col"][:, None, None]).float().mean(dim=0))
+        diffs.append(r["logit_diff"])
+        targets = torch.tensor(ps.targets)
+        acc.append(float((r["logits"].argmax(dim=-1) == targets).float().mean()))
+        t_set = torch.tensor(ps.target_set)
+        task_acc.append(float((r["logits"][:, t_set].argmax(dim=-1) == r["col"]).float().mean()))
+    settings = {"tasks": list(tasks), "shown": shown, "max_prompts": max_prompts,
+                "baseline": "mean W_U over the task's target set"}
+    return InContextScores(result_metadata(model, settings), prompt_sets, torch.stack(dla), torch.stack(rank_acc),
+                           acc, task_acc, per_prompt, diffs)
