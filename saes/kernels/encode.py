@@ -41,7 +41,7 @@ def _pack(vals, cols):
 def _unpack(packed):
     key = (packed >> 32).to(tl.int32)
     bits = key ^ ((key >> 31) & 0x7FFFFFFF)
-    return bits.to(tl.float32, bitcast=True), packed & 0xFFFFFFFF
+    return bits.to(tl.float32, bitcast=True), packed - ((packed >> 32) << 32)
 
 
 @triton.jit
