@@ -188,7 +188,6 @@ def bench_decode(b: Bench, s: Shapes, dtype: torch.dtype) -> list[Row]:
     out = sparse_decode(vals, idx, W_dec, b_dec).float()
     err = (out - (dense.float() @ W_dec.float())).abs().max().item()
     rows.append(Row("decode", "check: max |ours - fp32 dense|", None, None, note=f"{err:.2e}"))
-    del dense
     return rows
 
 
@@ -227,16 +226,20 @@ def bench_attention(b: Bench, s: Shapes, dtype: torch.dtype) -> list[Row]:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
         mask = create_block_mask(lambda b_, h_, qi, ki: ki <= qi, None, None, t, t, device=dev)
-        flex = torch.compile(flex_attention)
+        flex: Any = torch.compile(flex_attention)
         rows.append(b.run("attention", f"FlexAttention + lse, T={t}",
                           lambda: flex(q, k, v, block_mask=mask, enable_gqa=True, return_lse=True), fwd))
     except Exception as exc:
         rows.append(Row("attention", f"FlexAttention + lse, T={t}", None, None, note=f"failed: {exc}"[:90]))
     for tm in s.t_memory:
-        qm, km, vm = _attention_inputs(dev, s, tm, dtype)
-        rows.append(b.run("attention memory", f"ours, T={tm}", lambda qm=qm, km=km, vm=vm: attention_stats(qm, km, vm)))
+        rows.append(b.run("attention memory", f"ours, T={tm}", _stats_at(dev, s, tm, dtype)))
     rows.append(_attention_accuracy(dev, s, dtype))
     return rows
+
+
+def _stats_at(dev: str, s: Shapes, t: int, dtype: torch.dtype) -> Callable[[], Any]:
+    qm, km, vm = _attention_inputs(dev, s, t, dtype)
+    return lambda: attention_stats(qm, km, vm)
 
 
 def _attention_accuracy(dev: str, s: Shapes, dtype: torch.dtype) -> Row:
