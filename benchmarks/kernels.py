@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for part, fn in (("encode", bench_encode), ("decode", bench_decode), ("attention", bench_attention)):
         if part in args.only:
-            rows += fn(bench, shapes, dtype)
+            with torch.no_grad():  # forward-only benchmarks (and torch.compile on CPU supports inference only)
+                rows += fn(bench, shapes, dtype)
             if bench.device == "cuda":
                 torch.cuda.empty_cache()
     print_table(rows)
