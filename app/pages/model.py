@@ -11,7 +11,6 @@ from app.ui.figures import attention_pattern_figure
 from app.ui.model import current_model, head_patterns, input_rows
 from app.ui.sidebar import current_settings
 
-
 settings = current_settings()
 st.title("Model")
 model = current_model(settings)

@@ -117,12 +117,12 @@ with st.expander("Per-head table"):
                         f"pct_sequences_alpha1_gt_{eps:g}": head_rate.ravel()}), f"sinks_per_head_{tag}")
 
 st.header("One head, token by token")
-c = st.columns(3)
-seq = int(c[0].number_input("Sequence", min_value=0, max_value=n - 1, value=0, key="sink_seq"))
+cols = st.columns(3)
+seq = int(cols[0].number_input("Sequence", min_value=0, max_value=n - 1, value=0, key="sink_seq"))
 default_layer = int(np.unravel_index(np.argmax(first_alpha), first_alpha.shape)[0])
-layer = int(c[1].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=default_layer,
+layer = int(cols[1].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=default_layer,
                               key="sink_layer"))
-head = int(c[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="sink_head"))
+head = int(cols[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="sink_head"))
 with shown_errors():
     patterns, str_tokens = head_patterns(settings.spec, settings.device, settings.dtype, tuple(ids[seq]),
                                          prepend, layer)

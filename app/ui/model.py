@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 import streamlit as st
 
 from app.ui.errors import shown_errors
