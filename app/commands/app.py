@@ -40,6 +40,7 @@ def streamlit_argv(args: argparse.Namespace) -> list[str]:
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--theme.base", "light",
+        "--client.toolbarMode", "minimal",
         "--", "--model", args.model, "--dtype", args.dtype,
     ]
     if args.device:

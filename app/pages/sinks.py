@@ -23,6 +23,7 @@ from app.ui.sidebar import current_settings
 
 REGIMES = {"natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
 BOS = {"default": None, "prepend": True, "none": False}
+HIDDEN_MIN_QUERIES = 8  # hidden sinks count only keys seen by at least 8 queries (as `glasshouse sinks` shows them)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -45,14 +46,19 @@ def sink_result(spec: str, device: str, dtype: str, regime: str, n: int, T: int,
     return result, [[int(t) for t in row] for row in ids.tolist()]
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def hidden_sinks(spec: str, device: str, dtype: str, rows: tuple[tuple[int, ...], ...]) -> Any:
+    """probes.hidden_sinks.detect_hidden_sinks (ACT: alpha_k > 0.1) on the page's sequences, cached."""
+    import torch
+
+    mod = importlib.import_module("probes.hidden_sinks")
+    model = get_model(spec, device, dtype)
+    min_queries = min(HIDDEN_MIN_QUERIES, len(rows[0]) - 1)
+    return mod.detect_hidden_sinks(model, torch.tensor(rows), min_queries=min_queries)
+
+
 def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().float().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=float)
-
-
-def _tokens_of(str_tokens: Any, i: int) -> list[str]:
-    if str_tokens and isinstance(str_tokens[0], str):
-        return list(str_tokens)
-    return list(str_tokens[i])
 
 
 settings = current_settings()
@@ -88,6 +94,7 @@ sink_rate = _numpy(result.sink_rate)
 head_rate = _numpy(result.head_rate)
 first_alpha = alpha[:, :, :, 0].mean(axis=0)
 tag = f"{facts.spec}_{regime}_n{n}_T{T}_eps{eps:g}_seed{seed}"
+figs = import_optional("app.figures.sinks")
 
 m = st.columns(4)
 m[0].metric(f"Sink_1^{eps:g}", f"{float(result.sink1):.2f} %",
@@ -101,14 +108,16 @@ view = st.radio("Heatmap colour", ["alpha", "rate"], horizontal=True, key="sink_
                 format_func=lambda v: {"alpha": "mean alpha on the first token",
                                        "rate": f"% of sequences with alpha_1 > {eps:g}"}[v])
 if view == "alpha":
-    grid = head_grid_figure(first_alpha, f"{facts.spec}: first-token importance alpha_1 per head ({regime}, {n} x {T})",
-                            "mean alpha_1<br>(attention prob.)", zmax=1.0)
+    grid = (figs.first_token_heatmap(result) if figs is not None else
+            head_grid_figure(first_alpha, f"{facts.spec}: first-token importance alpha_1 per head ({regime}, {n} x {T})",
+                             "mean alpha_1<br>(attention prob.)", zmax=1.0))
 else:
     grid = head_grid_figure(head_rate, f"{facts.spec}: heads with a first-token sink ({regime}, eps {eps:g})",
                             f"% sequences<br>alpha_1 > {eps:g}", zmax=100.0, hover_unit=" %")
 plot(grid, f"sinks_heads_{view}_{tag}")
-plot(position_line_figure(sink_rate, f"{facts.spec}: Sink_k^{eps:g} by key position ({regime})",
-                          f"Sink_k^{eps:g} (%)"), f"sinks_by_position_{tag}")
+plot(figs.sink_rate_by_regime({str(regime): result}) if figs is not None else
+     position_line_figure(sink_rate, f"{facts.spec}: Sink_k^{eps:g} by key position ({regime})", f"Sink_k^{eps:g} (%)"),
+     f"sinks_by_position_{tag}")
 
 with st.expander("Per-head table"):
     layer_idx, head_idx = np.meshgrid(np.arange(facts.n_layers), np.arange(facts.n_heads), indexing="ij")
@@ -116,26 +125,47 @@ with st.expander("Per-head table"):
                         "mean_alpha_first_token": first_alpha.ravel(),
                         f"pct_sequences_alpha1_gt_{eps:g}": head_rate.ravel()}), f"sinks_per_head_{tag}")
 
-st.header("One head, token by token")
+st.header("Token by token")
 cols = st.columns(3)
 seq = int(cols[0].number_input("Sequence", min_value=0, max_value=n - 1, value=0, key="sink_seq"))
 default_layer = int(np.unravel_index(np.argmax(first_alpha), first_alpha.shape)[0])
 layer = int(cols[1].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=default_layer,
-                              key="sink_layer"))
+                                 key="sink_layer"))
 head = int(cols[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="sink_head"))
+if figs is not None:
+    plot(figs.token_view(result, seq), f"sinks_tokens_{tag}_s{seq}")
+
+hidden_mod = import_optional("probes.hidden_sinks")
+hidden_here: list[int] = []
+if hidden_mod is None:
+    st.caption("Hidden sinks beyond the first token (ACT): " + lands_with("probes.hidden_sinks"))
+else:
+    with shown_errors(), st.spinner("Detecting hidden sinks (ACT, alpha_k > 0.1) ..."):
+        hidden = hidden_sinks(settings.spec, settings.device, settings.dtype, tuple(map(tuple, ids)))
+    is_sink = _numpy(hidden.alpha) > hidden.threshold
+    last = T - min(HIDDEN_MIN_QUERIES, T - 1)  # positions seen by fewer queries are not counted (as the CLI does)
+    hidden_here = [k for k in range(1, last + 1) if is_sink[seq, layer, head, k]]
+key_alpha = alpha[seq, layer, head]
 with shown_errors():
     patterns, str_tokens = head_patterns(settings.spec, settings.device, settings.dtype, tuple(ids[seq]),
                                          prepend, layer)
-key_alpha = alpha[seq, layer, head]
-sinks_here = [k for k in range(len(key_alpha)) if key_alpha[k] > eps]
-hidden = import_optional("probes.hidden_sinks")
-plot(token_bar_figure(key_alpha, str_tokens,
-                      f"Sequence {seq}, layer {layer}, head {head}: alpha per key (red: alpha > {eps:g})",
-                      "alpha (mean attention from later queries)", threshold=eps, highlight=sinks_here),
-     f"sinks_alpha_tokens_{tag}_s{seq}_L{layer}H{head}")
-if hidden is None:
-    st.caption("Hidden sinks beyond the first token (ACT): " + lands_with("probes.hidden_sinks"))
+if hidden_mod is not None:
+    bar_title = f"(red: hidden sinks, alpha > {hidden.threshold:g} at k > 1)"
+    line, marked = float(hidden.threshold), hidden_here
 else:
-    st.caption("probes.hidden_sinks has landed; its highlighting is wired here after it merges.")
+    bar_title, line, marked = f"(red: alpha > eps {eps:g})", eps, [k for k in range(T) if key_alpha[k] > eps]
+plot(token_bar_figure(key_alpha, str_tokens, f"Sequence {seq}, layer {layer}, head {head}: alpha per key {bar_title}",
+                      "alpha (mean attention from later queries)", threshold=line, highlight=marked),
+     f"sinks_alpha_tokens_{tag}_s{seq}_L{layer}H{head}")
+if hidden_mod is not None:
+    st.caption(f"Hidden sinks of this head in this sequence: {len(hidden_here)} "
+               + (", ".join(f"{k}: {str_tokens[k]!r}" for k in hidden_here) if hidden_here else "")
+               + f". Over all heads and sequences, {float(_numpy(hidden.hidden_rate).mean()):.1f} % of "
+               "(sequence, head) pairs have one.")
+    with st.expander("Hidden sinks in context (strongest first)"):
+        table(pd.DataFrame([{"layer": e.layer, "head": e.head, "sequence": e.sample, "position": e.position,
+                             "token": e.token, "alpha": e.alpha, "context": e.context} for e in hidden.examples],
+                           columns=["layer", "head", "sequence", "position", "token", "alpha", "context"]),
+              f"hidden_sinks_{tag}")
 plot(attention_pattern_figure(patterns[head], str_tokens, f"Sequence {seq}, layer {layer}, head {head}: attention pattern"),
      f"sinks_pattern_{tag}_s{seq}_L{layer}H{head}")

@@ -58,6 +58,15 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
     pytest.fail(f"The app server did not answer {url}/_stcore/health within {timeout:.0f} s.")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 @pytest.mark.e2e
 def test_app_renders_heatmap_in_chromium() -> None:
     executable = chromium_path()
@@ -86,6 +95,7 @@ def test_app_renders_heatmap_in_chromium() -> None:
             page.wait_for_selector(".js-plotly-plot .heatmaplayer image, .js-plotly-plot .hm image",
                                    state="attached", timeout=HEATMAP_S * 1000)
             rendered = time.monotonic()
+            server_cpu = cpu_seconds(proc.pid)
             title = page.locator("h1").first.inner_text()
             page.wait_for_timeout(500)
             shot = ARTIFACTS / "app_first_heatmap.png"
@@ -94,7 +104,7 @@ def test_app_renders_heatmap_in_chromium() -> None:
             browser.close()
         print(f"\napp e2e: page '{title}'; server healthy {served - started:.1f} s after launch; "
               f"first heatmap {rendered - opened:.1f} s after the page opened "
-              f"({rendered - started:.1f} s after launch); screenshot {shot}")
+              f"({rendered - started:.1f} s after launch; server CPU {server_cpu:.1f} s); screenshot {shot}")
         assert exceptions == 0
         assert title in {"Attention sinks", "Model"}
         assert shot.stat().st_size > 10_000

@@ -12,7 +12,6 @@ import base64
 import json
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,49 +35,6 @@ PENDING_PAGES = [
 ]
 
 
-# --- a stand-in for probes.sinks, used only while the real module has not merged ---------------------
-# It implements the fixed contract with the spec's definition, so the page's plumbing is tested now;
-# once probes.sinks exists the tests run against it instead.
-
-
-@dataclass
-class StandInSinkResult:
-    alpha: torch.Tensor
-    sink_rate: torch.Tensor
-    sink1: float
-    head_rate: torch.Tensor
-    str_tokens: list[list[str]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"sink1": self.sink1, "sink_rate": self.sink_rate.tolist(), "head_rate": self.head_rate.tolist()}
-
-
-def standin_inputs_for_regime(model: Any, regime: str, n: int, T: int, seed: int = 0,
-                              prepend_bos: bool | None = None) -> torch.Tensor:
-    from probes.corpus import sample
-
-    want = model.facts.prepends_bos if prepend_bos is None else prepend_bos
-    prefix = [model.facts.bos_token_id] if want else []
-    if regime == "natural":
-        return sample("prose", n, T, model, seed=seed, prefix_ids=prefix).ids
-    g = torch.Generator().manual_seed(seed)
-    body = torch.randint(0, model.facts.d_vocab, (n, T - len(prefix)), generator=g)
-    if regime == "repeat":
-        body = body[:, :1].expand(n, T - len(prefix))
-    return torch.cat([torch.tensor([prefix] * n, dtype=torch.long).reshape(n, len(prefix)), body], dim=1)
-
-
-def standin_compute_sinks(model: Any, ids: torch.Tensor, eps: float = 0.3, prepend_bos: bool = False,
-                          regime: str = "natural", batch_size: int = 8, progress: Any = None) -> StandInSinkResult:
-    alpha = key_importance(model, ids, batch_size)
-    if progress is not None:
-        progress(1.0)
-    above = (alpha > eps).float()
-    str_tokens = model.tokens_from_ids(ids).str_tokens
-    return StandInSinkResult(alpha, 100 * above.mean(dim=(0, 1, 2)), float(100 * above[..., 0].mean()),
-                             100 * above[..., 0].mean(dim=0), str_tokens)
-
-
 def key_importance(model: Any, ids: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """alpha[n, layer, head, k] = mean over queries i >= k of A[i, k], by an explicit loop over k."""
     from probes.capture import capture
@@ -89,23 +45,6 @@ def key_importance(model: Any, ids: torch.Tensor, batch_size: int = 8) -> torch.
     for k in range(T):
         alpha[..., k] = pattern[..., k:, k].sum(dim=-1) / (T - k)
     return alpha
-
-
-@pytest.fixture
-def sinks_module(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The real probes.sinks if it has landed, else the stand-in installed as probes.sinks."""
-    from app.ui.pending import import_optional
-
-    real = import_optional("probes.sinks")
-    if real is not None:
-        return real
-    import types
-
-    fake = types.ModuleType("probes.sinks")
-    fake.inputs_for_regime = standin_inputs_for_regime  # type: ignore[attr-defined]
-    fake.compute_sinks = standin_compute_sinks  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "probes.sinks", fake)
-    return fake
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -196,27 +135,33 @@ def test_corpus_sample_input(smollm: Any) -> None:
 # --- Sinks page ------------------------------------------------------------------------------------
 
 
-def test_sinks_page_matches_plain_torch(smollm: Any, sinks_module: Any) -> None:
+def test_sinks_page_matches_plain_torch(smollm: Any) -> None:
+    from probes.sinks import inputs_for_regime
+
     at = run_app("pages/sinks.py", sink_n=4, sink_T=32, sink_seed=1)  # small: the default run is the e2e test's
     assert_clean(at)
-    ids = sinks_module.inputs_for_regime(smollm, "natural", 4, 32, seed=1, prepend_bos=None)
+    ids = inputs_for_regime(smollm, "natural", 4, 32, seed=1, prepend_bos=None)
     alpha = key_importance(smollm, ids)
     sink1 = float(100 * (alpha[..., 0] > 0.3).float().mean())
     metric = next(m for m in at.metric if m.label.startswith("Sink_1"))
     assert abs(float(metric.value.rstrip(" %")) - sink1) <= 0.0051, (metric.value, sink1)
 
-    figs = figures(at)
-    assert len(figs) == 4  # head grid, Sink_k by position, alpha per token, attention pattern
-    grid = array(figs[0]["data"][0]["z"])
+    figs = {f["layout"]["title"]["text"].split(":")[0].split(" (")[0]: f for f in figures(at)}
+    assert len(figs) == 5, list(figs)  # head grid, Sink_k by position, token view, alpha per key, pattern
+    grid = array(next(f for t, f in figs.items() if t.startswith("Attention on the first token"))["data"][0]["z"])
     np.testing.assert_allclose(grid, alpha[..., 0].mean(dim=0).numpy(), atol=1e-5)
-    assert figs[0]["layout"]["yaxis"]["title"]["text"] == "layer (index)"
-    bars = array(figs[2]["data"][0]["y"])
+
     layer = int(at.number_input(key="sink_layer").value)
-    np.testing.assert_allclose(bars, alpha[0, layer, 0].numpy(), atol=1e-5)
-    assert figs[2]["data"][0]["customdata"][0]  # token strings in hover
+    bar = next(f for f in figures(at) if "alpha per key" in f["layout"]["title"]["text"])["data"][0]
+    np.testing.assert_allclose(array(bar["y"]), alpha[0, layer, 0].numpy(), atol=1e-5)
+    assert bar["customdata"][0]  # token strings in hover
+    # hidden sinks (ACT, alpha > 0.1 at k >= 1, keys seen by >= 8 queries) are the red bars
+    expected = {k for k in range(1, 32 - 8 + 1) if alpha[0, layer, 0, k] > 0.1}
+    red = {k for k, c in enumerate(bar["marker"]["color"]) if c == "#C8443B"}
+    assert red == expected
 
 
-def test_sinks_page_rate_view(smollm: Any, sinks_module: Any) -> None:
+def test_sinks_page_rate_view(smollm: Any) -> None:
     at = run_app("pages/sinks.py", sink_n=4, sink_T=32, sink_regime="random")
     at.radio(key="sink_view").set_value("rate").run()
     assert_clean(at)
