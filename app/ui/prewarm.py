@@ -10,40 +10,47 @@ from __future__ import annotations
 import threading
 
 _lock = threading.Lock()
-_jobs: dict[tuple[str, str, str], threading.Thread] = {}
+_jobs: dict[tuple[str, str, str], list[threading.Thread]] = {}
 
 
-def _work(spec: str, device: str, dtype: str) -> None:
+def _load(spec: str, device: str, dtype: str) -> None:
     try:
-        import importlib
-
-        from probes.corpus import documents
         from probes.loading import load_model
 
         load_model(spec, device=device, dtype=dtype)
-        documents("prose")  # the natural-text regime samples from it; parsing takes seconds
-        try:
-            importlib.import_module("probes.sinks")
-        except ImportError:
-            pass
     except Exception:  # noqa: BLE001 - the session repeats the load and shows the error
         return
 
 
+def _corpus() -> None:
+    try:
+        import importlib
+
+        from probes.corpus import documents
+
+        documents("prose")  # the natural-text regime samples from it; parsing takes seconds
+        importlib.import_module("probes.sinks")
+    except Exception:  # noqa: BLE001 - best effort; the page does the same work if this failed
+        return
+
+
 def start(spec: str, device: str, dtype: str) -> None:
-    """Load (spec, device, dtype) in a background thread, once."""
+    """Load (spec, device, dtype) and parse the prose corpus in two background threads, once."""
     key = (spec, device, dtype)
     with _lock:
         if key in _jobs:
             return
-        thread = threading.Thread(target=_work, args=key, name=f"prewarm-{spec}", daemon=True)
-        _jobs[key] = thread
-        thread.start()
+        threads = [threading.Thread(target=_load, args=key, name=f"prewarm-{spec}", daemon=True),
+                   threading.Thread(target=_corpus, name="prewarm-corpus", daemon=True)]
+        _jobs[key] = threads
+        for thread in threads:
+            thread.start()
 
 
 def wait(spec: str, device: str, dtype: str) -> None:
-    """Block until a prewarm of the same model (if any) has finished."""
+    """Block until a prewarm of the same model (if any) has finished (the corpus too: functools.cache
+    does not lock, so a page sampling it meanwhile would parse it a second time)."""
     with _lock:
-        thread = _jobs.get((spec, device, dtype))
-    if thread is not None:
+        threads = list(_jobs.get((spec, device, dtype), []))
+    for thread in threads:
         thread.join()

@@ -144,9 +144,10 @@ def test_sinks_page_matches_plain_torch(smollm: Any) -> None:
     metric = next(m for m in at.metric if m.label.startswith("Sink_1"))
     assert abs(float(metric.value.rstrip(" %")) - sink1) <= 0.0051, (metric.value, sink1)
 
-    figs = {f["layout"]["title"]["text"].split(":")[0].split(" (")[0]: f for f in figures(at)}
-    assert len(figs) == 5, list(figs)  # head grid, Sink_k by position, token view, alpha per key, pattern
-    grid = array(next(f for t, f in figs.items() if t.startswith("Attention on the first token"))["data"][0]["z"])
+    figs = figures(at)
+    assert len(figs) == 5, [f["layout"]["title"]["text"] for f in figs]  # grid, Sink_k, token view, alpha, pattern
+    grid = array(next(f for f in figs if f["layout"]["title"]["text"].startswith("Attention on the first token"))
+                 ["data"][0]["z"])
     np.testing.assert_allclose(grid, alpha[..., 0].mean(dim=0).numpy(), atol=1e-5)
 
     layer = int(at.number_input(key="sink_layer").value)
