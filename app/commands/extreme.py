@@ -1,0 +1,56 @@
+"""`glasshouse extreme`: residual-state peaks, value-state drains, attention-logit gaps and the peak ablation.
+
+Spec: ../shared/specs/extreme-tokens.md. Writes extreme.json and HTML figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("extreme", help="extreme tokens: residual peak, value drain, logit gap, ablations")
+    add_model_args(p)
+    p.add_argument("--prompt", default=None, help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.')")
+    p.add_argument("--n", type=int, default=8, help="prose windows (default 8)")
+    p.add_argument("--T", type=int, default=64, help="tokens per window (default 64)")
+    p.add_argument("--ablate-layers", default="0,1,2,3", help="layers whose MLP / attention output is zeroed in turn")
+    bos = p.add_mutually_exclusive_group()
+    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
+    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.figures.sinks import (
+        peak_ablation_figure,
+        residual_norm_heatmap,
+        residual_norm_lines,
+        value_norm_figure,
+    )
+    from probes.extreme import extreme_tokens, peak_ablation
+    from probes.sinks import inputs_for_regime
+
+    model = load_from_args(args)
+    if args.prompt:
+        ids = model.to_tokens(args.prompt, prepend_bos=args.prepend_bos).ids
+    else:
+        ids = inputs_for_regime(model, "natural", args.n, args.T, seed=args.seed, prepend_bos=args.prepend_bos)
+    res = extreme_tokens(model, ids)
+    layers = [int(x) for x in args.ablate_layers.split(",") if x.strip()]
+    ablation = peak_ablation(model, ids[:4], layers=layers)
+    figures = {"residual_norm_heatmap": residual_norm_heatmap(res), "residual_norm_lines": residual_norm_lines(res),
+               "value_norms": value_norm_figure(res), "peak_ablation": peak_ablation_figure(ablation)}
+    out = output_dir(args, "extreme")
+    write_outputs(out, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()}, figures)
+    s, at = res.summary(), ablation.measure_layer
+    print(f"first token {res.str_tokens[0][0]!r}: ||resid|| peaks at layer {s['peak_layer']} "
+          f"({float(s['resid_sink'][s['peak_layer']]):.1f}; largest other {float(s['resid_rest_max'][s['peak_layer']]):.1f})")
+    for row in ablation.rows:
+        print(f"  zero {row['component']:<4} L{row['layer']}: first-token norm at layer {at} = {row['sink']:.1f} "
+              f"(clean {float(ablation.clean_sink[at]):.1f}), largest other {row['rest_max']:.1f}")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,70 @@
+"""`glasshouse sinks`: Sink_k^eps by input regime, per-head first-token maps, hidden sinks and interventions.
+
+Spec: ../shared/specs/attention-sinks.md. Writes sinks.json and HTML figures into the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sinks", help="attention sinks: Sink_k^eps by input regime, hidden sinks, interventions")
+    add_model_args(p)
+    p.add_argument("--n", type=int, default=100, help="sequences per regime (default 100)")
+    p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
+    p.add_argument("--eps", type=float, default=0.3, help="threshold on alpha, in (0, 1) (default 0.3)")
+    p.add_argument("--regimes", default="natural,random,repeat", help="comma-separated: natural, random, repeat")
+    bos = p.add_mutually_exclusive_group()
+    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
+    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS (first text token is first)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--interventions", action="store_true",
+                   help="also detect hidden sinks, search calibration heads and measure loss before/after "
+                        "calibration and first-token scaling (gamma 0.5 and 1.5) on 8 natural sequences")
+    p.set_defaults(func=run)
+
+
+def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> dict[str, Any]:
+    """Hidden sinks (shown with min_queries=8), ACT calibration head search and ZeroTuning on all heads."""
+    from probes.hidden_sinks import detect_hidden_sinks, evaluate_intervention, search_calibration_heads
+    from probes.sinks import inputs_for_regime
+
+    calib = inputs_for_regime(model, "natural", 8, T, seed=seed + 1, prepend_bos=prepend_bos)
+    evaluation = inputs_for_regime(model, "natural", 8, T, seed=seed + 2, prepend_bos=prepend_bos)
+    hidden = detect_hidden_sinks(model, calib, min_queries=8)
+    kept, search = search_calibration_heads(model, calib, candidates=6)
+    out: dict[str, Any] = {"hidden_sinks": hidden.to_dict(), "calibration_search": search, "calibrated_heads": kept}
+    if kept:
+        out["calibration"] = evaluate_intervention(model, evaluation, "calibrate", kept, search=search).to_dict()
+    every = [(layer, h) for layer in range(model.facts.n_layers) for h in range(model.facts.n_heads)]
+    out["scale_first"] = [evaluate_intervention(model, evaluation, "scale_first", every, gamma=g).to_dict()
+                          for g in (0.5, 1.5)]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+    from probes.sinks import sinks_by_regime
+
+    model = load_from_args(args)
+    regimes = tuple(r.strip() for r in args.regimes.split(",") if r.strip())
+    results = sinks_by_regime(model, n=args.n, T=args.T, eps=args.eps, seed=args.seed,
+                              prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size)
+    bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
+                              "sink1": {r: res.sink1 for r, res in results.items()}}
+    if args.interventions:
+        bundle["interventions"] = interventions(model, args.T, args.seed, args.prepend_bos)
+    first = results[regimes[0]]
+    figures = {"sink_rate_by_regime": sink_rate_by_regime(results), "first_token_heatmap": first_token_heatmap(first),
+               "token_view": token_view(first)}
+    out = output_dir(args, "sinks")
+    write_outputs(out, "sinks", bundle, figures)
+    for r, res in results.items():
+        print(f"Sink_1^{args.eps} {r:<8} {res.sink1:6.2f}%  (n={res.alpha.shape[0]}, T={res.T}, "
+              f"first token BOS: {res.first_is_bos})")
+    print(f"wrote {out}")
+    return 0

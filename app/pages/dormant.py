@@ -1,0 +1,52 @@
+"""Active/dormant heads page (spec: extreme-tokens.md): dormancy of every head on two domains
+(probes.dormant, figure from app/figures/sinks.py). Says "lands with issue N" while it has not merged."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app.ui.downloads import json_download, plot, table
+from app.ui.errors import shown_errors
+from app.ui.model import current_model, get_model
+from app.ui.pending import require
+from app.ui.sidebar import current_settings
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def dormant_result(spec: str, device: str, dtype: str, n: int, T: int, seed: int, top: int, ablate: bool) -> Any:
+    """probes.dormant.dormant_heads on the prose and code domains, cached by its inputs."""
+    dormant = importlib.import_module("probes.dormant")
+    return dormant.dormant_heads(get_model(spec, device, dtype), n=n, T=T, seed=seed, top=top, ablate=ablate)
+
+
+settings = current_settings()
+st.title("Active/dormant heads")
+st.caption("A head is dormant on an input when it parks its attention on the first token; heads whose dormancy "
+           "differs most between prose and code, with the loss cost of ablating them.")
+if require("probes.dormant") is None:
+    st.stop()
+figs = importlib.import_module("app.figures.sinks")
+model = current_model(settings)
+with st.form("dormant_inputs"):
+    c = st.columns(5)
+    n = int(c[0].number_input("Sequences per domain", min_value=1, max_value=256, value=8, key="dorm_n"))
+    T = int(c[1].number_input("Tokens (T)", min_value=4, max_value=model.facts.n_ctx, value=64, step=16, key="dorm_T"))
+    seed = int(c[2].number_input("Seed", min_value=0, value=0, key="dorm_seed"))
+    top = int(c[3].number_input("Top heads", min_value=1, max_value=20, value=5, key="dorm_top"))
+    ablate = bool(c[4].checkbox("Ablate them (slower)", value=False, key="dorm_ablate"))
+    st.form_submit_button("Compute", type="primary")
+with shown_errors(), st.spinner(f"Dormancy of every head on {n} x {T} tokens per domain ..."):
+    res = dormant_result(settings.spec, settings.device, settings.dtype, n, T, seed, top, ablate)
+tag = f"{model.facts.spec}_n{n}_T{T}_seed{seed}"
+json_download(res.to_dict(), f"dormant_{tag}", label="Dormancy result JSON")
+plot(figs.dormancy_scatter(res), f"dormancy_{tag}")
+a, b = res.domains
+rows = [{"layer": r.layer, "head": r.head, "role": r.role, f"dormancy_{a}": r.dormancy[a],
+         f"dormancy_{b}": r.dormancy[b], "difference": r.difference,
+         **{f"loss_delta_{d}_{mode}": v for d, modes in r.loss_delta.items() for mode, v in modes.items()}}
+        for r in res.rows]
+table(pd.DataFrame(rows), f"dormant_heads_{tag}")

@@ -1,0 +1,47 @@
+"""The Glasshouse Streamlit app (issue 8): start it with `glasshouse app`.
+
+Entry script: draws the shared sidebar, stores its settings for the pages, and runs the page
+the user picked. Each analysis page checks whether its module has landed and says so if not.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # `streamlit run app/streamlit_app.py` from a checkout without an install
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.ui.pending import import_optional  # noqa: E402
+from app.ui.sidebar import parse_defaults, render_sidebar  # noqa: E402
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def main() -> None:
+    st.set_page_config(page_title="Glasshouse", page_icon=":material/eco:", layout="wide")
+    sinks_landed = import_optional("probes.sinks") is not None
+    model_page = st.Page(PAGES / "model.py", title="Model", icon=":material/memory:", default=not sinks_landed)
+    pages = {
+        "Model": [model_page],
+        "Analyses": [
+            st.Page(PAGES / "sinks.py", title="Attention sinks", icon=":material/vertical_align_top:",
+                    default=sinks_landed),
+            st.Page(PAGES / "extreme.py", title="Extreme tokens", icon=":material/bolt:"),
+            st.Page(PAGES / "dormant.py", title="Active/dormant heads", icon=":material/bedtime:"),
+            st.Page(PAGES / "successor.py", title="Successor heads", icon=":material/trending_flat:"),
+            st.Page(PAGES / "circuits.py", title="Circuits", icon=":material/account_tree:"),
+            st.Page(PAGES / "saes.py", title="SAE features", icon=":material/grain:"),
+            st.Page(PAGES / "bblab.py", title="BB lab", icon=":material/science:"),
+        ],
+    }
+    nav = st.navigation(pages)
+    st.session_state["_settings"] = render_sidebar(parse_defaults(sys.argv[1:]))
+    st.sidebar.caption("Glasshouse · a mechanistic-interpretability workbench")
+    nav.run()
+
+
+main()

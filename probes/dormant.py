@@ -1,0 +1,140 @@
+"""Active-dormant heads (Guo et al. 2024): dormancy per head and per domain, and ablation effects.
+
+Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads in pretrained models").
+- dormancy[l,h] on a domain = mean over the domain's sequences (T = 64) of the mean attention on the
+  sink (position 0) over the non-sink queries i >= 1 (probes.extreme.sink_attention).
+- ablation effect = mean next-token loss with the head ablated minus the clean loss, on that domain:
+  zero_out_attn sets the head's whole pattern to 0 (its output z becomes 0); move_attn_to_bos puts
+  every query's attention on position 0 (its output becomes v_0 at every position).
+- The ranked table holds the `top` heads whose dormancy differs most between the two domains plus
+  `controls` heads whose dormancy barely differs (the most dormant and the most active of them),
+  so the ablation (2 modes x 2 domains per head) stays affordable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.corpus import DOMAINS, sample
+from probes.errors import InputError
+from probes.extreme import sink_attention
+from probes.hidden_sinks import mean_loss
+from probes.hooked_model import HookedModel
+from probes.results import result_metadata
+from probes.sinks import check_ids
+
+ABLATIONS = ("zero_out_attn", "move_attn_to_bos")
+
+
+def domain_inputs(model: HookedModel, domain: str, n: int, T: int = 64, seed: int = 0,
+                  prepend_bos: bool | None = None) -> Int[Tensor, "n T"]:
+    """n windows of exactly T tokens from a corpus domain (BOS first when asked or by the tokenizer's default)."""
+    if domain not in DOMAINS:
+        raise InputError(f"Unknown domain '{domain}'. Choose one of: {', '.join(DOMAINS)}.")
+    want_bos = model.facts.prepends_bos if prepend_bos is None else bool(prepend_bos)
+    prefix = [int(model.facts.bos_token_id)] if want_bos and model.facts.bos_token_id is not None else []
+    return sample(domain, n, T, model.tokenizer, seed=seed, prefix_ids=prefix).ids
+
+
+def dormancy(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -> Float[Tensor, "layer head"]:
+    """Mean attention on the sink over non-sink queries, averaged over the sequences."""
+    ids = check_ids(model, ids)
+    total = torch.zeros(model.facts.n_layers, model.facts.n_heads)
+
+    def on_pattern(p: Tensor, hook: Any) -> None:
+        total[int(hook.name.split(".")[1])] += sink_attention(p.detach()).sum(0).cpu()
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
+    for s in range(0, len(ids), batch_size):
+        with torch.no_grad():
+            model.run_with_hooks(ids[s : s + batch_size], fwd_hooks=hooks)
+    return total / len(ids)
+
+
+def ablation_hooks(model: HookedModel, layer: int, head: int, mode: str) -> list[tuple[str, Any]]:
+    """A pattern hook ablating one head: zero_out_attn (all-zero pattern) or move_attn_to_bos (one-hot on 0)."""
+    if mode not in ABLATIONS:
+        raise InputError(f"Unknown ablation '{mode}'. Choose one of: {', '.join(ABLATIONS)}.")
+    layer, head = model.check_layer(layer), model.check_head(head)
+
+    def hook(pattern: Tensor, hook: Any) -> Tensor:
+        out = pattern.clone()
+        out[:, head] = 0.0
+        if mode == "move_attn_to_bos":
+            out[:, head, :, 0] = 1.0
+        return out
+
+    return [(f"blocks.{layer}.attn.hook_pattern", hook)]
+
+
+@dataclass
+class HeadRow:
+    layer: int
+    head: int
+    role: str  # "top" (dormancy differs most) or "control"
+    dormancy: dict[str, float]
+    difference: float  # dormancy on the first domain minus on the second
+    loss_delta: dict[str, dict[str, float]] = field(default_factory=dict)  # domain -> mode -> delta (nats)
+
+
+@dataclass
+class DormantResult:
+    """Dormancy per head and domain, and the ranked table with ablation effects."""
+
+    domains: tuple[str, str]
+    dormancy: dict[str, Float[Tensor, "layer head"]]
+    base_loss: dict[str, float]
+    rows: list[HeadRow]
+    metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, "domains": list(self.domains), "dormancy": self.dormancy,
+                "base_loss": self.base_loss, "rows": self.rows}
+
+
+def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer head"], top: int, controls: int
+               ) -> list[tuple[int, int, str]]:
+    """The `top` heads with the largest |difference|, then controls among the half with the smallest
+    |difference|: alternately the most dormant and the most active of them."""
+    n_heads = diff.shape[1]
+    flat = diff.abs().flatten()
+    order = flat.argsort(descending=True).tolist()
+    chosen = [(i // n_heads, i % n_heads, "top") for i in order[:top]]
+    calm = order[len(order) // 2 :]
+    by_mean = sorted(calm, key=lambda i: -float(mean.flatten()[i]))
+    picks: list[int] = []
+    while len(picks) < min(controls, len(by_mean)):
+        source = by_mean if len(picks) % 2 == 0 else by_mean[::-1]
+        picks.append(next(i for i in source if i not in picks))
+    return chosen + [(i // n_heads, i % n_heads, "control") for i in picks]
+
+
+def dormant_heads(
+    model: HookedModel, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
+    controls: int = 2, prepend_bos: bool | None = None, batch_size: int = 8, ablate: bool = True,
+) -> DormantResult:
+    """Dormancy of every head on two domains, and ablation effects for the most domain-dependent heads."""
+    if len(domains) != 2 or len(set(domains)) != 2:
+        raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
+    inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
+    dorm = {d: dormancy(model, inputs[d], batch_size) for d in domains}
+    first, second = domains
+    diff = dorm[first] - dorm[second]
+    rows = [HeadRow(layer, head, role, {d: float(dorm[d][layer, head]) for d in domains}, float(diff[layer, head]))
+            for layer, head, role in pick_heads(diff, (dorm[first] + dorm[second]) / 2, top, controls)]
+    base = {d: mean_loss(model, inputs[d], batch_size=batch_size) for d in domains}
+    if ablate:
+        for row in tqdm(rows, desc="ablate heads", leave=False):
+            for d in domains:
+                row.loss_delta[d] = {mode: mean_loss(model, inputs[d], ablation_hooks(model, row.layer, row.head, mode),
+                                                     batch_size) - base[d] for mode in ABLATIONS}
+    settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls,
+                "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos}
+    return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed))

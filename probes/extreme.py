@@ -1,0 +1,199 @@
+"""Extreme-token phenomena (Guo et al. 2024): attention sink, value-state drain, residual-state peak.
+
+Spec: ../shared/specs/extreme-tokens.md ("Per-token measurements on any model"). The sink is the
+first position (0-based index 0). Per batch, every quantity is reduced inside hooks, layer by layer:
+- sink attention[l,h]   = mean over non-sink queries i >= 1 of A[l,h,i,0]
+- value norm[l,h,k]     = || v_k W_O^h ||  (the head's value vector through its slice of W_O;
+                          grouped-query value heads expanded; no bias; before Gemma's post-attention norm)
+- residual norm[l,k]    = || resid_post[l,k] ||  (L2 over d_model)
+- logit gap[l,h,i]      = s[i,0] - mean_{1<=j<i} s[i,j] for queries i >= 2, where s are the
+                          pre-softmax attention logits (`hook_attn_scores`, scaled as the softmax reads
+                          them); NaN for i < 2 where the mean is over no keys.
+Ablations zero one layer's MLP output (`hook_mlp_out`) or attention output (`hook_attn_out`) and
+measure the residual norms again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.errors import InputError
+from probes.hooked_model import HookedModel
+from probes.results import result_metadata
+from probes.sinks import check_ids
+
+COMPONENTS = ("mlp", "attn")
+
+
+def sink_attention(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
+    """Mean over non-sink queries i >= 1 of A[i, 0]."""
+    return pattern[..., 1:, 0].float().mean(dim=-1)
+
+
+def logit_gap(scores: Float[Tensor, "... T T"]) -> Float[Tensor, "... T"]:
+    """s[i,0] - mean_{1<=j<i} s[i,j] per query i (NaN for i < 2); self-key and sink excluded."""
+    T = scores.shape[-1]
+    s = scores.float()
+    j = torch.arange(T, device=s.device)
+    between = (j[None, :] >= 1) & (j[None, :] < j[:, None])  # [query, key]
+    count = between.sum(-1).float()
+    mean_other = torch.where(between, s, torch.zeros((), device=s.device)).sum(-1) / count.clamp_min(1)
+    gap = s[..., :, 0] - mean_other
+    return torch.where(count > 0, gap, torch.full_like(gap, float("nan")))
+
+
+def value_norms(model: HookedModel, layer: int, v: Float[Tensor, "b T kv d_head"]) -> Float[Tensor, "b head T"]:
+    """|| v_k W_O^h || for every head of one layer (value heads expanded to query heads)."""
+    f = model.facts
+    if v.shape[2] != f.n_heads:
+        v = v.repeat_interleave(f.n_heads // v.shape[2], dim=2)
+    w_o = model.W_O[layer].to(v.device, torch.float32)  # [head, d_head, d_model]
+    out = torch.einsum("bkhd,hdm->bhkm", v.float(), w_o)
+    return out.norm(dim=-1)
+
+
+@dataclass
+class ExtremeResult:
+    """Per-token extreme-token measurements on a batch of sequences."""
+
+    sink_attention: Float[Tensor, "n layer head"]
+    value_norm: Float[Tensor, "n layer head T"]
+    resid_norm: Float[Tensor, "n layer T"]
+    logit_gap: Float[Tensor, "n layer head T"]
+    str_tokens: list[list[str]]
+    metadata: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Sink (position 0) against the rest: residual norm per layer, value norms, logit gap."""
+        r = self.resid_norm
+        rest = r[..., 1:]
+        return {
+            "resid_sink": r[..., 0].mean(0),
+            "resid_rest_mean": rest.mean(dim=(0, 2)),
+            "resid_rest_max": rest.amax(dim=2).mean(0),
+            "peak_layer": int(r[..., 0].mean(0).argmax()),
+            "value_sink": self.value_norm[..., 0].mean(0),
+            "value_rest": self.value_norm[..., 1:].mean(dim=(0, 3)),
+            "sink_attention": self.sink_attention.mean(0),
+            "logit_gap": torch.nanmean(self.logit_gap, dim=(0, 3)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, **self.summary(), "resid_norm_mean": self.resid_norm.mean(0),
+                "value_norm_mean": self.value_norm.mean(0), "str_tokens": self.str_tokens}
+
+
+def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[Any] | None = None
+                  ) -> dict[str, Tensor]:
+    """All four measurements on one batch, reduced in hooks; extra `fwd_hooks` (ablations) run too."""
+    got: dict[str, dict[int, Tensor]] = {"sink": {}, "value": {}, "resid": {}, "gap": {}}
+
+    def layer_of(hook: Any) -> int:
+        return int(hook.name.split(".")[1])
+
+    def on_pattern(p: Tensor, hook: Any) -> None:
+        got["sink"][layer_of(hook)] = sink_attention(p.detach()).cpu()
+
+    def on_v(v: Tensor, hook: Any) -> None:
+        got["value"][layer_of(hook)] = value_norms(model, layer_of(hook), v.detach()).cpu()
+
+    def on_resid(x: Tensor, hook: Any) -> None:
+        got["resid"][layer_of(hook)] = x.detach().float().norm(dim=-1).cpu()
+
+    def on_scores(s: Tensor, hook: Any) -> None:
+        got["gap"][layer_of(hook)] = logit_gap(s.detach()).cpu()
+
+    hooks = list(fwd_hooks or [])
+    for layer in range(model.facts.n_layers):
+        hooks += [(f"blocks.{layer}.attn.hook_pattern", on_pattern), (f"blocks.{layer}.attn.hook_v", on_v),
+                  (f"blocks.{layer}.hook_resid_post", on_resid), (f"blocks.{layer}.attn.hook_attn_scores", on_scores)]
+    with torch.no_grad():
+        model.run_with_hooks(ids, fwd_hooks=hooks)
+    layers = range(model.facts.n_layers)
+    return {key: torch.stack([got[key][layer] for layer in layers], dim=1) for key in got}
+
+
+def extreme_tokens(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -> ExtremeResult:
+    """Sink attention, value norms, residual norms and logit gaps for sequences of equal length."""
+    ids = check_ids(model, ids)
+    parts = [measure_batch(model, ids[s : s + batch_size])
+             for s in tqdm(range(0, len(ids), batch_size), desc="extreme tokens", leave=False)]
+    cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    settings = {"n": int(ids.shape[0]), "T": int(ids.shape[1])}
+    return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"],
+                         model.tokens_from_ids(ids).str_tokens, result_metadata(model, settings))
+
+
+def zero_hooks(model: HookedModel, component: str, layers: Sequence[int]) -> list[tuple[str, Any]]:
+    """Hooks that replace the MLP ("mlp") or attention ("attn") output of the given layers by zeros."""
+    if component not in COMPONENTS:
+        raise InputError(f"Unknown component '{component}'. Choose 'mlp' or 'attn'.")
+    name = "hook_mlp_out" if component == "mlp" else "hook_attn_out"
+
+    def zero(x: Tensor, hook: Any) -> Tensor:
+        return torch.zeros_like(x)
+
+    return [(f"blocks.{model.check_layer(layer)}.{name}", zero) for layer in layers]
+
+
+def resid_norms(model: HookedModel, ids: Int[Tensor, "n T"], fwd_hooks: list[Any] | None = None,
+                batch_size: int = 8) -> Float[Tensor, "n layer T"]:
+    """|| resid_post[l, k] || for every layer and position, with optional extra hooks."""
+    ids = check_ids(model, ids)
+    out: list[Tensor] = []
+    for s in range(0, len(ids), batch_size):
+        got: dict[int, Tensor] = {}
+
+        def on_resid(x: Tensor, hook: Any, got: dict[int, Tensor] = got) -> None:
+            got[int(hook.name.split(".")[1])] = x.detach().float().norm(dim=-1).cpu()
+
+        hooks = list(fwd_hooks or []) + [(f"blocks.{layer}.hook_resid_post", on_resid)
+                                         for layer in range(model.facts.n_layers)]
+        with torch.no_grad():
+            model.run_with_hooks(ids[s : s + batch_size], fwd_hooks=hooks)
+        out.append(torch.stack([got[layer] for layer in range(model.facts.n_layers)], dim=1))
+    return torch.cat(out)
+
+
+@dataclass
+class PeakAblation:
+    """The sink's residual norm after zeroing one layer's MLP or attention output."""
+
+    clean_sink: Float[Tensor, " layer"]  # mean over samples of ||resid_post[l, 0]||
+    clean_rest_max: Float[Tensor, " layer"]  # mean over samples of max_{k>=1} ||resid_post[l, k]||
+    measure_layer: int
+    rows: list[dict[str, Any]] = field(default_factory=list)  # component, layer, sink, rest_max, sink_by_layer
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, "clean_sink": self.clean_sink, "clean_rest_max": self.clean_rest_max,
+                "measure_layer": self.measure_layer, "rows": self.rows}
+
+
+def peak_ablation(
+    model: HookedModel, ids: Int[Tensor, "n T"], layers: Sequence[int] = (0, 1, 2, 3),
+    components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
+) -> PeakAblation:
+    """Zero each listed layer's MLP / attention output in turn; report the sink's residual norm at
+    `measure_layer` (default: the layer where the clean sink norm peaks) and the largest other norm."""
+    ids = check_ids(model, ids)
+    clean = resid_norms(model, ids, batch_size=batch_size)
+    sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
+    at = int(sink.argmax()) if measure_layer is None else model.check_layer(measure_layer)
+    rows = []
+    for component in components:
+        for layer in tqdm(layers, desc=f"ablate {component}", leave=False):
+            norms = resid_norms(model, ids, zero_hooks(model, component, [layer]), batch_size)
+            rows.append({"component": component, "layer": int(layer), "sink": float(norms[:, at, 0].mean()),
+                         "rest_max": float(norms[:, at, 1:].amax(-1).mean()),
+                         "sink_by_layer": norms[..., 0].mean(0)})
+    settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
+                "n": int(ids.shape[0]), "T": int(ids.shape[1])}
+    return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))

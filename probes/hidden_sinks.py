@@ -1,0 +1,275 @@
+"""Hidden sinks beyond the first token (ACT, Yu et al. 2024) and two pattern interventions.
+
+Spec: ../shared/specs/attention-sinks.md ("Hidden sinks", "First-token scaling").
+
+- Detection: per head, alpha_k = sum_i A[i,k] / (T - k). We read ACT's k as 0-based, so this is the
+  same column mean over the queries that can see key k as Gu's alpha (probes.sinks.alpha_from_pattern).
+  Token k is a sink of a head on a sequence when alpha_k > 0.1 (strict).
+- Calibration (ACT): on a calibrated head, the columns of the non-first sinks are multiplied by
+  beta = 0.4 in every row; the removed mass goes back to the non-sink keys of that row in proportion
+  to their attention. Choices (the spec leaves them open): the first token is kept as it is (neither
+  scaled nor given mass); sinks are detected online on each input from the head's own pattern (as
+  ACT does at inference); a row whose keys are all sinks is left unchanged (nowhere to put the mass).
+- First-token scaling (ZeroTuning): A'[i,0] = gamma A[i,0] / (1 + (gamma-1) A[i,0]),
+  A'[i,j] = A[i,j] / (1 + (gamma-1) A[i,0]).
+Both act on `blocks.{l}.attn.hook_pattern` through run_with_hooks; the head's output z is pattern @ v
+downstream of that hook (tests check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.errors import InputError
+from probes.hooked_model import HookedModel
+from probes.results import result_metadata
+from probes.sinks import alpha_for_batch, alpha_from_pattern, check_ids
+
+HIDDEN_THRESHOLD = 0.1
+BETA = 0.4
+
+Head = tuple[int, int]
+
+
+@dataclass
+class SinkToken:
+    """One detected non-first sink, in context."""
+
+    layer: int
+    head: int
+    sample: int
+    position: int
+    token: str
+    alpha: float
+    context: str  # a few tokens either side, the sink marked with [[...]]
+
+
+@dataclass
+class HiddenSinkResult:
+    """Hidden-sink detection on a batch (spec "Hidden sinks")."""
+
+    alpha: Float[Tensor, "n layer head T"]
+    threshold: float
+    hidden_rate: Float[Tensor, "layer head"]  # % of samples where the head has a sink at k >= 1
+    position_rate: Float[Tensor, " T"]  # % of (sample, layer, head) where k is a sink
+    token_counts: dict[str, int]  # token string -> number of (sample, layer, head) where it is a non-first sink
+    examples: list[SinkToken]
+    str_tokens: list[list[str]]
+    metadata: dict[str, Any]
+
+    @property
+    def is_sink(self) -> Bool[Tensor, "n layer head T"]:
+        return self.alpha > self.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, "threshold": self.threshold, "hidden_rate": self.hidden_rate,
+                "position_rate": self.position_rate, "token_counts": self.token_counts,
+                "examples": self.examples, "str_tokens": self.str_tokens}
+
+
+def _context(tokens: list[str], k: int, width: int = 4) -> str:
+    left = "".join(tokens[max(0, k - width) : k])
+    right = "".join(tokens[k + 1 : k + 1 + width])
+    return f"{left}[[{tokens[k]}]]{right}"
+
+
+def detect_hidden_sinks(
+    model: HookedModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    max_examples: int = 40, min_queries: int = 1,
+) -> HiddenSinkResult:
+    """Per-head sinks alpha_k > threshold at positions k >= 1, with their tokens in context.
+
+    min_queries: count only positions seen by at least this many queries (k <= T - min_queries). The
+    default 1 is the spec's definition; near the end alpha_k is the mean of very few entries (the last
+    position's alpha is A[T-1, T-1] alone), so the CLI shows examples with min_queries = 8.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"threshold must be strictly between 0 and 1 (got {threshold}); ACT uses 0.1.")
+    ids = check_ids(model, ids)
+    alpha = torch.cat([alpha_for_batch(model, ids[s : s + batch_size]) for s in range(0, len(ids), batch_size)])
+    sinks = alpha > threshold
+    T = alpha.shape[-1]
+    if not 1 <= min_queries < T:
+        raise InputError(f"min_queries must lie in 1..{T - 1} (got {min_queries}).")
+    sinks[..., T - min_queries + 1 :] = False
+    hidden = sinks[..., 1:]
+    str_tokens = model.tokens_from_ids(ids).str_tokens
+    found = hidden.nonzero().tolist()
+    counts: dict[str, int] = {}
+    for s, _, _, k in found:
+        tok = str_tokens[s][k + 1]
+        counts[tok] = counts.get(tok, 0) + 1
+    order = sorted(found, key=lambda f: -float(alpha[f[0], f[1], f[2], f[3] + 1]))
+    examples = [SinkToken(layer, head, s, k + 1, str_tokens[s][k + 1], float(alpha[s, layer, head, k + 1]),
+                          _context(str_tokens[s], k + 1)) for s, layer, head, k in order[:max_examples]]
+    settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries}
+    return HiddenSinkResult(
+        alpha=alpha, threshold=threshold,
+        hidden_rate=100.0 * hidden.any(dim=-1).float().mean(dim=0),
+        position_rate=100.0 * sinks.float().mean(dim=(0, 1, 2)),
+        token_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        examples=examples, str_tokens=str_tokens, metadata=result_metadata(model, settings),
+    )
+
+
+# --- interventions on a pattern ----------------------------------------------------------------------
+
+
+def calibrate_pattern(
+    pattern: Float[Tensor, "... T T"], beta: float = BETA, threshold: float = HIDDEN_THRESHOLD,
+    sink_cols: Bool[Tensor, "... T"] | None = None,
+) -> Float[Tensor, "... T T"]:
+    """ACT calibration of a causal pattern (see the module docstring for the choices made).
+
+    sink_cols: which key columns to scale; by default alpha_k > threshold for k >= 1 of this pattern.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise InputError(f"beta must lie in [0, 1] (got {beta}); ACT uses 0.4.")
+    A = pattern.float()
+    T = A.shape[-1]
+    if sink_cols is None:
+        sink_cols = alpha_from_pattern(A) > threshold
+    sink_cols = sink_cols.clone()
+    sink_cols[..., 0] = False
+    lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=A.device))
+    S = sink_cols[..., None, :] & lower  # [..., T(query), T(key)]
+    first = torch.zeros(T, dtype=torch.bool, device=A.device)
+    first[0] = True
+    receives = lower & ~S & ~first
+    removed = (1.0 - beta) * (A * S).sum(-1, keepdim=True)
+    base = (A * receives).sum(-1, keepdim=True)
+    share = torch.where(receives & (base > 0), A / base.clamp_min(1e-30), torch.zeros((), device=A.device))
+    out = torch.where(S, A * beta, A) + share * removed
+    keep = (base <= 0).expand_as(A)
+    return torch.where(keep, A, out).to(pattern.dtype)
+
+
+def scale_first_token(pattern: Float[Tensor, "... T T"], gamma: float) -> Float[Tensor, "... T T"]:
+    """ZeroTuning: scale the attention on position 0 by gamma and renormalize every row."""
+    if not gamma > 0:
+        raise InputError(f"gamma must be positive (got {gamma}).")
+    A = pattern.float()
+    denom = 1.0 + (gamma - 1.0) * A[..., :, :1]
+    out = A / denom
+    out[..., :, 0] = gamma * A[..., :, 0] / denom[..., 0]
+    return out.to(pattern.dtype)
+
+
+def _by_layer(model: HookedModel, heads: Sequence[Head]) -> dict[int, list[int]]:
+    if not heads:
+        raise InputError("No heads given: pass a list of (layer, head) pairs.")
+    grouped: dict[int, list[int]] = {}
+    for layer, head in heads:
+        grouped.setdefault(model.check_layer(layer), []).append(model.check_head(head))
+    return grouped
+
+
+def pattern_hooks(
+    model: HookedModel, heads: Sequence[Head], change: Callable[[Tensor], Tensor]
+) -> list[tuple[str, Callable[..., Tensor]]]:
+    """run_with_hooks hooks applying `change` to the [batch, head, T, T] pattern slice of the given heads."""
+    hooks = []
+    for layer, hs in _by_layer(model, heads).items():
+        index = torch.tensor(sorted(set(hs)))
+
+        def hook(pattern: Tensor, hook: Any, index: Tensor = index) -> Tensor:
+            out = pattern.clone()
+            idx = index.to(pattern.device)
+            out[:, idx] = change(pattern[:, idx])
+            return out
+
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", hook))
+    return hooks
+
+
+def calibration_hooks(model: HookedModel, heads: Sequence[Head], beta: float = BETA,
+                      threshold: float = HIDDEN_THRESHOLD) -> list[tuple[str, Callable[..., Tensor]]]:
+    return pattern_hooks(model, heads, lambda p: calibrate_pattern(p, beta=beta, threshold=threshold))
+
+
+def scaling_hooks(model: HookedModel, heads: Sequence[Head], gamma: float) -> list[tuple[str, Callable[..., Tensor]]]:
+    return pattern_hooks(model, heads, lambda p: scale_first_token(p, gamma))
+
+
+def mean_loss(model: HookedModel, ids: Int[Tensor, "n T"], hooks: list[Any] | None = None,
+              batch_size: int = 8) -> float:
+    """Mean next-token cross-entropy (nats) over every position of every sequence, with optional hooks."""
+    total, count = 0.0, 0
+    for s in range(0, len(ids), batch_size):
+        nll = model.loss_per_token(ids[s : s + batch_size], fwd_hooks=hooks or None)
+        total += float(nll.sum())
+        count += nll.numel()
+    return total / count
+
+
+@dataclass
+class InterventionResult:
+    """Next-token loss before and after an intervention on chosen heads' patterns."""
+
+    kind: str  # calibrate | scale_first
+    heads: list[Head]
+    params: dict[str, float]
+    loss_before: float
+    loss_after: float
+    search: dict[str, float] = field(default_factory=dict)  # "L.H" -> loss change with that head alone
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def delta(self) -> float:
+        return self.loss_after - self.loss_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metadata, "kind": self.kind, "heads": self.heads, "params": self.params,
+                "loss_before": self.loss_before, "loss_after": self.loss_after, "delta": self.delta,
+                "search": self.search}
+
+
+def search_calibration_heads(
+    model: HookedModel, calib_ids: Int[Tensor, "n T"], candidates: int = 8, beta: float = BETA,
+    threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+) -> tuple[list[Head], dict[str, float]]:
+    """A simple head search: calibrate each candidate head alone on the calibration data and
+    keep those that lower the loss. Candidates are the `candidates` heads with the highest hidden-sink rate.
+
+    Returns the kept heads (best first) and the loss change of every candidate ("layer.head" -> delta).
+    """
+    calib_ids = check_ids(model, calib_ids)
+    found = detect_hidden_sinks(model, calib_ids, threshold=threshold, batch_size=batch_size, max_examples=0)
+    rate = found.hidden_rate.flatten()
+    order = [int(i) for i in rate.argsort(descending=True)[:candidates] if rate[i] > 0]
+    n_heads = model.facts.n_heads
+    base = mean_loss(model, calib_ids, batch_size=batch_size)
+    deltas: dict[str, float] = {}
+    for flat in tqdm(order, desc="calibration search", leave=False):
+        head = (flat // n_heads, flat % n_heads)
+        loss = mean_loss(model, calib_ids, calibration_hooks(model, [head], beta, threshold), batch_size)
+        deltas[f"{head[0]}.{head[1]}"] = loss - base
+    kept = sorted((k for k, d in deltas.items() if d < 0), key=lambda k: deltas[k])
+    return [(int(k.split(".")[0]), int(k.split(".")[1])) for k in kept], deltas
+
+
+def evaluate_intervention(
+    model: HookedModel, ids: Int[Tensor, "n T"], kind: str, heads: Sequence[Head], beta: float = BETA,
+    gamma: float = 1.5, threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    search: dict[str, float] | None = None,
+) -> InterventionResult:
+    """Loss before/after calibrating ("calibrate") or first-token scaling ("scale_first") the given heads."""
+    ids = check_ids(model, ids)
+    if kind == "calibrate":
+        hooks, params = calibration_hooks(model, heads, beta, threshold), {"beta": beta, "threshold": threshold}
+    elif kind == "scale_first":
+        hooks, params = scaling_hooks(model, heads, gamma), {"gamma": gamma}
+    else:
+        raise InputError(f"Unknown intervention '{kind}'. Choose 'calibrate' or 'scale_first'.")
+    before = mean_loss(model, ids, batch_size=batch_size)
+    after = mean_loss(model, ids, hooks, batch_size=batch_size)
+    settings = {"kind": kind, **params, "n": int(ids.shape[0]), "T": int(ids.shape[1])}
+    return InterventionResult(kind, [(int(a), int(b)) for a, b in heads], params, before, after,
+                              search or {}, result_metadata(model, settings))

@@ -1,0 +1,256 @@
+"""Attention sinks: the Sink_k^eps metric of Gu et al. (2024) on any loaded model.
+
+Spec: ../shared/specs/attention-sinks.md ("Sink metric"). For N sequences of exactly T tokens,
+one forward pass each, A[l,h,i,k] the attention probability from query i to key k:
+
+- alpha[l,h,k] = (1 / (T - k + 1)) * sum_{i=k..T} A[l,h,i,k]   (k 1-based: the mean of column k
+  over the T - k + 1 queries that can see key k; 0-based in code: divide by T - k)
+- Sink_k^eps = 100 * mean over (sample, layer, head) of 1[alpha[l,h,k] > eps], strict ">", the
+  threshold applied per (sample, layer, head) before averaging.
+
+Patterns are reduced to alpha inside a hook on every layer's `blocks.{l}.attn.hook_pattern`, so
+no more than one layer's pattern of one batch is alive at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from probes.errors import InputError
+from probes.hooked_model import HookedModel, Tokens
+from probes.results import result_metadata
+
+REGIMES = ("natural", "random", "repeat")
+DEFAULT_EPS = 0.3
+
+
+def check_eps(eps: float) -> float:
+    """eps must lie strictly inside (0, 1): alpha is a probability, so 0 or 1 make the test trivial."""
+    if not isinstance(eps, int | float) or not 0.0 < float(eps) < 1.0:
+        raise InputError(f"eps must be a number strictly between 0 and 1 (got {eps!r}); the paper uses 0.3.")
+    return float(eps)
+
+
+def _drawable_ids(model: HookedModel) -> Tensor:
+    """Every vocabulary id except the tokenizer's special tokens (BOS/EOS/PAD never appear mid-text)."""
+    special = set(int(i) for i in getattr(model.tokenizer, "all_special_ids", []) or [])
+    keep = torch.ones(model.facts.d_vocab, dtype=torch.bool)
+    for i in special:
+        if 0 <= i < model.facts.d_vocab:
+            keep[i] = False
+    return keep.nonzero()[:, 0]
+
+
+def inputs_for_regime(
+    model: HookedModel, regime: str, n: int, T: int, seed: int = 0, prepend_bos: bool | None = None
+) -> Int[Tensor, "n T"]:
+    """n input sequences of exactly T tokens for one input regime of the spec ("Sink metric").
+
+    natural: prose windows from probes.corpus; random: T tokens drawn uniformly from the
+    vocabulary without its special tokens (seeded); repeat: one such random token repeated.
+    prepend_bos=None keeps the tokenizer's default; with a BOS it is the first of the T tokens.
+    """
+    if regime not in REGIMES:
+        raise InputError(f"Unknown regime '{regime}'. Choose one of: {', '.join(REGIMES)}.")
+    if n < 1 or T < 2:
+        raise InputError(f"Need n >= 1 sequences of T >= 2 tokens (got n={n}, T={T}).")
+    want_bos = model.facts.prepends_bos if prepend_bos is None else bool(prepend_bos)
+    bos = model.facts.bos_token_id
+    if want_bos and bos is None:
+        raise InputError(f"{model.spec}'s tokenizer has no BOS token; call with prepend_bos=False.")
+    prefix = [int(bos)] if want_bos and bos is not None else []
+    body = T - len(prefix)
+    if regime == "natural":
+        from probes.corpus import sample
+
+        return sample("prose", n, T, model.tokenizer, seed=seed, prefix_ids=prefix).ids
+    gen = torch.Generator().manual_seed(int(seed))
+    pool = _drawable_ids(model)
+    if regime == "random":
+        draws = pool[torch.randint(len(pool), (n, body), generator=gen)]
+    else:
+        draws = pool[torch.randint(len(pool), (n, 1), generator=gen)].expand(n, body)
+    head = torch.tensor(prefix, dtype=torch.long).expand(n, len(prefix))
+    return torch.cat([head, draws], dim=1).contiguous()
+
+
+def alpha_from_pattern(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, "... T"]:
+    """Column means of a causal pattern over the queries that can see each key (spec "Sink metric").
+
+    alpha[..., k] = sum_{i>=k} A[..., i, k] / (T - k) with 0-based k (= the spec's 1/(T-k+1), 1-based).
+    """
+    T = pattern.shape[-1]
+    lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=pattern.device))
+    col = torch.where(lower, pattern.float(), torch.zeros((), device=pattern.device)).sum(dim=-2)
+    seen_by = torch.arange(T, 0, -1, device=pattern.device, dtype=torch.float32)
+    return col / seen_by
+
+
+def sink_rate(alpha: Float[Tensor, "n layer head T"], eps: float = DEFAULT_EPS) -> Float[Tensor, " T"]:
+    """Sink_k^eps in percent for every k: threshold each (sample, layer, head) first, then average."""
+    eps = check_eps(eps)
+    return 100.0 * (alpha > eps).float().mean(dim=(0, 1, 2))
+
+
+@dataclass
+class SinkResult:
+    """Sink_k^eps with per-(sample, layer, head) alpha (spec "Sink metric")."""
+
+    alpha: Float[Tensor, "n layer head T"]
+    sink_rate: Float[Tensor, " T"]
+    sink1: float
+    head_rate: Float[Tensor, "layer head"]
+    sample_rate: Float[Tensor, " n"]  # per sample: percent of (layer, head) with alpha[..., 0] > eps
+    str_tokens: list[list[str]]
+    ids: Int[Tensor, "n T"]
+    eps: float
+    regime: str
+    prepend_bos: bool
+    first_is_bos: bool
+    metadata: dict[str, Any]
+
+    @property
+    def T(self) -> int:
+        return int(self.alpha.shape[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary. alpha itself is kept for the first token only ([n, layer, head]) plus its
+        mean over samples ([layer, head, T]); the full tensor stays on the object."""
+        return {
+            **self.metadata,
+            "regime": self.regime,
+            "eps": self.eps,
+            "prepend_bos": self.prepend_bos,
+            "first_is_bos": self.first_is_bos,
+            "n": int(self.alpha.shape[0]),
+            "T": self.T,
+            "sink1": self.sink1,
+            "sink_rate": self.sink_rate,
+            "head_rate": self.head_rate,
+            "sample_rate": self.sample_rate,
+            "alpha_first": self.alpha[..., 0],
+            "alpha_mean": self.alpha.mean(dim=0),
+            "str_tokens": self.str_tokens,
+        }
+
+
+def check_ids(model: HookedModel, ids: Any, T: int | None = None) -> Int[Tensor, "n T"]:
+    """Turn ids (a tensor, a list of rows or a Tokens batch) into [n, T]; shorter rows are an error.
+
+    Rows longer than T are cut to their first T tokens (T=None: every row must have the same length).
+    """
+    if isinstance(ids, Tokens):
+        if not bool(ids.attention_mask.all()):
+            shortest = min(ids.lengths)
+            raise InputError(f"A sequence has only {shortest} real tokens (padded). Give sequences of exactly T tokens; "
+                             "padding is not allowed.")
+        ids = ids.ids
+    if isinstance(ids, Tensor) and ids.ndim != 2:
+        raise InputError(f"ids must be a 2-D [n, T] tensor of token ids (got shape {tuple(ids.shape)}).")
+    rows = ids.tolist() if isinstance(ids, Tensor) else [list(map(int, r)) for r in ids]
+    if not rows:
+        raise InputError("No sequences given.")
+    want = T if T is not None else max(len(r) for r in rows)
+    short = [i for i, r in enumerate(rows) if len(r) < want]
+    if short:
+        raise InputError(f"Sequence {short[0]} has {len(rows[short[0]])} tokens but T = {want}. Sequences shorter "
+                         "than T are an error (no padding): give longer sequences or a smaller T.")
+    if want < 2:
+        raise InputError("T must be at least 2.")
+    out = torch.tensor([r[:want] for r in rows], dtype=torch.long)
+    if int(out.min()) < 0 or int(out.max()) >= model.facts.d_vocab:
+        raise InputError(f"Token ids must lie in 0..{model.facts.d_vocab - 1}.")
+    return out
+
+
+def pattern_hook_names(model: HookedModel) -> list[str]:
+    return [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.facts.n_layers)]
+
+
+def alpha_for_batch(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[Tensor, "b layer head T"]:
+    """alpha for one batch, reduced layer by layer inside pattern hooks (nothing else is kept)."""
+    per_layer: dict[int, Tensor] = {}
+
+    def keep(pattern: Tensor, hook: Any) -> None:
+        layer = int(hook.name.split(".")[1])
+        per_layer[layer] = alpha_from_pattern(pattern.detach()).cpu()
+
+    hooks = [(name, keep) for name in pattern_hook_names(model)]
+    with torch.no_grad():
+        model.run_with_hooks(ids, fwd_hooks=hooks)
+    return torch.stack([per_layer[layer] for layer in range(model.facts.n_layers)], dim=1)
+
+
+def compute_sinks(
+    model: HookedModel,
+    ids: Int[Tensor, "n T"],
+    eps: float = DEFAULT_EPS,
+    prepend_bos: bool = False,
+    regime: str = "natural",
+    batch_size: int = 8,
+    progress: Callable[[float], None] | None = None,
+    T: int | None = None,
+) -> SinkResult:
+    """Sink_k^eps, per-head and per-sample rates for sequences of exactly T tokens (spec "Sink metric").
+
+    prepend_bos records whether the first of the T tokens is the BOS (as inputs_for_regime made
+    them); it is checked against the ids. `progress(fraction)` is called after every batch.
+    """
+    eps = check_eps(eps)
+    if regime not in REGIMES and regime != "custom":
+        raise InputError(f"Unknown regime '{regime}'. Choose one of: {', '.join(REGIMES)} (or 'custom').")
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1.")
+    ids = check_ids(model, ids, T)
+    bos = model.facts.bos_token_id
+    first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
+    if prepend_bos and not first_is_bos:
+        raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
+                         "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
+    n = ids.shape[0]
+    parts = []
+    starts = list(range(0, n, batch_size))
+    for done, start in enumerate(tqdm(starts, desc="sinks", leave=False), start=1):
+        parts.append(alpha_for_batch(model, ids[start : start + batch_size]))
+        if progress is not None:
+            progress(done / len(starts))
+    alpha = torch.cat(parts)
+    above = alpha[..., 0] > eps
+    rate = sink_rate(alpha, eps)
+    settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1])}
+    return SinkResult(
+        alpha=alpha,
+        sink_rate=rate,
+        sink1=float(rate[0]),
+        head_rate=100.0 * above.float().mean(dim=0),
+        sample_rate=100.0 * above.float().mean(dim=(1, 2)),
+        str_tokens=model.tokens_from_ids(ids).str_tokens,
+        ids=ids,
+        eps=eps,
+        regime=regime,
+        prepend_bos=bool(prepend_bos),
+        first_is_bos=first_is_bos,
+        metadata=result_metadata(model, settings),
+    )
+
+
+def sinks_by_regime(
+    model: HookedModel, n: int = 100, T: int = 64, eps: float = DEFAULT_EPS, seed: int = 0,
+    prepend_bos: bool | None = None, regimes: tuple[str, ...] = REGIMES, batch_size: int = 8,
+) -> dict[str, SinkResult]:
+    """compute_sinks for each input regime on freshly drawn inputs (the paper's three regimes)."""
+    want_bos = model.facts.prepends_bos if prepend_bos is None else bool(prepend_bos)
+    out = {}
+    for regime in regimes:
+        ids = inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want_bos)
+        out[regime] = compute_sinks(model, ids, eps=eps, prepend_bos=want_bos, regime=regime, batch_size=batch_size)
+        out[regime].metadata["seed"] = seed
+    return out
+
