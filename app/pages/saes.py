@@ -8,7 +8,7 @@ from app.ui.pending import require
 
 st.title("SAE features")
 st.caption("Sparse autoencoders on the residual stream: training, metrics and feature views.")
-module = require("saes")
+module = require("saes.registry")
 if module is not None:
     st.success("`saes` has landed; this page is wired to it in a follow-up (its API is not guessed here).",
                icon=":material/check_circle:")

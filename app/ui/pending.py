@@ -15,12 +15,13 @@ import streamlit as st
 ISSUES: dict[str, tuple[str, int]] = {
     "probes.sinks": ("attention sinks", 3),
     "probes.hidden_sinks": ("hidden sinks", 3),
-    "probes.extreme": ("extreme tokens", 4),
-    "probes.dormant": ("active/dormant heads", 4),
-    "probes.bb": ("the Bigram-Backcopy lab", 4),
-    "probes.successor": ("successor heads", 5),
-    "circuits": ("circuit discovery", 6),
-    "saes": ("sparse autoencoders", 7),
+    "probes.extreme": ("extreme tokens", 3),
+    "probes.dormant": ("active/dormant heads", 3),
+    "probes.bb": ("the Bigram-Backcopy lab", 3),
+    "probes.successor": ("successor heads", 4),
+    "circuits": ("circuit discovery", 5),
+    "saes": ("sparse autoencoders", 6),
+    "saes.registry": ("sparse autoencoders", 6),
 }
 
 
