@@ -47,7 +47,7 @@ def attribute(model: Any, task: TaskData, points: GradPoints, method: str, batch
         clean_sum += float(_metric(clean.logits, batch).sum())
         corr_sum += float(_metric(corr.logits, batch).sum())
         inputs = points(clean.acts[:, :, 0], corr.acts[:, :, 0])
-        grads = sum(grad_run(gf, x, batch)[0] for x in inputs) / len(inputs)
+        grads = torch.stack([grad_run(gf, x, batch)[0] for x in inputs]).mean(0)
         total += span_scores(corr.acts - clean.acts, grads, batch, S).cpu()
     n = len(task)
     check_not_constant(clean_sum / n, corr_sum / n, task.name)

@@ -67,9 +67,10 @@ def grad_run(gf: GraphForward, input_acts: Tensor, batch: Batch) -> tuple[Tensor
     x = input_acts.detach().requires_grad_(True)
     run = gf.run(x, last=batch.last, grad=True)
     values = metric_values(run.logits, batch)
-    wrt = run.slot_inputs + run.mlp_inputs + [run.logits_input] + run.head_outputs
-    grads = torch.autograd.grad(values.sum(), wrt, allow_unused=True)
-    grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads, strict=True)]
+    assert run.logits_input is not None
+    wrt: list[Tensor] = run.slot_inputs + run.mlp_inputs + [run.logits_input] + run.head_outputs
+    raw = torch.autograd.grad(values.sum(), wrt, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, raw, strict=True)]
     L = gf.L
     slots = []
     for layer in range(L):
