@@ -47,7 +47,10 @@ def attribute(model: Any, task: TaskData, points: GradPoints, method: str, batch
         clean_sum += float(_metric(clean.logits, batch).sum())
         corr_sum += float(_metric(corr.logits, batch).sum())
         inputs = points(clean.acts[:, :, 0], corr.acts[:, :, 0])
-        grads = torch.stack([grad_run(gf, x, batch)[0] for x in inputs]).mean(0)
+        grads = grad_run(gf, inputs[0], batch)[0]
+        for x in inputs[1:]:  # a running sum: one gradient tensor held at a time
+            grads += grad_run(gf, x, batch)[0]
+        grads /= len(inputs)
         total += span_scores(corr.acts - clean.acts, grads, batch, S).cpu()
     n = len(task)
     check_not_constant(clean_sum / n, corr_sum / n, task.name)

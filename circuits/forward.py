@@ -236,16 +236,25 @@ class GraphForward:
         q = self.project(layer, self._norm(norm, xq), "q")
         b, p = xq.shape[:2]
         z = q.new_zeros(b, p, H, self.dh)
-        for dst in range(patch.kv.shape[1]):
-            rows = patch.span_ids == dst  # query positions in span dst
-            if not rows.any():
+        kv_layer = patch.kv[:, :, :n, :, layer, :]  # [S_src, S_dst, n, 2, H]
+        dsts = [d for d in range(kv_layer.shape[1]) if bool((patch.span_ids == d).any())]
+        empty = [d for d in dsts if not bool(kv_layer[:, d].any())]
+        if empty:  # no kept key/value edge: every key and value is the corrupted one (shared)
+            z = self._kv_attend(layer, acts, n, kv_layer[:, empty[0]], patch, const, q, rope, norm)
+        for dst in dsts:
+            if dst in empty:
                 continue
-            kv = patch.kv[:, dst, :n, :, layer, :]  # [S_src, n, 2, H]
-            xk = self._patched_slots(acts, n, kv[:, :, 0], patch, const)
-            xv = self._patched_slots(acts, n, kv[:, :, 1], patch, const)
-            k = self.project(layer, self._norm(norm, xk), "k")
-            v = self.project(layer, self._norm(norm, xv), "v")
-            zd, _ = self.attend(q, k, v, rope)
+            rows = patch.span_ids == dst  # query positions in span dst
+            zd = self._kv_attend(layer, acts, n, kv_layer[:, dst], patch, const, q, rope, norm)
             z = torch.where(rows[:, :, None, None], zd, z)
         return self.head_out(layer, z)
+
+    def _kv_attend(self, layer: int, acts: Tensor, n: int, kv: Tensor, patch: Patch, const: Tensor, q: Tensor,
+                   rope: tuple[Tensor, Tensor] | None, norm: Any) -> Tensor:
+        """Head outputs z with keys/values built from kv [S_src, n, 2, H]."""
+        xk = self._patched_slots(acts, n, kv[:, :, 0], patch, const)
+        xv = self._patched_slots(acts, n, kv[:, :, 1], patch, const)
+        k = self.project(layer, self._norm(norm, xk), "k")
+        v = self.project(layer, self._norm(norm, xv), "v")
+        return self.attend(q, k, v, rope)[0]
 
