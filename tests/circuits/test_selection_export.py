@@ -69,6 +69,7 @@ def test_faithfulness_end_points_and_curve_on_tiny_llama():
     everything = [Edge(u, v, 1.0) for u, v in g.edge_mask.nonzero().tolist()]
     assert abs(faithfulness(gf, task, Circuit(everything, False, g), base) - 1.0) < 1e-5
     assert abs(faithfulness(gf, task, Circuit([], False, g), base)) < 1e-5
+    assert abs(faithfulness(gf, task, Circuit([], True, g), base)) < 1e-5  # kv path, every key/value corrupted
     aware_all = [Edge(e.u, e.slot, 1.0, s, s) for e in everything for s in range(4)]
     aware_all += [Edge(u, g.head_slot(layer, h, 1 + w), 1.0, a, b) for a in range(4) for b in range(a, 4)
                   for u in range(g.n_forward) for w in range(2) for layer in range(g.n_layers)
