@@ -97,3 +97,16 @@ def test_crossing_scores_match_patching_key_or_value_alone():
         assert abs(est - exact) < 0.05 * abs(exact), (u, layer, head, which, src, dst, est, exact)
     # non-crossing per-span scores are EAP's
     assert torch.equal(scores.per_span, eap(gf, task).per_span)
+
+
+def test_eap_ig_averages_the_gradients_of_its_points():
+    """m = 2: the running gradient sum divided by 2 equals the mean of the two one-point attributions."""
+    from circuits.eap import attribute
+
+    gf = GraphForward(tiny_llama(seed=4))
+    task = toy_task()
+    two = eap_ig(gf, task, steps=2).per_span
+    at_corr = attribute(gf, task, lambda clean, corr: [corr], "p0").per_span
+    at_mid = attribute(gf, task, lambda clean, corr: [(clean + corr) / 2], "p1").per_span
+    assert torch.allclose(two, (at_corr + at_mid) / 2, atol=1e-6)
+    assert (at_corr - at_mid).abs().max() > 1e-5  # the two points do differ
