@@ -1,0 +1,1 @@
+"""Circuit discovery: the graph, tasks with schemas, EAP / EAP-IG / position-aware EAP, evaluation."""

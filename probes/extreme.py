@@ -178,15 +178,23 @@ class PeakAblation:
 
 
 def peak_ablation(
-    model: HookedModel, ids: Int[Tensor, "n T"], layers: Sequence[int] = (0, 1, 2, 3),
+    model: HookedModel, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
     components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
 ) -> PeakAblation:
     """Zero each listed layer's MLP / attention output in turn; report the sink's residual norm at
-    `measure_layer` (default: the layer where the clean sink norm peaks) and the largest other norm."""
+    `measure_layer` (default: the layer where the clean sink norm peaks) and the largest other norm.
+
+    layers=None: layers 0 and 1 (where the spec's Llama builds its peak) and the layer where the clean
+    first-token norm grows most, with the one before it (where this model builds it).
+    """
     ids = check_ids(model, ids)
     clean = resid_norms(model, ids, batch_size=batch_size)
     sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
     at = int(sink.argmax()) if measure_layer is None else model.check_layer(measure_layer)
+    if layers is None:
+        growth = torch.cat([sink[:1], sink[1:] - sink[:-1]])
+        jump = int(growth.argmax())
+        layers = sorted({0, 1, max(jump - 1, 0), jump})
     rows = []
     for component in components:
         for layer in tqdm(layers, desc=f"ablate {component}", leave=False):

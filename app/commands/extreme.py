@@ -17,7 +17,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--prompt", default=None, help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.')")
     p.add_argument("--n", type=int, default=8, help="prose windows (default 8)")
     p.add_argument("--T", type=int, default=64, help="tokens per window (default 64)")
-    p.add_argument("--ablate-layers", default="0,1,2,3", help="layers whose MLP / attention output is zeroed in turn")
+    p.add_argument("--ablate-layers", default=None,
+                   help="comma-separated layers whose MLP / attention output is zeroed in turn "
+                        "(default: 0, 1 and the layer where the first-token norm jumps, with the one before)")
     bos = p.add_mutually_exclusive_group()
     bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
     bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         ids = inputs_for_regime(model, "natural", args.n, args.T, seed=args.seed, prepend_bos=args.prepend_bos)
     res = extreme_tokens(model, ids)
-    layers = [int(x) for x in args.ablate_layers.split(",") if x.strip()]
+    layers = [int(x) for x in args.ablate_layers.split(",") if x.strip()] if args.ablate_layers else None
     ablation = peak_ablation(model, ids[:4], layers=layers)
     figures = {"residual_norm_heatmap": residual_norm_heatmap(res), "residual_norm_lines": residual_norm_lines(res),
                "value_norms": value_norm_figure(res), "peak_ablation": peak_ablation_figure(ablation)}

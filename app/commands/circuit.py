@@ -1,0 +1,66 @@
+"""`glasshouse circuit TASK`: find a circuit for a generated task and draw it (spec: circuits.md).
+
+Scores every edge (EAP or EAP-IG; position-aware adds per-span and crossing key/value scores),
+grows greedy circuits from the logits at each edge count in --points, measures their normalized
+faithfulness, and writes circuit.json plus HTML figures (the largest circuit of each kind, and the
+faithfulness curves) into output_dir(args, "circuit").
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("circuit", help="position-aware circuit discovery on a generated task")
+    p.add_argument("task", help="ioi, greater_than or succession")
+    add_model_args(p)
+    p.add_argument("--n", type=int, default=16, help="number of examples (default 16)")
+    p.add_argument("--method", choices=("eap", "eap-ig"), default="eap", help="edge scores (default eap)")
+    p.add_argument("--steps", type=int, default=5, help="EAP-IG interpolation steps (default 5)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--position-aware", dest="which", action="store_const", const="aware",
+                       help="only the position-aware circuit")
+    which.add_argument("--agnostic", dest="which", action="store_const", const="agnostic",
+                       help="only the position-agnostic circuit")
+    p.set_defaults(which="both")
+    p.add_argument("--points", default="10,30,100,300,1000", help="edge counts of the curve (comma separated)")
+    p.add_argument("--draw", type=int, default=None, help="edges in the drawn circuit (default: smallest count "
+                   "reaching 0.8, else the largest)")
+    p.set_defaults(func=run_circuit)
+
+
+def run_circuit(args: argparse.Namespace) -> int:
+    from app.figures.circuits import circuit_figure, curves_figure
+    from circuits.discover import discover
+
+    counts = _counts(args.points)
+    model = load_from_args(args)
+    result = discover(model, args.task, n=args.n, method=args.method, steps=args.steps, which=args.which,
+                      counts=counts, seed=args.seed, draw=args.draw)
+    figures = {"faithfulness_curves": curves_figure([c.to_dict() for c in result.curves],
+                                                    f"{args.task}: faithfulness against circuit size")}
+    for label, data in result.circuits.items():
+        figures[f"circuit_{label.replace('-', '_')}"] = circuit_figure(data, f"{args.task}, {label} circuit")
+    out = output_dir(args, "circuit")
+    for path in write_outputs(out, "circuit", result, figures):
+        print(path)
+    for c in result.curves:
+        print(f"{c.label}: area {c.area:.3f}, edges to 0.8: {c.edges_to_80}, "
+              f"faithfulness {[round(v, 3) for v in c.faithfulness]} at {c.edges}")
+    return 0
+
+
+def _counts(text: str) -> list[int]:
+    from probes.errors import InputError
+
+    try:
+        counts = sorted({int(c) for c in text.split(",") if c.strip()})
+    except ValueError as exc:
+        raise InputError(f"--points must be comma-separated edge counts, like 10,100,1000 (got {text!r}).") from exc
+    if not counts or counts[0] < 1:
+        raise InputError(f"--points needs at least one positive edge count (got {text!r}).")
+    return counts
