@@ -98,3 +98,90 @@ def test_successor_page_rejects_multi_token_input(smollm: Any) -> None:
     assert any("not one" in e.value and "single token" in e.value for e in at.error), [e.value for e in at.error]
     assert not [d for d in at.dataframe if "logit" in d.value.columns]  # no prediction table for bad input
     assert isinstance(at.dataframe[0].value, pd.DataFrame)  # the page above the error still rendered
+
+
+# --- BB lab ------------------------------------------------------------------------------------------
+
+BB_SMALL = {"bb_steps": 20, "bb_eval_every": 5, "bb_d": 16, "bb_seq_len": 17, "bb_batch": 4, "bb_seed": 3}
+
+
+def click_train(at: AppTest) -> AppTest:
+    next(b for b in at.button if b.label == "Train").click().run()
+    return at
+
+
+def plain_sink_attention(model: Any, task: Any, x: torch.Tensor) -> tuple[float, float]:
+    """Attention on <s> (key 0) of a 1-layer BB model, non-trigger and trigger queries i >= 1, written out:
+    LayerNorm, q and k projections, causal softmax over q.k / sqrt(d)."""
+    blk = model.blocks[0]
+    with torch.no_grad():
+        h = model.embed(x) + model.pos(torch.arange(x.shape[1]))
+        h = torch.nn.functional.layer_norm(h, (h.shape[-1],), blk.ln1.weight, blk.ln1.bias, blk.ln1.eps)
+        q, k = h @ blk.q.weight.T, h @ blk.k.weight.T
+        scores = q @ k.transpose(-1, -2) / h.shape[-1] ** 0.5
+        n = x.shape[1]
+        scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+        on_bos = scores.softmax(dim=-1)[:, :, 0]  # [batch, query]
+    trig = torch.zeros_like(x, dtype=torch.bool)
+    for t in task.triggers:
+        trig |= x == t
+    later = torch.zeros_like(trig)
+    later[:, 1:] = True
+    return float(on_bos[~trig & later].mean()), float(on_bos[trig & later].mean())
+
+
+def test_bb_lab_trains_and_matches_trainer_and_plain_attention(tmp_path: Any) -> None:
+    from probes.bb.train import TrainSettings, train
+
+    at = click_train(run_page("pages/bblab.py", "BB lab", **BB_SMALL))
+    assert_clean(at)
+    job = at.session_state["bb_job"]
+    assert job["status"] == "done" and job["step"] == 20
+    rows = next(d.value for d in at.dataframe if "attn_sink_nontrigger_L0" in d.value.columns)
+    assert rows["step"].tolist() == [0, 5, 10, 15, 20]
+
+    # the same run through probes.bb.train.train (checkpoints, resumable loop) gives the same measurements
+    ref = train(TrainSettings(steps=20, eval_every=5, d_model=16, seq_len=17, batch=4, seed=3), tmp_path,
+                progress=False)
+    for col in ("loss", "backcopy_risk", "bigram_risk"):
+        np.testing.assert_allclose(rows[col].to_numpy(), [r[col] for r in ref.metrics], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows["attn_sink_nontrigger_L0"].to_numpy(),
+                               [r["attn_sink_nontrigger"][0] for r in ref.metrics], rtol=1e-5, atol=1e-6)
+
+    # attention on <s> of the final model, by hand on the evaluation batch
+    non, trig = plain_sink_attention(job["model"], job["task"], job["eval"][0])
+    assert rows["attn_sink_nontrigger_L0"].iloc[-1] == pytest.approx(non, abs=1e-5)
+    assert rows["attn_sink_trigger_L0"].iloc[-1] == pytest.approx(trig, abs=1e-5)
+    shown = {m.label: float(m.value) for m in at.metric}
+    assert shown["Attention on <s>, non-trigger queries"] == pytest.approx(non, abs=5.1e-4)  # printed with 3 decimals
+
+    curves = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("BB lab"))
+    assert array(curves["data"][0]["x"]).tolist() == [0, 5, 10, 15, 20]
+
+
+def test_bb_lab_stop_flag_stops_between_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
+
+    import probes.bb.data as data
+
+    real = data.generate
+
+    def generate(task: Any, batch: int, seed: int, step: int, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if step == 7:  # a training batch (the evaluation batch is step 0)
+            st.session_state["bb_stop"] = True  # what the Stop button's callback does
+        return real(task, batch, seed, step, *args, **kwargs)
+
+    monkeypatch.setattr(data, "generate", generate)
+    at = click_train(run_page("pages/bblab.py", "BB lab", **BB_SMALL))
+    assert_clean(at)
+    job = at.session_state["bb_job"]
+    assert job["status"] == "stopped" and job["step"] == 8  # step 7 finished, then the flag was seen
+    assert [r["step"] for r in job["rows"]] == [0, 5]
+    assert any("stopped at step 8 of 20" in h.value for h in at.subheader)
+
+
+def test_bb_lab_rejects_bad_learning_rate() -> None:
+    at = click_train(run_page("pages/bblab.py", "BB lab", bb_lr="fast", **BB_SMALL))
+    assert not at.exception
+    assert any("'fast' is not a number" in e.value for e in at.error), [e.value for e in at.error]
+    assert "bb_job" not in at.session_state
