@@ -185,3 +185,37 @@ def test_bb_lab_rejects_bad_learning_rate() -> None:
     assert not at.exception
     assert any("'fast' is not a number" in e.value for e in at.error), [e.value for e in at.error]
     assert "bb_job" not in at.session_state
+
+
+# --- Circuits ----------------------------------------------------------------------------------------
+
+
+def test_circuits_page_clean_metric_matches_plain_forward(smollm: Any) -> None:
+    from circuits.tasks import make_task
+
+    at = run_page("pages/circuits.py", "Circuits", circ_task="succession", circ_n=2, circ_which="both",
+                  circ_counts="10,100")
+    assert any("Find circuit" in i.value for i in at.info)  # nothing runs before the button
+    next(b for b in at.button if b.label == "Find circuit").click().run()
+    assert_clean(at)
+
+    task = make_task("succession", smollm, n=2, seed=0)
+    values = []
+    for ids, answers, signs in zip(task.clean, task.answer_ids, task.answer_signs, strict=True):
+        logits = smollm.forward(torch.tensor([ids]))[0, -1].float()  # plain forward, one unpadded example
+        values.append(sum(s * float(logits[a]) for a, s in zip(answers, signs, strict=True)))
+    shown = {m.label: m.value for m in at.metric}
+    assert float(shown["Clean metric (full graph)"]) == pytest.approx(float(np.mean(values)), abs=2e-4)
+
+    curves = next(f for f in figures(at) if "faithfulness against circuit size" in f["layout"]["title"]["text"])
+    assert {d["name"].split(" (")[0] for d in curves["data"]} == {"position-aware", "position-agnostic"}
+    at.radio(key="circ_label").set_value("position-aware").run()
+    graph = next(f for f in figures(at) if "position-aware circuit" in f["layout"]["title"]["text"])
+    assert graph["layout"]["xaxis"]["ticktext"] == list(task.schema.names)  # one column per span
+
+
+def test_circuits_page_rejects_bad_edge_counts(smollm: Any) -> None:
+    at = run_page("pages/circuits.py", "Circuits", circ_counts="ten, twenty")
+    next(b for b in at.button if b.label == "Find circuit").click().run()
+    assert not at.exception
+    assert any("comma-separated whole numbers" in e.value for e in at.error), [e.value for e in at.error]
