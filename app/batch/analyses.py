@@ -1,0 +1,58 @@
+"""The analyses of issues 3 and 4 as batch probes (one registry entry each).
+
+- sinks: Sink_k^eps of ../shared/specs/attention-sinks.md on the unit's corpus windows. Rows:
+  metric "sink_rate" (percent, one per key position k, `position` = k, 0-based), "head_sink_rate"
+  (percent of windows whose alpha[first token] > eps, per layer/head) and "sink1" (the headline).
+- successor_score: the first-order successor score of ../shared/specs/successor-heads.md per
+  layer/head (metric "successor_score"; the corpus is not used, the tasks come from the tokenizer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.batch.builtin import BATCH, BOS, corpus_ids
+from app.batch.registry import ProbeEntry, Row, Setting, register
+from probes.corpus import CorpusSample
+
+
+def run_sinks(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
+    """Sink_k^eps, per-head sink rates and Sink_1 for the unit's corpus windows."""
+    from probes.sinks import compute_sinks
+
+    ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
+    result = compute_sinks(model, ids, eps=settings["eps"], prepend_bos=settings["prepend_bos"],
+                           batch_size=settings["batch_size"])
+    rows: list[Row] = [{"metric": "sink1", "value": float(result.sink1), "layer": None, "head": None, "position": 0}]
+    rows += [{"metric": "sink_rate", "value": float(v), "layer": None, "head": None, "position": k}
+             for k, v in enumerate(result.sink_rate.tolist())]
+    n_layers, n_heads = result.head_rate.shape
+    rows += [{"metric": "head_sink_rate", "value": float(result.head_rate[layer, head]), "layer": layer, "head": head,
+              "position": 0} for layer in range(n_layers) for head in range(n_heads)]
+    return rows
+
+
+def run_successor(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
+    """First-order successor score of every head (the corpus is not used)."""
+    from probes.successor.ov import OVSettings
+    from probes.successor.score import score_heads
+
+    scores = score_heads(model, settings=OVSettings(norm=settings["norm"], source=settings["source"])).scores
+    return [{"metric": "successor_score", "value": float(scores[layer, head]), "layer": layer, "head": head,
+             "position": None} for layer in range(scores.shape[0]) for head in range(scores.shape[1])]
+
+
+register(ProbeEntry(
+    name="sinks",
+    description="Sink_k^eps (Gu et al. 2024): attention sinks per key position and per head",
+    run=run_sinks,
+    settings={"eps": Setting(float, 0.3, "threshold on alpha, strictly between 0 and 1", minimum=1e-6),
+              "prepend_bos": BOS, "batch_size": BATCH},
+))
+register(ProbeEntry(
+    name="successor_score",
+    description="first-order successor score per head (Gould et al. 2023)",
+    run=run_successor,
+    settings={"norm": Setting(str, "auto", "norms on the OV path", choices=("auto", "none", "mlp", "all")),
+              "source": Setting(str, "mlp0", "token representation the head reads", choices=("mlp0", "resid"))},
+))
