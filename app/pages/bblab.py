@@ -122,13 +122,13 @@ with st.form("bb_inputs"):
                                    help="relu: relu(q.k/sqrt(d))/(i+1), the spec's mitigation."))
     steps = int(c[2].number_input("Steps", min_value=1, max_value=20000, value=150, step=50, key="bb_steps"))
     eval_every = int(c[3].number_input("Measure every", min_value=1, max_value=1000, value=10, key="bb_eval_every"))
-    c = st.columns(5)
-    layers = int(c[0].number_input("Layers", min_value=1, max_value=4, value=1, key="bb_layers"))
-    d_model = int(c[1].number_input("d_model", min_value=4, max_value=512, value=64, step=16, key="bb_d"))
-    seq_len = int(c[2].number_input("Tokens per sequence (incl. <s>)", min_value=3, max_value=257, value=65,
+    c2 = st.columns(5)
+    layers = int(c2[0].number_input("Layers", min_value=1, max_value=4, value=1, key="bb_layers"))
+    d_model = int(c2[1].number_input("d_model", min_value=4, max_value=512, value=64, step=16, key="bb_d"))
+    seq_len = int(c2[2].number_input("Tokens per sequence (incl. <s>)", min_value=3, max_value=257, value=65,
                                     key="bb_seq_len"))
-    batch = int(c[3].number_input("Batch", min_value=1, max_value=512, value=32, key="bb_batch"))
-    seed = int(c[4].number_input("Seed", min_value=0, value=0, key="bb_seed"))
+    batch = int(c2[3].number_input("Batch", min_value=1, max_value=512, value=32, key="bb_batch"))
+    seed = int(c2[4].number_input("Seed", min_value=0, value=0, key="bb_seed"))
     lr_text = st.text_input("Learning rate (empty: the spec's, 3e-4 AdamW+softmax, 3e-3 AdamW+ReLU, 0.03 SGD)",
                             value="", key="bb_lr")
     submitted = st.form_submit_button("Train", type="primary")

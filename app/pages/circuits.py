@@ -94,12 +94,12 @@ with st.form("circ_inputs"):
     n = int(c[1].number_input("Examples", min_value=1, max_value=256, value=4, key="circ_n"))
     method = str(c[2].selectbox("Method", ["eap", "eap-ig"], key="circ_method"))
     steps = int(c[3].number_input("EAP-IG steps", min_value=1, max_value=64, value=5, key="circ_steps"))
-    c = st.columns(4)
-    which = str(c[0].selectbox("Circuits", list(KINDS), format_func=KINDS.__getitem__, key="circ_which"))
-    counts_text = c[1].text_input("Edge counts on the curve", value="10,100,1000", key="circ_counts")
-    draw = int(c[2].number_input("Edges in the drawn circuit (0: first count reaching 0.8)", min_value=0, value=0,
+    c2 = st.columns(4)
+    which = str(c2[0].selectbox("Circuits", list(KINDS), format_func=KINDS.__getitem__, key="circ_which"))
+    counts_text = c2[1].text_input("Edge counts on the curve", value="10,100,1000", key="circ_counts")
+    draw = int(c2[2].number_input("Edges in the drawn circuit (0: first count reaching 0.8)", min_value=0, value=0,
                                  key="circ_draw"))
-    seed = int(c[3].number_input("Seed", min_value=0, value=0, key="circ_seed"))
+    seed = int(c2[3].number_input("Seed", min_value=0, value=0, key="circ_seed"))
     st.form_submit_button("Find circuit", type="primary", on_click=submit)
 if not st.session_state.get("circ_run"):
     st.info("Choose a task and press **Find circuit**. Attribution on the embedded model takes from seconds "

@@ -122,9 +122,9 @@ with st.expander("Top heads (table)"):
                         for r in scores["ranking"]]), f"successor_ranking_{tag}")
 
 st.header("One head")
-c = st.columns(2)
-layer = int(c[0].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=best["layer"], key="succ_layer"))
-head = int(c[1].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=best["head"], key="succ_head"))
+pick = st.columns(2)
+layer = int(pick[0].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=best["layer"], key="succ_layer"))
+head = int(pick[1].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=best["head"], key="succ_head"))
 tasks = [t["name"] for t in scores["dataset"]["tasks"]]
 per_task = {t: float(scores["per_task"][t][layer][head]) for t in tasks}
 chance = {t: float(scores["task_chance"][t]) for t in tasks}
