@@ -204,7 +204,7 @@ def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     dead = sae.dead_mask(cfg.dead_window_tokens)
     out = sae.loss(x, dead_mask=dead)
-    if not math.isfinite(float(out.loss)):
+    if not math.isfinite(float(out.loss.detach())):
         _check_finite(torch.tensor(float("nan")), step, ckpt)
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
