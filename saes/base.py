@@ -45,6 +45,9 @@ class SAE(nn.Module):
     """Base class: parameters, encode/decode/forward, the MSE term, decoder-norm handling, firing stats."""
 
     cfg: SAEConfig
+    tokens_since_fired: Tensor
+    density_ema: Tensor
+    stats_steps: Tensor
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -85,7 +88,7 @@ class SAE(nn.Module):
         flat = x.reshape(-1, x.shape[-1])
         return self.decode(self.encode(flat)).reshape(*lead, self.cfg.d_in)
 
-    def loss(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "d_sae"] | None = None) -> SAEOutput:
+    def loss(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None) -> SAEOutput:
         """The training loss: mse (normalised space) plus the architecture's terms."""
         self._check_width(x)
         x_n = x * self.cfg.norm_scale
@@ -103,7 +106,7 @@ class SAE(nn.Module):
         z: Float[Tensor, "batch d_sae"],
         f: Float[Tensor, "batch d_sae"],
         x_n_hat: Float[Tensor, "batch d_in"],
-        dead_mask: Bool[Tensor, "d_sae"] | None,
+        dead_mask: Bool[Tensor, "*d_sae"] | None,
     ) -> dict[str, Tensor]:
         """Architecture-specific loss terms (L1, L0, AuxK, ...), already weighted."""
         return {}
@@ -154,7 +157,7 @@ class SAE(nn.Module):
             self.density_ema.mul_(momentum).add_(density, alpha=1 - momentum)
         self.stats_steps += 1
 
-    def dead_mask(self, window_tokens: int) -> Bool[Tensor, "d_sae"]:
+    def dead_mask(self, window_tokens: int) -> Bool[Tensor, "*d_sae"]:
         """Features that have not fired on any of the last `window_tokens` training tokens."""
         return self.tokens_since_fired >= window_tokens
 

@@ -47,6 +47,8 @@ class BatchTopKSAE(SAE):
     """k*B active entries per batch in training; a learned global threshold at inference."""
 
     cfg: BatchTopKConfig
+    threshold: Tensor
+    threshold_set: Tensor
 
     def __init__(self, cfg: BatchTopKConfig) -> None:
         super().__init__(cfg)

@@ -42,7 +42,7 @@ class FeatureChoiceConfig(SAEConfig):
 
 def column_capacities(
     batch: int, d_sae: int, k: int, kind: str, density: Tensor | None = None, alpha: float = 1.0
-) -> Int[Tensor, "d_sae"]:
+) -> Int[Tensor, "*d_sae"]:
     """m_j for every feature (see module docstring)."""
     if kind == "uniform" or density is None:
         return torch.full((d_sae,), max(1, round(k * batch / d_sae)), dtype=torch.long)
@@ -54,7 +54,7 @@ def column_capacities(
     return m.clamp(1, batch)
 
 
-def choose_per_column(r: Float[Tensor, "batch d_sae"], m: Int[Tensor, "d_sae"]) -> Float[Tensor, "batch d_sae"]:
+def choose_per_column(r: Float[Tensor, "batch d_sae"], m: Int[Tensor, "*d_sae"]) -> Float[Tensor, "batch d_sae"]:
     """Keep the m_j largest entries of each column j of r (r >= 0), zero elsewhere."""
     m_max = int(m.max())
     vals, idx = r.topk(min(m_max, r.shape[0]), dim=0)
@@ -66,13 +66,15 @@ class FeatureChoiceSAE(SAE):
     """Each feature picks its top-m tokens in the batch."""
 
     cfg: FeatureChoiceConfig
+    threshold: Tensor
+    threshold_seen: Tensor
 
     def __init__(self, cfg: FeatureChoiceConfig) -> None:
         super().__init__(cfg)
         self.register_buffer("threshold", torch.zeros(cfg.d_sae))
         self.register_buffer("threshold_seen", torch.zeros(cfg.d_sae, dtype=torch.bool))
 
-    def capacities(self, batch: int) -> Int[Tensor, "d_sae"]:
+    def capacities(self, batch: int) -> Int[Tensor, "*d_sae"]:
         density = self.density_ema if int(self.stats_steps) > 0 else None
         return column_capacities(batch, self.cfg.d_sae, self.cfg.k, self.cfg.capacities, density, self.cfg.zipf_alpha)
 

@@ -37,7 +37,7 @@ class MutualChoiceConfig(BatchTopKConfig):
     underuse_coefficient: float = 0.01
 
 
-def zipf_fit(density: Float[Tensor, "d_sae"]) -> Float[Tensor, "d_sae"]:
+def zipf_fit(density: Float[Tensor, "*d_sae"]) -> Float[Tensor, "*d_sae"]:
     """The fitted Zipf density at each feature's rank (see module docstring, step 1)."""
     order = torch.argsort(-density, stable=True)
     sorted_d = density[order].double()
@@ -56,7 +56,7 @@ def zipf_fit(density: Float[Tensor, "d_sae"]) -> Float[Tensor, "d_sae"]:
     return fitted.to(density.dtype)
 
 
-def underused(density: Tensor, fraction: float, dead_mask: Bool[Tensor, "d_sae"] | None) -> Bool[Tensor, "d_sae"]:
+def underused(density: Tensor, fraction: float, dead_mask: Bool[Tensor, "*d_sae"] | None) -> Bool[Tensor, "*d_sae"]:
     """Features below `fraction` of the fitted Zipf density, or dead."""
     mask = density < fraction * zipf_fit(density)
     return mask | dead_mask if dead_mask is not None else mask

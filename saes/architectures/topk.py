@@ -36,7 +36,7 @@ def topk_per_row(z: Float[Tensor, "batch d_sae"], k: int) -> Float[Tensor, "batc
 
 
 def auxk_term(
-    x_n: Tensor, z: Tensor, x_n_hat: Tensor, W_dec: Tensor, dead_mask: Bool[Tensor, "d_sae"] | None, aux_k: int
+    x_n: Tensor, z: Tensor, x_n_hat: Tensor, W_dec: Tensor, dead_mask: Bool[Tensor, "*d_sae"] | None, aux_k: int
 ) -> Tensor:
     """||e - e_hat||^2 with e_hat from the dead features' top-aux_k pre-activations (0 if none dead)."""
     if dead_mask is None or not bool(dead_mask.any()):
