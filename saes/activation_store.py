@@ -189,13 +189,13 @@ class CachedActivations:
         return int(self.meta["n_tokens"])
 
     def rows(self, start: int, stop: int) -> Float[Tensor, "n d_in"]:
-        return torch.from_numpy(np.asarray(self.activations[start:stop], dtype=np.float32))
+        return torch.from_numpy(np.array(self.activations[start:stop], dtype=np.float32))
 
     def iter_batches(self, batch_size: int, seed: int = 0, start_step: int = 0, limit: int | None = None) -> Iterator[Tensor]:
         """Shuffled batches over the first `limit` rows (all by default)."""
         n = len(self) if limit is None else min(limit, len(self))
         for idx in _epoch_batches(n, batch_size, seed, start_step):
-            yield torch.from_numpy(np.asarray(self.activations[idx.numpy()], dtype=np.float32))
+            yield torch.from_numpy(np.array(self.activations[idx.numpy()], dtype=np.float32))
 
 
 def cache_activations(
