@@ -20,7 +20,7 @@ def test_fvu_of_predicting_the_mean_is_one_and_from_a_loop():
     num = sum(float((x[i] - x_hat[i]).pow(2).sum()) for i in range(50))
     mean = [sum(float(x[i, d]) for i in range(50)) / 50 for d in range(6)]
     den = sum((float(x[i, d]) - mean[d]) ** 2 for i in range(50) for d in range(6))
-    assert fvu(x, x_hat) == pytest.approx(num / den, rel=1e-9)
+    assert fvu(x, x_hat) == pytest.approx(num / den, rel=1e-6)  # loop subtracts in float32
 
 
 def test_reconstruction_metrics_by_hand():
