@@ -34,7 +34,7 @@ def test_reconstruction_metrics_by_hand():
     m = reconstruction_metrics(sae, x)
     assert m.l0 == pytest.approx(1.5) and m.dead == 1 and m.dense == 2
     assert m.mse == pytest.approx(1 / 4)
-    assert m.fvu == pytest.approx(1.0 / (0.5 + 0.5 + 4 + 4))
+    assert m.fvu == pytest.approx(1.0 / (0.25 + 0.25 + 4 + 4))  # mean = [1.5, 1]
     assert m.cosine == pytest.approx((1 / 2**0.5 + 1.0) / 2, rel=1e-6)
 
 
