@@ -94,11 +94,14 @@ def compare(args: argparse.Namespace) -> None:
     model = load_model(cache.meta["model"], device="cpu")
     ids = torch.cat([sample("prose", args.ce_prompts // 2, args.ce_length, model, seed=777).ids,
                      sample("code", args.ce_prompts // 2, args.ce_length, model, seed=777).ids])
+    settings = {a: dict(v) for a, v in ARCH_SETTINGS.items()}
+    settings["standard"]["l1_coefficient"] = args.l1_coefficient
+    settings["jumprelu"].update(l0_coefficient=args.l0_coefficient, initial_threshold=args.jumprelu_threshold)
     results = []
     for arch in args.archs or registry.names():
         cfg = TrainConfig(
             sae={"architecture": arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
-                 "hook_name": cache.hook_name, "model_name": cache.meta["model"], **ARCH_SETTINGS[arch]},
+                 "hook_name": cache.hook_name, "model_name": cache.meta["model"], **settings[arch]},
             total_tokens=train_rows, batch_size=args.batch, lr=args.lr, warmup_steps=10,
             dead_window_tokens=args.dead_window, log_every=8, checkpoint_every=32, out_dir=f"{args.out}/{arch}",
         )
@@ -130,6 +133,9 @@ def main() -> None:
     p.add_argument("--dead-window", type=int, default=16384)
     p.add_argument("--ce-prompts", type=int, default=8)
     p.add_argument("--ce-length", type=int, default=64)
+    p.add_argument("--l1-coefficient", type=float, default=ARCH_SETTINGS["standard"]["l1_coefficient"])
+    p.add_argument("--l0-coefficient", type=float, default=ARCH_SETTINGS["jumprelu"]["l0_coefficient"])
+    p.add_argument("--jumprelu-threshold", type=float, default=0.1, help="JumpReLU's initial threshold (normalised units)")
     args = p.parse_args()
     if args.mode == "_one":
         print(json.dumps(throughput_one(args.cache, args.arch, args.d_sae, args.batch, args.steps)))
