@@ -181,6 +181,14 @@ class SAE(nn.Module):
         """A per-feature threshold used at inference (JumpReLU-style), or None."""
         return None
 
+    def calibrate_thresholds(self, batches: list[Float[Tensor, "batch d_in"]]) -> None:
+        """Re-estimate a batch-level rule's inference thresholds from the final weights (no-op here).
+
+        The training-time EMA (momentum 0.99) still carries the thresholds of early weights after a
+        short run; the trainer calls this once at the end (TrainConfig.calibrate_batches).
+        """
+        return None
+
     def load_weights(self, tensors: dict[str, Tensor]) -> None:
         """Load SAELens-layout tensors (shapes checked by the caller)."""
         with torch.no_grad():

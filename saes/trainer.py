@@ -16,7 +16,10 @@
   dropped, so a killed and resumed run ends with the same weights as an uninterrupted one.
 - NaN or inf in a batch of activations (or in the loss): training stops with InputError naming
   the step; the last good checkpoint is left as it was.
-- At the end the SAE is written in the SAELens layout to `out_dir/sae/`.
+- At the end, batch-level rules (BatchTopK, Mutual Choice, Feature Choice) re-estimate their
+  inference thresholds from the final weights on `calibrate_batches` batches of a separate stream
+  (seed + 2); the checkpoint keeps the training-time values, so a resumed run calibrates the same.
+  Then the SAE is written in the SAELens layout to `out_dir/sae/`.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class TrainConfig:
     norm_batches: int = 4
     log_every: int = 10
     checkpoint_every: int = 100
+    calibrate_batches: int = 8
     out_dir: str = "runs/sae"
     progress: bool = True
 
@@ -195,8 +199,17 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
     if end == cfg.steps:
         from saes.saelens_io import save_sae
 
+        _calibrate(sae, source, cfg)
         save_sae(sae, out / "sae")
     return TrainResult(sae, end, end * cfg.batch_size, out, time.time() - t0, start)
+
+
+def _calibrate(sae: SAE, source: ActivationSource, cfg: TrainConfig) -> None:
+    """Batch-level rules: inference thresholds from the final weights on `calibrate_batches` batches."""
+    if cfg.calibrate_batches <= 0 or type(sae).calibrate_thresholds is SAE.calibrate_thresholds:
+        return
+    batches = source.iter_batches(cfg.batch_size, seed=cfg.seed + 2)
+    sae.calibrate_thresholds([next(batches) for _ in range(cfg.calibrate_batches)])
 
 
 def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int, cfg: TrainConfig, ckpt: Path) -> Any:

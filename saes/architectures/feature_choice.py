@@ -7,7 +7,8 @@ positive entries of its column of ReLU(z). Capacities:
   [1, B], where rank_j is feature j's rank by its running firing density (density_ema; ties by index).
 Inference (`sae.eval()`): a per-feature JumpReLU whose threshold theta_j is an EMA (momentum
 `threshold_momentum`) of the smallest positive activation column j kept in training batches
-(features that never kept one keep threshold 0, i.e. plain ReLU). No auxiliary loss: a feature is
+(features that never kept one keep threshold 0, i.e. plain ReLU); at the end of training the
+trainer re-estimates it from the final weights (`calibrate_thresholds`, mean over a few batches). No auxiliary loss: a feature is
 selected on its best tokens whenever any pre-activation is positive, which is why Feature
 Choice leaves (almost) no dead features.
 """
@@ -99,6 +100,22 @@ class FeatureChoiceSAE(SAE):
 
     def inference_threshold(self) -> Tensor | None:
         return self.threshold.detach().clone()
+
+    @torch.no_grad()
+    def calibrate_thresholds(self, batches: list[Float[Tensor, "batch d_in"]]) -> None:
+        """theta_j = mean over `batches` (where column j kept any) of its smallest kept value (final weights)."""
+        total = torch.zeros(self.cfg.d_sae)
+        count = torch.zeros(self.cfg.d_sae)
+        for x in batches:
+            f = choose_per_column(torch.relu(self.pre_acts(x)), self.capacities(x.shape[0]))
+            kept = f > 0
+            smallest = torch.where(kept, f, torch.full_like(f, float("inf"))).min(dim=0).values
+            has = kept.any(dim=0)
+            total[has] += smallest[has]
+            count[has] += 1
+        seen = count > 0
+        self.threshold[seen] = total[seen] / count[seen]
+        self.threshold_seen |= seen
 
     def _load_threshold(self, threshold: Tensor) -> None:
         self.threshold.copy_(threshold)

@@ -102,3 +102,27 @@ def test_cached_activations_format_and_epochs(tmp_path):
     (folder / "meta.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(CheckpointError, match="format"):
         CachedActivations(folder)
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "feature_choice"])
+def test_thresholds_calibrated_from_final_weights(tmp_path, arch):
+    source = TensorSource(data())
+    res = train(cfg_for(tmp_path, arch, calibrate_batches=4), source)
+    sae = res.sae
+    batches = source.iter_batches(64, seed=2)  # the trainer's calibration stream: seed + 2
+    xs = [next(batches) for _ in range(4)]
+    with torch.no_grad():
+        zs = [sae.pre_acts(x) for x in xs]
+    if arch == "batchtopk":
+        # independent: the (k*B)-th largest ReLU(z) of each batch by a full sort, averaged
+        kth = [torch.relu(z).flatten().sort(descending=True).values[3 * 64 - 1] for z in zs]
+        assert float(sae.threshold) == pytest.approx(float(torch.stack(kth).mean()), rel=1e-5)
+    else:
+        # independent: per column, the m-th largest ReLU(z) (m = round(k*B/F) = 6 here), averaged over batches
+        j = int(torch.stack([(torch.relu(z) > 0).sum(0) for z in zs]).sum(0).argmax())
+        mth = [torch.relu(z[:, j]).sort(descending=True).values[5] for z in zs]
+        assert float(sae.threshold[j]) == pytest.approx(float(torch.stack(mth).mean()), rel=1e-5)
+    sae.eval()
+    with torch.no_grad():
+        l0 = float(torch.cat([(sae.encode(x) > 0).sum(-1).float() for x in xs]).mean())
+    assert 2.0 <= l0 <= 4.5  # calibrated on these batches: about k = 3 active per token at inference
