@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--lr", type=float, default=2e-3)
     tr.add_argument("--cache", default=None, help="activation cache folder (built there if missing)")
     tr.add_argument("--domains", nargs="*", default=["prose", "code"])
+    tr.add_argument("--context-length", type=int, default=128, help="tokens per corpus window when caching")
     tr.set_defaults(func=run_train)
 
     ev = sub.add_parser("eval", help="L0, FVU, CE loss recovered, dead/dense features of a saved SAE")
@@ -52,24 +53,44 @@ def _ids(model: Any, n: int, length: int, seed: int) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from probes.errors import InputError
+    from probes.results import result_metadata
     from saes.activation_store import ActivationStore, CachedActivations, TensorSource, cache_activations
     from saes.trainer import TrainConfig, train
 
+    if args.tokens < args.batch:
+        raise InputError(f"--tokens ({args.tokens}) must be at least --batch ({args.batch}); raise --tokens or lower --batch.")
     model = load_from_args(args)
     out = output_dir(args, "sae")
     cache_dir = Path(args.cache) if args.cache else out / "activations"
     if (cache_dir / "meta.json").exists():
         cache = CachedActivations(cache_dir)
+        if cache.hook_name != args.hook or cache.meta.get("model") != args.model:
+            raise InputError(f"The cache {cache_dir} holds {cache.meta.get('model')} at {cache.hook_name}, not {args.model} at "
+                             f"{args.hook}; pass another --cache folder or the matching --hook/--model.")
     else:
-        store = ActivationStore(model, args.hook, domains=args.domains, seed=args.seed)
+        store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
         cache = cache_activations(store, cache_dir, args.tokens)
+    tokens = min(args.tokens, len(cache))
     cfg = TrainConfig(sae={"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
                            "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed},
-                      total_tokens=min(args.tokens, len(cache)), batch_size=args.batch, lr=args.lr, seed=args.seed,
+                      total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
                       out_dir=str(out / args.arch))
-    res = train(cfg, TensorSource(cache.rows(0, len(cache))))
+    res = train(cfg, TensorSource(cache.rows(0, tokens)))
+    last = _last_metrics(out / args.arch / "metrics.jsonl")
+    result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
+              "cache": str(cache_dir), "steps": res.steps, "tokens": res.tokens, "seconds": res.seconds,
+              "resumed_from_step": res.resumed_from, "final_batch_metrics": last}
+    write_outputs(out / args.arch, "sae_train", result, {})
     print(f"trained {args.arch} on {res.tokens} tokens in {res.seconds:.0f} s; SAE in {out / args.arch / 'sae'}")
     return 0
+
+
+def _last_metrics(path: Path) -> dict[str, Any]:
+    import json
+
+    lines = path.read_text().splitlines() if path.exists() else []
+    return dict(json.loads(lines[-1])) if lines else {}
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -88,7 +109,11 @@ def run_eval(args: argparse.Namespace) -> int:
                       for i in range(0, ids.shape[0], 8)])
     rec = reconstruction_metrics(sae, acts)
     ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation=args.ablation)
-    result = {"sae": args.sae, "reconstruction": rec.to_dict(), "ce": ce.to_dict()}
+    from probes.results import result_metadata
+
+    settings = {"sae": args.sae, "prompts": args.prompts, "length": args.length, "ablation": args.ablation}
+    result = {**result_metadata(model, settings, args.seed), "sae": args.sae, "sae_config": sae.cfg.to_dict(),
+              "reconstruction": rec.to_dict(), "ce": ce.to_dict()}
     out = output_dir(args, "sae_eval")
     write_outputs(out, "sae_eval", result, {"density": density_histogram(rec.to_dict())})
     print(f"L0 {rec.l0:.1f}  FVU {rec.fvu:.3f}  CE recovered {ce.ce_loss_recovered:.3f} ({args.ablation})  dead {rec.dead}/{rec.d_sae}")
@@ -115,6 +140,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
         figures[f"feature_{key}_top"] = feature_top_tokens(entry)
         page = feature_html(entry, title=f"({sae.cfg.hook_name})")
         atomic_write(out / f"feature_{key}.html", _text_writer(page))
-    write_outputs(out, "sae_dashboard", dash, figures)
+    from probes.results import result_metadata
+
+    settings = {"sae": args.sae, "features": args.features, "prompts": args.prompts, "length": args.length}
+    write_outputs(out, "sae_dashboard", {**result_metadata(model, settings, args.seed), **dash}, figures)
     print(f"dashboards for {len(dash['features'])} features in {out}")
     return 0
