@@ -6,7 +6,7 @@ cells = [
     ("md", "# Sparse autoencoders on SmolLM2's residual stream\n\nTrains a small TopK SAE on `blocks.6.hook_resid_post` "
            "of the embedded model on a CPU, evaluates it (L0, FVU, CE loss recovered) and walks through a few features. "
            "See docs/saes.md."),
-    ("code", "import os\nos.environ['HF_HUB_OFFLINE'] = '1'\nos.environ.setdefault('OMP_NUM_THREADS', '2')\n"
+    ("code", "import os\nos.environ['HF_HUB_OFFLINE'] = '1'\nos.environ.setdefault('OMP_NUM_THREADS', '1')\n"
              "import torch\nfrom probes import load_model\nfrom probes.corpus import sample\n"
              "from saes.activation_store import ActivationStore, TensorSource\n"
              "from saes.trainer import TrainConfig, train\nfrom saes.evaluate import reconstruction_metrics, ce_loss_recovered\n"
@@ -24,13 +24,18 @@ cells = [
     ("code", "rec = reconstruction_metrics(res.sae, held_out)\n"
              "ids = sample('prose', 4, 48, model, seed=99).ids\nce = ce_loss_recovered(model, res.sae, HOOK, ids, ablation='zero')\n"
              "print(f'L0 {rec.l0:.1f}  FVU {rec.fvu:.3f}  dead {rec.dead}/{rec.d_sae}  CE recovered {ce.ce_loss_recovered:.3f}')"),
-    ("md", "## Features\nThe most frequent live features, with their top contexts and the tokens their decoder directions promote."),
-    ("code", "dens = (res.sae.encode(held_out) > 0).float().mean(0)\nfeatures = dens.argsort(descending=True)[5:8].tolist()\n"
+    ("md", "How often each feature fires on the held-out tokens (log10 of the fraction of tokens; dead features are counted in the title)."),
+    ("code", "import plotly.io as pio\npio.renderers.default = 'plotly_mimetype'  # figure data only; no plotly.js copy in the notebook\n"
+             "from app.figures.saes import density_histogram, feature_top_tokens\ndensity_histogram(rec.to_dict())"),
+    ("md", "## Features\nThree live features of middling density (in a run this short the densest features all share the same few top contexts), "
+           "with their top contexts and the tokens their decoder directions promote."),
+    ("code", "dens = (res.sae.encode(held_out) > 0).float().mean(0)\nlive = int((dens > 0).sum())\nfeatures = dens.argsort(descending=True)[live // 2 : live // 2 + 3].tolist()\n"
              "ids = torch.cat([sample(d, 6, 48, model, seed=5).ids for d in ('prose', 'code')])\n"
              "dash = feature_dashboards(model, res.sae, ids, features, n_top=3)\n"
              "for j, e in dash['features'].items():\n    print(f'feature {j}: density {e[\"density\"]:.3f}; promotes',"
              " [t['token'] for t in e['logit_effects']['top'][:5]])\n"
              "    for ex in e['top_examples']:\n        print('   ', repr(''.join(ex['tokens'])), round(ex['activation'], 2))"),
+    ("code", "feature_top_tokens(dash['features'][str(features[0])])"),
     ("code", "pf = prompt_features(model, res.sae, 'def add(a, b):\\n    return a + b', top=3)\n"
              "for t in pf['tokens']:\n    print(repr(t['token']), [(f['feature'], round(f['activation'], 2)) for f in t['features']])"),
 ]
