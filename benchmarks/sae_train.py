@@ -10,7 +10,11 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
     python benchmarks/sae_train.py compare --cache CACHE --out runs/sae_compare [--eval-tokens 8192]
         trains all six architectures from the cache (the last --eval-tokens rows held out), then
         measures L0, FVU, dead fraction on the held-out rows and CE loss recovered by splicing
-        into the model (zero ablation) on fresh corpus windows; writes results.json.
+        into the model (zero ablation) on fresh corpus windows; writes results.json. A finished
+        architecture folder in --out is resumed (not retrained), so re-running re-evaluates it.
+
+    python benchmarks/sae_train.py table --results A/results.json B/results.json
+        the markdown table in docs/saes.md (a later file's row replaces an earlier one's).
 """
 
 from __future__ import annotations
@@ -116,10 +120,29 @@ def compare(args: argparse.Namespace) -> None:
         write_json(Path(args.out) / "results.json", {"cache": cache.meta, "settings": vars(args), "rows": results})
 
 
+def table(paths: list[str]) -> str:
+    """A markdown table of the rows of one or more compare results.json files (later files win per architecture)."""
+    rows: dict[str, dict] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for row in data["rows"]:
+            rows[row["architecture"]] = {**row, "settings": data["settings"], "source": path}
+    lines = ["| architecture | setting | L0 | FVU | CE loss recovered | dead fraction |", "|---|---|---|---|---|---|"]
+    for arch in registry.names():
+        if arch not in rows:
+            continue
+        r, s = rows[arch], rows[arch]["settings"]
+        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}"}.get(arch, f"k={s['k']}")
+        rec, ce = r["reconstruction"], r["ce"]
+        lines.append(f"| {arch} | {setting} | {rec['l0']:.1f} | {rec['fvu']:.3f} | {ce['ce_loss_recovered']:.3f} | {rec['dead_fraction']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["throughput", "compare", "_one"])
-    p.add_argument("--cache", required=True)
+    p.add_argument("mode", choices=["throughput", "compare", "table", "_one"])
+    p.add_argument("--cache", default=None, help="activation cache folder (throughput, compare)")
+    p.add_argument("--results", nargs="*", default=[], help="results.json files (table)")
     p.add_argument("--out", default="runs/sae_bench")
     p.add_argument("--arch", default="topk")
     p.add_argument("--archs", nargs="*")
@@ -137,6 +160,11 @@ def main() -> None:
     p.add_argument("--l0-coefficient", type=float, default=ARCH_SETTINGS["jumprelu"]["l0_coefficient"])
     p.add_argument("--jumprelu-threshold", type=float, default=0.1, help="JumpReLU's initial threshold (normalised units)")
     args = p.parse_args()
+    if args.mode == "table":
+        print(table(args.results))
+        return
+    if not args.cache:
+        p.error("--cache is required for throughput and compare")
     if args.mode == "_one":
         print(json.dumps(throughput_one(args.cache, args.arch, args.d_sae, args.batch, args.steps)))
     elif args.mode == "throughput":
