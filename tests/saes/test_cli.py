@@ -39,5 +39,5 @@ def test_sae_cli_train_eval_dashboard(smollm, tmp_path, monkeypatch):
     assert (tmp_path / "dash" / "feature_5.html").read_text().startswith("<")
 
     # A cache built at another hook is refused, with the way out in the message.
-    bad = train[:4] + ["blocks.4.hook_resid_post"] + train[5:] + ["--cache", str(out / "activations")]
+    bad = train[:5] + ["blocks.4.hook_resid_post"] + train[6:] + ["--cache", str(out / "activations")]
     assert main(bad) == 1
