@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from saes.base import SAE
@@ -57,6 +57,34 @@ class TopKSAE(SAE):
 
     def activation(self, z: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return topk_per_row(z, self.cfg.k)
+
+    def encode_sparse(
+        self, x: Float[Tensor, "batch d_in"], backend: str = "auto"
+    ) -> tuple[Float[Tensor, "batch k"], Int[Tensor, "batch k"]]:
+        """The k active features per token as (values, indices), without the batch x d_sae matrix.
+
+        Uses the fused Triton encode (saes/kernels, spec kernels.md "SAE encode") on a CUDA device
+        and the torch reference elsewhere (backend="auto"); values are ReLU'd as in `activation`.
+        """
+        from saes.kernels import topk_encode
+
+        self._check_width(x)
+        return topk_encode(x * self.cfg.norm_scale - self.b_dec, self.W_enc, self.b_enc, self.cfg.k, backend=backend)
+
+    def decode_sparse(
+        self, values: Float[Tensor, "batch k"], indices: Int[Tensor, "batch k"], backend: str = "auto"
+    ) -> Float[Tensor, "batch d_in"]:
+        """decode() of sparse codes by gathering k decoder rows per token (the sparse decode kernel on CUDA)."""
+        from saes.kernels import sparse_decode
+
+        return sparse_decode(values, indices, self.W_dec, self.b_dec, backend=backend) / self.cfg.norm_scale
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        """Dense codes; on CUDA the selection is fused into the encoder GEMM (no N x d_sae pre-activations)."""
+        if not x.is_cuda:
+            return super().encode(x)
+        values, indices = self.encode_sparse(x)
+        return torch.zeros(x.shape[0], self.cfg.d_sae, dtype=values.dtype, device=x.device).scatter(-1, indices, values)
 
     def sparsity_terms(self, x_n, z, f, x_n_hat, dead_mask) -> dict[str, Tensor]:  # type: ignore[no-untyped-def]
         aux = auxk_term(x_n, z, x_n_hat, self.W_dec, dead_mask, self.cfg.aux_k)
