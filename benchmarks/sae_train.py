@@ -1,0 +1,177 @@
+"""SAE training benchmarks (issue 6; docs/saes.md).
+
+Two modes, both on the CPU and on a cached activation folder (saes/activation_store.py):
+
+    python benchmarks/sae_train.py throughput --cache CACHE [--d-sae 2304 --batch 1024 --steps 20]
+        training throughput (tokens/s) and peak resident memory for each architecture at one size,
+        each in its own subprocess (so the peak is its own). The encode is the plain-torch one
+        (SAE.pre_acts): the baseline a Triton kernel in saes/kernels/ is to improve on.
+
+    python benchmarks/sae_train.py compare --cache CACHE --out runs/sae_compare [--eval-tokens 8192]
+        trains all six architectures from the cache (the last --eval-tokens rows held out), then
+        measures L0, FVU, dead fraction on the held-out rows and CE loss recovered by splicing
+        into the model (zero ablation) on fresh corpus windows; writes results.json. A finished
+        architecture folder in --out is resumed (not retrained), so re-running re-evaluates it.
+
+    python benchmarks/sae_train.py table --results A/results.json B/results.json
+        the markdown table in docs/saes.md (a later file's row replaces an earlier one's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from probes.io import write_json  # noqa: E402
+from saes import registry  # noqa: E402
+from saes.activation_store import CachedActivations  # noqa: E402
+
+ARCH_SETTINGS = {
+    "standard": {"l1_coefficient": 1.5, "decoder_norm": "free"},
+    "topk": {},
+    "batchtopk": {},
+    "jumprelu": {"l0_coefficient": 0.5},
+    "feature_choice": {},
+    "mutual_choice": {},
+}
+
+
+def throughput_one(cache: str, arch: str, d_sae: int, batch: int, steps: int) -> dict:
+    """Time `steps` training steps (after 2 warm-up steps); peak RSS of this process."""
+    from saes.trainer import TrainConfig, _initial_sae, _train_step
+
+    source = CachedActivations(cache)
+    cfg = TrainConfig(sae={"architecture": arch, "d_in": source.d_in, "d_sae": d_sae, "k": 32, **ARCH_SETTINGS[arch]},
+                      batch_size=batch, total_tokens=batch * (steps + 2), progress=False, out_dir="/tmp/unused")
+    sae = _initial_sae(cfg, source)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    batches = source.iter_batches(batch, seed=0)
+    xs = [next(batches) for _ in range(steps + 2)]
+    sae.train()
+    for i in range(2):
+        _train_step(sae, opt, xs[i], i, cfg, Path("/tmp/unused"))
+    t0 = time.perf_counter()
+    for i in range(2, steps + 2):
+        _train_step(sae, opt, xs[i], i, cfg, Path("/tmp/unused"))
+    dt = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"architecture": arch, "d_sae": d_sae, "batch": batch, "steps": steps,
+            "tokens_per_s": steps * batch / dt, "peak_rss_mb": peak_mb}
+
+
+def throughput(args: argparse.Namespace) -> None:
+    rows = []
+    for arch in registry.names():
+        cmd = [sys.executable, __file__, "_one", "--cache", args.cache, "--arch", arch, "--d-sae", str(args.d_sae),
+               "--batch", str(args.batch), "--steps", str(args.steps)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
+               "python": platform.python_version(), "cores_visible": os.cpu_count()}
+    write_json(Path(args.out) / "throughput.json", {"machine": machine, "rows": rows})
+
+
+def compare(args: argparse.Namespace) -> None:
+    from probes import load_model
+    from probes.corpus import sample
+    from saes.activation_store import TensorSource
+    from saes.evaluate import ce_loss_recovered, reconstruction_metrics
+    from saes.trainer import TrainConfig, train
+
+    cache = CachedActivations(args.cache)
+    n = len(cache)
+    train_rows = n - args.eval_tokens
+    source = TensorSource(cache.rows(0, train_rows))
+    held_out = cache.rows(train_rows, n)
+    model = load_model(cache.meta["model"], device="cpu")
+    ids = torch.cat([sample("prose", args.ce_prompts // 2, args.ce_length, model, seed=777).ids,
+                     sample("code", args.ce_prompts // 2, args.ce_length, model, seed=777).ids])
+    settings = {a: dict(v) for a, v in ARCH_SETTINGS.items()}
+    settings["standard"]["l1_coefficient"] = args.l1_coefficient
+    settings["jumprelu"].update(l0_coefficient=args.l0_coefficient, initial_threshold=args.jumprelu_threshold)
+    results = []
+    for arch in args.archs or registry.names():
+        cfg = TrainConfig(
+            sae={"architecture": arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
+                 "hook_name": cache.hook_name, "model_name": cache.meta["model"], **settings[arch]},
+            total_tokens=train_rows, batch_size=args.batch, lr=args.lr, warmup_steps=10,
+            dead_window_tokens=args.dead_window, log_every=8, checkpoint_every=32, out_dir=f"{args.out}/{arch}",
+        )
+        t0 = time.time()
+        res = train(cfg, source)
+        rec = reconstruction_metrics(res.sae, held_out)
+        ce = ce_loss_recovered(model, res.sae, cache.hook_name, ids, ablation="zero")
+        row = {"architecture": arch, "tokens_trained": res.tokens, "train_seconds": time.time() - t0,
+               "reconstruction": rec.to_dict(), "ce": ce.to_dict()}
+        results.append(row)
+        print(arch, f"L0 {rec.l0:.1f} FVU {rec.fvu:.3f} CE rec {ce.ce_loss_recovered:.3f} dead {rec.dead_fraction:.3f}", flush=True)
+        write_json(Path(args.out) / "results.json", {"cache": cache.meta, "settings": vars(args), "rows": results})
+
+
+def table(paths: list[str]) -> str:
+    """A markdown table of the rows of one or more compare results.json files (later files win per architecture)."""
+    rows: dict[str, dict] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for row in data["rows"]:
+            rows[row["architecture"]] = {**row, "settings": data["settings"], "source": path}
+    lines = ["| architecture | setting | L0 | FVU | CE loss recovered | dead fraction |", "|---|---|---|---|---|---|"]
+    for arch in registry.names():
+        if arch not in rows:
+            continue
+        r, s = rows[arch], rows[arch]["settings"]
+        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}"}.get(arch, f"k={s['k']}")
+        rec, ce = r["reconstruction"], r["ce"]
+        lines.append(f"| {arch} | {setting} | {rec['l0']:.1f} | {rec['fvu']:.3f} | {ce['ce_loss_recovered']:.3f} | {rec['dead_fraction']:.3f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["throughput", "compare", "table", "_one"])
+    p.add_argument("--cache", default=None, help="activation cache folder (throughput, compare)")
+    p.add_argument("--results", nargs="*", default=[], help="results.json files (table)")
+    p.add_argument("--out", default="runs/sae_bench")
+    p.add_argument("--arch", default="topk")
+    p.add_argument("--archs", nargs="*")
+    p.add_argument("--d-sae", type=int, default=2304)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-tokens", type=int, default=8192)
+    p.add_argument("--dead-window", type=int, default=16384)
+    p.add_argument("--ce-prompts", type=int, default=8)
+    p.add_argument("--ce-length", type=int, default=64)
+    p.add_argument("--l1-coefficient", type=float, default=ARCH_SETTINGS["standard"]["l1_coefficient"])
+    p.add_argument("--l0-coefficient", type=float, default=ARCH_SETTINGS["jumprelu"]["l0_coefficient"])
+    p.add_argument("--jumprelu-threshold", type=float, default=0.1, help="JumpReLU's initial threshold (normalised units)")
+    args = p.parse_args()
+    if args.mode == "table":
+        print(table(args.results))
+        return
+    if not args.cache:
+        p.error("--cache is required for throughput and compare")
+    if args.mode == "_one":
+        print(json.dumps(throughput_one(args.cache, args.arch, args.d_sae, args.batch, args.steps)))
+    elif args.mode == "throughput":
+        throughput(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()

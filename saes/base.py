@@ -1,0 +1,201 @@
+"""The one SAE interface every architecture implements (spec saes.md, "Architectures").
+
+x in R^d_in (raw activation at a hook), F = d_sae features:
+    x_n   = x * s                          (s = cfg.norm_scale, recorded with the SAE)
+    z     = (x_n - b_dec) W_enc + b_enc     pre-activations              `pre_acts`
+    f     = rule(z)                         the architecture's sparsity  `activation`
+    x_hat = (f W_dec + b_dec) / s           reconstruction, raw units    `decode`
+Losses are computed in the normalised space x_n: mse = mean over tokens of sum over dims of
+(x_n_hat - x_n)^2, plus each architecture's own terms (`sparsity_terms`).
+
+Batch-level rules (BatchTopK, Feature Choice, Mutual Choice) select over the batch while the
+module is in training mode (`sae.train()`) and switch to learned thresholds in `sae.eval()`.
+
+Decoder norms (explicit): with cfg.decoder_norm == "unit" the trainer calls
+`remove_parallel_decoder_grad()` before each optimizer step and `normalize_decoder()` after it,
+so every W_dec row has unit norm; with "free" the rows are not constrained and the standard
+architecture puts ||W_dec[j]|| into its L1 term. `fold_decoder_norm()` rescales a free SAE to
+unit decoder rows without changing what it computes (ReLU and JumpReLU only; a top-k selection
+is not invariant to per-feature scaling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from probes.errors import InputError
+from saes.config import SAEConfig
+
+
+@dataclass
+class SAEOutput:
+    """What `SAE.loss` returns: the reconstruction (raw units), the features, and the loss terms."""
+
+    x_hat: Float[Tensor, "batch d_in"]
+    feature_acts: Float[Tensor, "batch d_sae"]
+    loss: Float[Tensor, ""]
+    terms: dict[str, Tensor] = field(default_factory=dict)
+
+
+class SAE(nn.Module):
+    """Base class: parameters, encode/decode/forward, the MSE term, decoder-norm handling, firing stats."""
+
+    cfg: SAEConfig
+    tokens_since_fired: Tensor
+    density_ema: Tensor
+    stats_steps: Tensor
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        gen = torch.Generator().manual_seed(cfg.seed)
+        w_dec = torch.randn(cfg.d_sae, cfg.d_in, generator=gen)
+        w_dec = w_dec / w_dec.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w_dec)
+        self.W_enc = nn.Parameter(w_dec.T.clone().contiguous())
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        # Firing statistics (training state, saved in checkpoints, not in the SAELens export).
+        self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae, dtype=torch.long))
+        self.register_buffer("density_ema", torch.zeros(cfg.d_sae))
+        self.register_buffer("stats_steps", torch.zeros((), dtype=torch.long))
+
+    # --- the interface ---------------------------------------------------------------------
+    def pre_acts(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        """z = (x * s - b_dec) W_enc + b_enc (plain torch; saes/kernels/ may provide a faster one)."""
+        self._check_width(x)
+        return (x * self.cfg.norm_scale - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activation(self, z: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
+        """The architecture's sparsity rule, applied to pre-activations."""
+        raise NotImplementedError
+
+    def encode(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_sae"]:
+        """Feature activations f of raw activations x."""
+        return self.activation(self.pre_acts(x))
+
+    def decode(self, f: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_in"]:
+        """Reconstruction in raw units: (f W_dec + b_dec) / s."""
+        return (f @ self.W_dec + self.b_dec) / self.cfg.norm_scale
+
+    def forward(self, x: Float[Tensor, "batch d_in"]) -> Float[Tensor, "batch d_in"]:
+        """x_hat = decode(encode(x)); any leading shape is flattened and restored."""
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1])
+        return self.decode(self.encode(flat)).reshape(*lead, self.cfg.d_in)
+
+    def loss(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None) -> SAEOutput:
+        """The training loss: mse (normalised space) plus the architecture's terms."""
+        self._check_width(x)
+        x_n = x * self.cfg.norm_scale
+        z = self.pre_acts(x)
+        f = self.activation(z)
+        x_n_hat = f @ self.W_dec + self.b_dec
+        terms = {"mse": (x_n_hat - x_n).pow(2).sum(-1).mean()}
+        terms.update(self.sparsity_terms(x_n, z, f, x_n_hat, dead_mask))
+        total = torch.stack(list(terms.values())).sum()
+        return SAEOutput(x_hat=x_n_hat / self.cfg.norm_scale, feature_acts=f, loss=total, terms=terms)
+
+    def sparsity_terms(
+        self,
+        x_n: Float[Tensor, "batch d_in"],
+        z: Float[Tensor, "batch d_sae"],
+        f: Float[Tensor, "batch d_sae"],
+        x_n_hat: Float[Tensor, "batch d_in"],
+        dead_mask: Bool[Tensor, "*d_sae"] | None,
+    ) -> dict[str, Tensor]:
+        """Architecture-specific loss terms (L1, L0, AuxK, ...), already weighted."""
+        return {}
+
+    # --- decoder norms ---------------------------------------------------------------------
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Set every W_dec row to unit norm (only when cfg.decoder_norm == "unit")."""
+        if self.cfg.decoder_norm == "unit":
+            self.W_dec.data /= self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Project out the gradient component parallel to each (unit) decoder row."""
+        if self.cfg.decoder_norm != "unit" or self.W_dec.grad is None:
+            return
+        rows = self.W_dec.data / self.W_dec.data.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        parallel = (self.W_dec.grad * rows).sum(dim=1, keepdim=True)
+        self.W_dec.grad -= parallel * rows
+
+    @torch.no_grad()
+    def fold_decoder_norm(self) -> None:
+        """Move the decoder row norms into the encoder (f_j -> f_j * n_j, W_dec[j] -> W_dec[j] / n_j).
+
+        Leaves x_hat unchanged for rules that commute with positive per-feature scaling
+        (ReLU; JumpReLU with its threshold scaled too). Subclasses that cannot fold raise.
+        """
+        norms = self.W_dec.data.norm(dim=1).clamp_min(1e-8)
+        self.W_enc.data *= norms[None, :]
+        self.b_enc.data *= norms
+        self.W_dec.data /= norms[:, None]
+        self._scale_thresholds(norms)
+
+    def _scale_thresholds(self, norms: Tensor) -> None:
+        return None
+
+    # --- firing statistics ---------------------------------------------------------------
+    @torch.no_grad()
+    def update_stats(self, f: Float[Tensor, "batch d_sae"], momentum: float = 0.99) -> None:
+        """Count tokens since each feature last fired, and an EMA of each feature's firing density."""
+        fired = (f > 0).any(dim=0)
+        self.tokens_since_fired += f.shape[0]
+        self.tokens_since_fired[fired] = 0
+        density = (f > 0).float().mean(dim=0)
+        if int(self.stats_steps) == 0:
+            self.density_ema.copy_(density)
+        else:
+            self.density_ema.mul_(momentum).add_(density, alpha=1 - momentum)
+        self.stats_steps += 1
+
+    def dead_mask(self, window_tokens: int) -> Bool[Tensor, "*d_sae"]:
+        """Features that have not fired on any of the last `window_tokens` training tokens."""
+        return self.tokens_since_fired >= window_tokens
+
+    # --- helpers -------------------------------------------------------------------------
+    def _check_width(self, x: Tensor) -> None:
+        if x.shape[-1] != self.cfg.d_in:
+            raise InputError(
+                f"The SAE takes activations of width d_in={self.cfg.d_in} but got width {x.shape[-1]}. "
+                f"Use an SAE trained at a hook of that width (this one reads {self.cfg.hook_name})."
+            )
+
+    def weights(self) -> dict[str, Tensor]:
+        """The tensors of the SAELens layout (W_enc, b_enc, W_dec, b_dec, and threshold where used)."""
+        out = {name: getattr(self, name).detach() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+        threshold = self.inference_threshold()
+        if threshold is not None:
+            out["threshold"] = threshold.detach()
+        return out
+
+    def inference_threshold(self) -> Tensor | None:
+        """A per-feature threshold used at inference (JumpReLU-style), or None."""
+        return None
+
+    def calibrate_thresholds(self, batches: list[Float[Tensor, "batch d_in"]]) -> None:
+        """Re-estimate a batch-level rule's inference thresholds from the final weights (no-op here).
+
+        The training-time EMA (momentum 0.99) still carries the thresholds of early weights after a
+        short run; the trainer calls this once at the end (TrainConfig.calibrate_batches).
+        """
+        return None
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        """Load SAELens-layout tensors (shapes checked by the caller)."""
+        with torch.no_grad():
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+                getattr(self, name).data.copy_(tensors[name])
+            if "threshold" in tensors:
+                self._load_threshold(tensors["threshold"])
+
+    def _load_threshold(self, threshold: Tensor) -> None:
+        return None

@@ -1,0 +1,164 @@
+"""SAE evaluation (spec saes.md, "Metrics"; issue 6.4). Every definition is stated here and tested.
+
+On a set of activations X [n, d_in] with reconstructions X_hat and features F:
+- L0: mean over tokens of the number of features with f > 0.
+- MSE: mean over tokens and dimensions of (x - x_hat)^2, raw units.
+- FVU = sum ||x - x_hat||^2 / sum ||x - mean(x)||^2, mean(x) taken per dimension over the set
+  (predicting the mean gives FVU 1); explained variance = 1 - FVU.
+- cosine: mean over tokens of cos(x, x_hat).
+- density of feature j: fraction of tokens with f_j > 0. Dead: density 0 on the evaluation set.
+  Dense: density > `dense_threshold` (default 0.1). Histogram of log10(density) over the live features.
+- CE loss recovered: the SAE's reconstruction is spliced into the model at its hook
+  (run_with_hooks), and the next-token loss L_spliced is compared with the clean loss L_clean and
+  the loss with the activation ablated, L_ablated: (L_ablated - L_spliced) / (L_ablated - L_clean).
+  Ablation "zero" puts zeros at the hook; "mean" puts the per-dimension mean of the activation over
+  the evaluation tokens. Positions the SAE was not trained on (position 0 when
+  skip_first_position) are left as they are in all three runs. KL: mean over tokens of
+  KL(p_clean || p_spliced) of the next-token distributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from probes.errors import InputError
+from saes.base import SAE
+
+
+@dataclass
+class ReconstructionMetrics:
+    n_tokens: int
+    l0: float
+    mse: float
+    fvu: float
+    explained_variance: float
+    cosine: float
+    dead: int
+    dense: int
+    d_sae: int
+    dead_fraction: float
+    log10_density_hist: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fvu(x: Float[Tensor, "n d"], x_hat: Float[Tensor, "n d"]) -> float:
+    """Fraction of variance unexplained, mean-centred (module docstring)."""
+    x, x_hat = x.double(), x_hat.double()
+    return float((x - x_hat).pow(2).sum() / (x - x.mean(0, keepdim=True)).pow(2).sum())
+
+
+def reconstruction_metrics(
+    sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, dense_threshold: float = 0.1, bins: int = 30
+) -> ReconstructionMetrics:
+    """L0, MSE, FVU, explained variance, cosine, dead/dense counts and the log10 density histogram."""
+    if acts.shape[0] < 2:
+        raise InputError("Need at least 2 activations to measure variance.")
+    was_training = sae.training
+    sae.eval()
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    l0 = sq = cos = 0.0
+    x_hats = []
+    with torch.no_grad():
+        for i in range(0, acts.shape[0], batch_size):
+            x = acts[i : i + batch_size].float()
+            f = sae.encode(x)
+            x_hat = sae.decode(f)
+            x_hats.append(x_hat)
+            fired += (f > 0).double().sum(0)
+            l0 += float((f > 0).sum())
+            sq += float((x - x_hat).double().pow(2).sum())
+            cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
+    sae.train(was_training)
+    n = acts.shape[0]
+    value = fvu(acts.float(), torch.cat(x_hats))
+    density = fired / n
+    live = density[density > 0]
+    counts, edges = np.histogram(np.log10(live.numpy()), bins=bins) if live.numel() else (np.zeros(0), np.zeros(0))
+    return ReconstructionMetrics(
+        n_tokens=n, l0=l0 / n, mse=sq / (n * acts.shape[1]), fvu=value, explained_variance=1 - value,
+        cosine=cos / n, dead=int((density == 0).sum()), dense=int((density > dense_threshold).sum()),
+        d_sae=sae.cfg.d_sae, dead_fraction=float((density == 0).double().mean()),
+        log10_density_hist={"counts": counts.tolist(), "edges": edges.tolist()},
+    )
+
+
+@dataclass
+class CEMetrics:
+    hook_name: str
+    ablation: str
+    n_tokens: int
+    loss_clean: float
+    loss_spliced: float
+    loss_ablated: float
+    ce_loss_recovered: float
+    kl_spliced: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ce_loss_recovered(
+    model: Any,
+    reconstruct: Callable[[Tensor], Tensor] | SAE,
+    hook_name: str,
+    ids: Int[Tensor, "batch pos"],
+    ablation: str = "zero",
+    skip_first_position: bool = True,
+    batch_prompts: int = 8,
+) -> CEMetrics:
+    """Splice `reconstruct(activation)` in at `hook_name`; compare with clean and ablated (module docstring)."""
+    if ablation not in ("zero", "mean"):
+        raise InputError(f"ablation must be 'zero' or 'mean', got '{ablation}'.")
+    if isinstance(reconstruct, SAE):
+        reconstruct.eval()
+        if skip_first_position != reconstruct.cfg.skip_first_position:
+            skip_first_position = reconstruct.cfg.skip_first_position
+    start = 1 if skip_first_position else 0
+    mean = _mean_activation(model, hook_name, ids, start, batch_prompts) if ablation == "mean" else None
+
+    def splice(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Any], Tensor]:
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            new = act.clone()
+            new[:, start:] = fn(act[:, start:].float()).to(act.dtype)
+            return new
+
+        return hook
+
+    def ablate(x: Tensor) -> Tensor:
+        return torch.zeros_like(x) if mean is None else mean.to(x).expand_as(x)
+
+    sums = {"clean": 0.0, "spliced": 0.0, "ablated": 0.0, "kl": 0.0}
+    count = 0
+    with torch.no_grad():
+        for i in range(0, ids.shape[0], batch_prompts):
+            chunk = ids[i : i + batch_prompts]
+            logits_clean = model.forward(chunk)[:, :-1].float()
+            logits_spliced = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(reconstruct))])[:, :-1].float()
+            logits_ablated = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(ablate))])[:, :-1].float()
+            target = chunk[:, 1:].to(logits_clean.device)
+            for key, logits in (("clean", logits_clean), ("spliced", logits_spliced), ("ablated", logits_ablated)):
+                sums[key] += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum"))
+            lp_clean = logits_clean.log_softmax(-1)
+            lp_spliced = logits_spliced.log_softmax(-1)
+            sums["kl"] += float((lp_clean.exp() * (lp_clean - lp_spliced)).sum())
+            count += target.numel()
+    clean, spliced, ablated = sums["clean"] / count, sums["spliced"] / count, sums["ablated"] / count
+    denom = ablated - clean
+    recovered = (ablated - spliced) / denom if abs(denom) > 1e-12 else float("nan")
+    return CEMetrics(hook_name, ablation, count, clean, spliced, ablated, recovered, sums["kl"] / count)
+
+
+def _mean_activation(model: Any, hook_name: str, ids: Tensor, start: int, batch_prompts: int) -> Tensor:
+    from saes.activation_store import hook_activations
+
+    parts = [hook_activations(model, hook_name, ids[i : i + batch_prompts])[:, start:] for i in range(0, ids.shape[0], batch_prompts)]
+    return torch.cat([p.reshape(-1, p.shape[-1]) for p in parts]).mean(0)

@@ -1,0 +1,241 @@
+"""Training an SAE from an activation source (spec saes.md; issue 6.3).
+
+- `TrainConfig` is saved as `train_config.json` beside the checkpoint (and inside it).
+- Learning rate: linear warm-up over `warmup_steps`, constant, then linear decay to 0 over the
+  last `decay_fraction` of the steps. Adam.
+- Before step 0: with normalization "expected_norm" the norm scale s is estimated from the first
+  `norm_batches` batches of a separate stream (seed + 1) so that E||x s|| = sqrt(d_in); b_dec
+  starts at the mean of those (scaled) activations.
+- Dead features: a feature is dead when it fired on none of the last `dead_window_tokens` training
+  tokens (tracked in the SAE's `tokens_since_fired` buffer); the dead mask feeds AuxK / under-use losses.
+- Every `log_every` steps one JSON line goes to `metrics.jsonl` (step, tokens, lr, loss terms, batch
+  L0, batch FVU, dead fraction). Every `checkpoint_every` steps and at the end, `checkpoint.pt`
+  (SAE state and config, Adam and schedule state, step) is written atomically (probes.io).
+- Resume: with a checkpoint in `out_dir`, training continues from its step; the source replays
+  the same batches from that step (sources are seeded per step), metrics lines past the step are
+  dropped, so a killed and resumed run ends with the same weights as an uninterrupted one.
+- NaN or inf in a batch of activations (or in the loss): training stops with InputError naming
+  the step; the last good checkpoint is left as it was.
+- At the end, batch-level rules (BatchTopK, Mutual Choice, Feature Choice) re-estimate their
+  inference thresholds from the final weights on `calibrate_batches` batches of a separate stream
+  (seed + 2); the checkpoint keeps the training-time values, so a resumed run calibrates the same.
+  Then the SAE is written in the SAELens layout to `out_dir/sae/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from probes.errors import CheckpointError, InputError
+from probes.io import atomic_write, write_json
+from saes import registry
+from saes.base import SAE
+from saes.config import SAEConfig
+
+
+class ActivationSource(Protocol):
+    d_in: int
+
+    def iter_batches(self, batch_size: int, seed: int = 0, start_step: int = 0) -> Any: ...
+
+
+@dataclass
+class TrainConfig:
+    """Everything that fixes a training run (saved beside every checkpoint)."""
+
+    sae: dict[str, Any] = field(default_factory=dict)  # an SAEConfig as a dict (architecture + its fields)
+    total_tokens: int = 300_000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    warmup_steps: int = 20
+    decay_fraction: float = 0.2
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    dead_window_tokens: int = 100_000
+    norm_batches: int = 4
+    log_every: int = 10
+    checkpoint_every: int = 100
+    calibrate_batches: int = 8
+    out_dir: str = "runs/sae"
+    progress: bool = True
+
+    @property
+    def steps(self) -> int:
+        return self.total_tokens // self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k in names}
+        if "adam_betas" in fields:
+            fields["adam_betas"] = tuple(fields["adam_betas"])
+        return cls(**fields)
+
+
+@dataclass
+class TrainResult:
+    sae: SAE
+    steps: int
+    tokens: int
+    out_dir: Path
+    seconds: float
+    resumed_from: int
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Warm-up, constant, linear decay (see module docstring)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    decay_start = int(cfg.steps * (1 - cfg.decay_fraction))
+    if step >= decay_start and cfg.decay_fraction > 0:
+        return max(0.0, (cfg.steps - step) / max(1, cfg.steps - decay_start))
+    return 1.0
+
+
+def _checkpoint_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir) / "checkpoint.pt"
+
+
+def _save_checkpoint(cfg: TrainConfig, sae: SAE, opt: torch.optim.Optimizer, step: int) -> Path:
+    state = {"step": step, "sae_cfg": sae.cfg.to_dict(), "sae_state": sae.state_dict(),
+             "optimizer": opt.state_dict(), "train_config": cfg.to_dict()}
+    write_json(Path(cfg.out_dir) / "train_config.json", cfg.to_dict())
+    return atomic_write(_checkpoint_path(cfg), lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a trainer checkpoint (CheckpointError if it cannot be read)."""
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=False))
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); it is truncated or altered. Delete it to restart.") from exc
+
+
+def _initial_sae(cfg: TrainConfig, source: ActivationSource) -> SAE:
+    sae_cfg: SAEConfig = registry.make_config(cfg.sae.get("architecture", "standard"), **cfg.sae)
+    if sae_cfg.d_in != source.d_in:
+        raise InputError(f"The SAE config has d_in={sae_cfg.d_in} but the activations have width {source.d_in}.")
+    batches = source.iter_batches(cfg.batch_size, seed=cfg.seed + 1)
+    sample = torch.cat([next(batches) for _ in range(cfg.norm_batches)])
+    _check_finite(sample, -1, None)
+    if sae_cfg.normalization == "expected_norm":
+        from saes.activation_store import estimate_norm_scale
+
+        sae_cfg.norm_scale = estimate_norm_scale(sample)
+    sae = registry.build(sae_cfg)
+    with torch.no_grad():
+        sae.b_dec.copy_((sample * sae_cfg.norm_scale).mean(0))
+    return sae
+
+
+def _check_finite(x: torch.Tensor, step: int, checkpoint: Path | None) -> None:
+    if torch.isfinite(x).all():
+        return
+    where = "before training" if step < 0 else f"at step {step}"
+    kept = f"The last good checkpoint is kept at {checkpoint}." if checkpoint and checkpoint.exists() else "No checkpoint was written yet."
+    raise InputError(
+        f"The activations {where} contain NaN or inf values; training stopped. {kept} "
+        "Check the model's dtype (use float32) and the hook, or rebuild the activation cache."
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    text = "".join(ln + "\n" for ln in lines)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) an SAE; `stop_after` ends this call after that many total steps (to test resumes)."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = _checkpoint_path(cfg)
+    start = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        sae = registry.build(registry.make_config(state["sae_cfg"]["architecture"], **state["sae_cfg"]))
+        sae.load_state_dict(state["sae_state"])
+        start = int(state["step"])
+    else:
+        sae = _initial_sae(cfg, source)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+    if start:
+        opt.load_state_dict(state["optimizer"])
+    metrics_path = out / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start) if start else metrics_path.unlink(missing_ok=True)
+    t0 = time.time()
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    batches = source.iter_batches(cfg.batch_size, seed=cfg.seed, start_step=start)
+    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {sae.cfg.architecture}", disable=not cfg.progress)
+    sae.train()
+    for step in bar:
+        x = next(batches)
+        _check_finite(x, step, ckpt_path)
+        out_ = _train_step(sae, opt, x, step, cfg, ckpt_path)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            record = _metrics(sae, out_, x, step + 1, cfg)
+            with open(metrics_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.3g}", l0=f"{record['l0']:.1f}", fvu=f"{record['fvu']:.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            _save_checkpoint(cfg, sae, opt, step + 1)
+    bar.close()
+    sae.eval()
+    if end == cfg.steps:
+        from saes.saelens_io import save_sae
+
+        _calibrate(sae, source, cfg)
+        save_sae(sae, out / "sae")
+    return TrainResult(sae, end, end * cfg.batch_size, out, time.time() - t0, start)
+
+
+def _calibrate(sae: SAE, source: ActivationSource, cfg: TrainConfig) -> None:
+    """Batch-level rules: inference thresholds from the final weights on `calibrate_batches` batches."""
+    if cfg.calibrate_batches <= 0 or type(sae).calibrate_thresholds is SAE.calibrate_thresholds:
+        return
+    batches = source.iter_batches(cfg.batch_size, seed=cfg.seed + 2)
+    sae.calibrate_thresholds([next(batches) for _ in range(cfg.calibrate_batches)])
+
+
+def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int, cfg: TrainConfig, ckpt: Path) -> Any:
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    dead = sae.dead_mask(cfg.dead_window_tokens)
+    out = sae.loss(x, dead_mask=dead)
+    if not math.isfinite(float(out.loss.detach())):
+        _check_finite(torch.tensor(float("nan")), step, ckpt)
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    sae.remove_parallel_decoder_grad()
+    opt.step()
+    sae.normalize_decoder()
+    sae.update_stats(out.feature_acts.detach())
+    return out
+
+
+def _metrics(sae: SAE, out: Any, x: torch.Tensor, step: int, cfg: TrainConfig) -> dict[str, Any]:
+    with torch.no_grad():
+        resid = (x - out.x_hat).pow(2).sum()
+        var = (x - x.mean(0)).pow(2).sum()
+        f = out.feature_acts
+        return {
+            "step": step, "tokens": step * cfg.batch_size, "lr": cfg.lr * lr_factor(step - 1, cfg),
+            "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},
+            "l0": float((f > 0).sum(-1).float().mean()), "fvu": float(resid / var),
+            "dead_fraction": float(sae.dead_mask(cfg.dead_window_tokens).float().mean()),
+        }

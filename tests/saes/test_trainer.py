@@ -1,0 +1,128 @@
+"""Trainer: resume equals uninterrupted, NaN stops with the last good checkpoint kept, schedule, cache format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from probes.errors import CheckpointError, InputError
+from saes.activation_store import CachedActivations, TensorSource
+from saes.trainer import TrainConfig, lr_factor, train
+
+
+def data(n=2048, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(24, d, generator=g)
+    codes = torch.rand(n, 24, generator=g) * (torch.rand(n, 24, generator=g) < 0.1)
+    return codes @ basis + 0.01 * torch.randn(n, d, generator=g)
+
+
+def cfg_for(tmp, arch="topk", **kw):
+    return TrainConfig(sae={"architecture": arch, "d_in": 8, "d_sae": 32, "k": 3}, total_tokens=64 * 20, batch_size=64,
+                       lr=3e-3, warmup_steps=3, dead_window_tokens=256, log_every=2, checkpoint_every=5,
+                       out_dir=str(tmp), progress=False, **kw)
+
+
+@pytest.mark.parametrize("arch", ["topk", "jumprelu", "feature_choice", "mutual_choice"])
+def test_resume_equals_uninterrupted(tmp_path, arch):
+    source = TensorSource(data())
+    full = train(cfg_for(tmp_path / "full", arch), source)
+    # "killed" after step 7: steps 6-7 were done but only the step-5 checkpoint exists
+    first = train(cfg_for(tmp_path / "resumed", arch), source, stop_after=7)
+    assert first.steps == 7
+    resumed = train(cfg_for(tmp_path / "resumed", arch), source)
+    assert resumed.resumed_from == 5
+    for name, value in full.sae.state_dict().items():
+        assert torch.equal(value, resumed.sae.state_dict()[name]), name
+    lines_full = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    lines_res = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert lines_full == lines_res and len(lines_full) == 10
+    saved = json.loads((tmp_path / "resumed" / "train_config.json").read_text())
+    assert saved["batch_size"] == 64 and saved["sae"]["architecture"] == arch
+    assert (tmp_path / "resumed" / "sae" / "cfg.json").exists()
+
+
+def test_training_reduces_fvu_and_keeps_unit_rows(tmp_path):
+    res = train(cfg_for(tmp_path), TensorSource(data()))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["fvu"] < lines[0]["fvu"]
+    assert torch.allclose(res.sae.W_dec.norm(dim=1), torch.ones(32), atol=1e-5)
+    assert abs(res.sae.cfg.norm_scale * data().norm(dim=-1).mean() - 8**0.5) < 0.2
+
+
+def test_nan_in_activations_stops_and_keeps_checkpoint(tmp_path):
+    from saes.activation_store import _epoch_batches
+
+    order = list(zip(range(13), _epoch_batches(2048, 64, 0, 0), strict=False))
+    norm_rows = torch.cat([idx for _, idx in zip(range(4), _epoch_batches(2048, 64, 1, 0), strict=False)])
+    row = next(int(i) for i in order[12][1] if int(i) not in set(norm_rows.tolist()))
+    x = data()
+    x[row, 2] = float("nan")  # first seen at step 12; the last checkpoint before it is step 10
+    with pytest.raises(InputError, match="step 12 contain NaN or inf.*last good checkpoint"):
+        train(cfg_for(tmp_path), TensorSource(x))
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 10
+    assert all(torch.isfinite(v).all() for v in ckpt["sae_state"].values() if v.is_floating_point())
+
+
+def test_corrupt_checkpoint_is_checkpoint_error(tmp_path):
+    train(cfg_for(tmp_path), TensorSource(data()), stop_after=5)
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated or altered"):
+        train(cfg_for(tmp_path), TensorSource(data()))
+
+
+def test_lr_schedule_warmup_and_decay():
+    cfg = TrainConfig(total_tokens=100, batch_size=1, warmup_steps=10, decay_fraction=0.2, lr=1.0)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == 1.0
+    assert lr_factor(50, cfg) == 1.0 and lr_factor(80, cfg) == 1.0 and lr_factor(90, cfg) == pytest.approx(0.5)
+
+
+def test_cached_activations_format_and_epochs(tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    x = data(100).numpy()
+    np.save(folder / "activations.npy", x)
+    np.save(folder / "token_ids.npy", np.arange(100, dtype=np.int32))
+    np.save(folder / "positions.npy", np.arange(100, dtype=np.int32))
+    (folder / "meta.json").write_text(json.dumps({"format": "glasshouse-activations-v1", "hook_name": "blocks.0.hook_resid_post",
+                                                   "d_in": 8, "n_tokens": 100, "model": "m"}))
+    cached = CachedActivations(folder)
+    a = list(zip(range(7), cached.iter_batches(30, seed=3), strict=False))
+    b = list(zip(range(7), TensorSource(torch.from_numpy(x)).iter_batches(30, seed=3), strict=False))
+    for (_, u), (_, v) in zip(a, b, strict=True):
+        assert torch.equal(u, v)
+    seen = torch.cat([u for _, u in a[:3]])  # one epoch = 3 batches of 30, without repeats
+    assert len({tuple(r.tolist()) for r in seen}) == 90
+    late = list(zip(range(2), cached.iter_batches(30, seed=3, start_step=5), strict=False))
+    assert torch.equal(late[0][1], a[5][1])
+    (folder / "meta.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(CheckpointError, match="format"):
+        CachedActivations(folder)
+
+
+@pytest.mark.parametrize("arch", ["batchtopk", "feature_choice"])
+def test_thresholds_calibrated_from_final_weights(tmp_path, arch):
+    source = TensorSource(data())
+    res = train(cfg_for(tmp_path, arch, calibrate_batches=4), source)
+    sae = res.sae
+    batches = source.iter_batches(64, seed=2)  # the trainer's calibration stream: seed + 2
+    xs = [next(batches) for _ in range(4)]
+    with torch.no_grad():
+        zs = [sae.pre_acts(x) for x in xs]
+    if arch == "batchtopk":
+        # independent: the (k*B)-th largest ReLU(z) of each batch by a full sort, averaged
+        kth = [torch.relu(z).flatten().sort(descending=True).values[3 * 64 - 1] for z in zs]
+        assert float(sae.threshold) == pytest.approx(float(torch.stack(kth).mean()), rel=1e-5)
+    else:
+        # independent: per column, the m-th largest ReLU(z) (m = round(k*B/F) = 6 here), averaged over batches
+        j = int(torch.stack([(torch.relu(z) > 0).sum(0) for z in zs]).sum(0).argmax())
+        mth = [torch.relu(z[:, j]).sort(descending=True).values[5] for z in zs]
+        assert float(sae.threshold[j]) == pytest.approx(float(torch.stack(mth).mean()), rel=1e-5)
+    sae.eval()
+    with torch.no_grad():
+        l0 = float(torch.cat([(sae.encode(x) > 0).sum(-1).float() for x in xs]).mean())
+    assert 2.0 <= l0 <= 4.5  # calibrated on these batches: about k = 3 active per token at inference
