@@ -7,6 +7,7 @@ must show st.error (a GlasshouseError), never a traceback. Helpers come from tes
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -219,3 +220,53 @@ def test_circuits_page_rejects_bad_edge_counts(smollm: Any) -> None:
     next(b for b in at.button if b.label == "Find circuit").click().run()
     assert not at.exception
     assert any("comma-separated whole numbers" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# --- SAE features ------------------------------------------------------------------------------------
+
+
+def test_sae_page_trains_and_prompt_view_matches_plain_encode(smollm: Any) -> None:
+    layer, prompt = 2, "The days of the week are Monday, Tuesday"
+    at = run_page("pages/saes.py", "SAE features", sae_arch="standard", sae_layer=layer, sae_d=64, sae_tokens=1024,
+                  sae_batch=128, sae_prompt=prompt, sae_top=3)
+    assert any("Train or load" in i.value for i in at.info)  # nothing runs before the button
+    next(b for b in at.button if b.label == "Train SAE").click().run()
+    assert_clean(at)
+    _, sae = at.session_state["sae_loaded"]
+    assert sae.cfg.hook_name == f"blocks.{layer}.hook_resid_post" and sae.cfg.d_sae == 64
+
+    # features by hand: HF's hidden state after layer `layer`, then ReLU((x s - b_dec) W_enc + b_enc)
+    ids = smollm.to_tokens(prompt).ids
+    with torch.no_grad():
+        x = smollm.hf_model(ids, output_hidden_states=True).hidden_states[layer + 1][0].float()
+        f = torch.relu((x * sae.cfg.norm_scale - sae.b_dec) @ sae.W_enc + sae.b_enc)
+    f[0] = 0  # the SAE skips position 0 (an attention sink)
+    shown = next(d.value for d in at.dataframe if "rank" in d.value.columns)
+    last = ids.shape[1] - 1
+    rows = shown[shown["position"] == last].sort_values("rank")
+    vals, idx = f[last].topk(3)
+    expected = [(int(i), float(v)) for v, i in zip(vals, idx, strict=True) if v > 0]
+    assert expected, "no feature fires on the last token; pick another prompt"
+    assert rows["feature"].tolist() == [i for i, _ in expected]
+    np.testing.assert_allclose(rows["activation"].to_numpy(), [v for _, v in expected], rtol=1e-4, atol=1e-4)
+
+    # the density the dashboard reports for feature 0: fraction of evaluation tokens where it fires
+    from probes.corpus import sample
+
+    windows = sample("prose", 16, 64, smollm, seed=1).ids
+    with torch.no_grad():
+        x = smollm.hf_model(windows, output_hidden_states=True).hidden_states[layer + 1].float()
+        f0 = torch.relu((x * sae.cfg.norm_scale - sae.b_dec) @ sae.W_enc[:, 0] + sae.b_enc[0])
+    f0[:, 0] = 0
+    caption = next(c.value for c in at.caption if c.value.startswith("Feature 0: fires on"))
+    shown_pct = float(re.search(r"fires on ([0-9.]+)%", caption).group(1))  # type: ignore[union-attr]
+    assert shown_pct == pytest.approx(100 * float((f0 > 0).float().mean()), abs=0.0051)  # printed with 2 decimals
+    titles = [fig["layout"]["title"]["text"] for fig in figures(at)]
+    assert any(t.startswith("Feature density") for t in titles) and any("Top features per token" in t for t in titles)
+
+
+def test_sae_page_bad_folder_shows_error(smollm: Any, tmp_path: Any) -> None:
+    at = run_page("pages/saes.py", "SAE features", sae_source="folder", sae_path=str(tmp_path / "no_such_sae"))
+    at.button(key="sae_load").click().run()
+    assert not at.exception
+    assert at.error and "no_such_sae" in at.error[0].value, [e.value for e in at.error]
