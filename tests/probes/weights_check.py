@@ -25,10 +25,13 @@ def check_weights_reproduce_heads(model, layers, prompt=PROMPT, atol=ATOL):
         assert torch.allclose(head_out, result["head_out"][0, i], atol=atol)
         total = head_out.sum(dim=1) + (model.b_O[layer] if model.b_O is not None else 0)
         out_norm = model.adapter.attn_out_norm(layer)
+        tol = atol
         if out_norm is not None:
+            # Gemma's post-attention RMSNorm divides a head sum of size ~500 (late layers) by its RMS:
+            # fp32 rounding of that sum reaches ~2e-4 after the norm, so this comparison uses 1e-3.
             total = out_norm(total)
-        # attention outputs reach hundreds in late Gemma layers: fp32 rounding needs a relative tolerance too
-        assert torch.allclose(total, result["attn_out"][0, i], atol=atol, rtol=1e-4)
+            tol = 1e-3
+        assert torch.allclose(total, result["attn_out"][0, i], atol=tol, rtol=1e-4)
         if model.facts.positional == "learned":
             q = torch.einsum("pm,hmd->phd", normed, model.W_Q[layer])
             if model.b_Q is not None:
