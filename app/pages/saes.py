@@ -1,14 +1,249 @@
-"""SAE features page: fills in when `saes` lands (see app/ui/pending.py for its issue)."""
+"""SAE features page (spec: saes.md), built on saes/ and app/figures/saes.py.
+
+Pick an SAE: train a small one here (activations at blocks.L.hook_resid_post of a corpus sample,
+saes.trainer.train in chunks with `stop_after`, so a progress bar moves between chunks; the run
+resumes from its own checkpoint each chunk), or load a SAELens-format folder (saes.saelens_io.load_sae,
+checked against the model). Then: the density histogram, one feature's dashboard (top contexts,
+activation histogram, logit effects; saes.dashboard.feature_dashboards) and the prompt view (the most
+active features at each token; saes.dashboard.prompt_features). Nothing runs before a button press.
+"""
 
 from __future__ import annotations
 
+import importlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from app.figures.theme import HEATMAP_SCALE, apply_theme
+from app.ui.downloads import json_download, plot, table
+from app.ui.errors import shown_errors
+from app.ui.figures import show_token
+from app.ui.model import current_model, get_model
 from app.ui.pending import require
+from app.ui.sidebar import current_settings
 
+EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
+
+
+def collect(model: Any, hook: str, n_tokens: int, context: int, seed: int) -> Any:
+    """Activations at `hook` on prose windows, position 0 left out (the SAE skips it): [n, d_in]."""
+    from probes.corpus import sample
+    from saes.activation_store import hook_activations
+
+    n = max(1, -(-n_tokens // (context - 1)))
+    ids = sample("prose", n, context, model, seed=seed).ids
+    acts = [hook_activations(model, hook, ids[i : i + 8])[:, 1:] for i in range(0, n, 8)]
+    import torch
+
+    return torch.cat(acts).reshape(-1, acts[0].shape[-1])[:n_tokens]
+
+
+def train_here(model: Any, arch: str, layer: int, d_sae: int, k: int, n_tokens: int, batch: int, seed: int) -> Any:
+    """A small SAE trained on `n_tokens` activations, with st.progress between chunks of steps."""
+    registry = importlib.import_module("saes.registry")
+    trainer = importlib.import_module("saes.trainer")
+    store = importlib.import_module("saes.activation_store")
+    hook = f"blocks.{layer}.hook_resid_post"
+    bar = st.progress(0.0, text=f"Collecting {n_tokens} activations at {hook} ...")
+    acts = collect(model, hook, n_tokens, 65, seed)
+    source = store.TensorSource(acts)
+    steps = max(1, len(source) // batch)
+    chunk = max(1, steps // 10)
+    sae_cfg = registry.make_config(arch, d_in=int(acts.shape[1]), d_sae=d_sae, hook_name=hook,
+                                   model_name=model.facts.spec, k=k, seed=seed).to_dict()
+    with tempfile.TemporaryDirectory(prefix="glasshouse_sae_") as out:  # checkpoints between chunks only
+        cfg = trainer.TrainConfig(sae=sae_cfg, total_tokens=steps * batch, batch_size=batch, seed=seed,
+                                  warmup_steps=min(20, max(1, steps // 5)), dead_window_tokens=len(source),
+                                  log_every=chunk, checkpoint_every=chunk, out_dir=out, progress=False)
+        done = 0
+        while done < steps:
+            bar.progress(done / steps, text=f"Training {arch} SAE ({d_sae} features): step {done} / {steps}")
+            result = trainer.train(cfg, source, stop_after=min(steps, done + chunk))
+            done = result.steps
+    bar.empty()
+    return result.sae
+
+
+def sae_label(sae: Any) -> str:
+    c = sae.cfg
+    return f"{c.architecture} SAE, {c.d_sae} features on {c.hook_name} (d_in {c.d_in})"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def eval_windows(spec: str, device: str, dtype: str) -> list[list[int]]:
+    from probes.corpus import sample
+
+    model = get_model(spec, device, dtype)
+    return [[int(t) for t in row] for row in sample("prose", EVAL_N, EVAL_T, model, seed=1).ids.tolist()]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def density(spec: str, device: str, dtype: str, sae_key: str, _sae: Any) -> dict[str, Any]:
+    """saes.evaluate.reconstruction_metrics on the evaluation windows (position 0 left out)."""
+    import torch
+
+    from saes.activation_store import hook_activations
+    from saes.evaluate import reconstruction_metrics
+
+    model = get_model(spec, device, dtype)
+    ids = torch.tensor(eval_windows(spec, device, dtype))
+    acts = hook_activations(model, _sae.cfg.hook_name, ids)[:, 1:].reshape(-1, _sae.cfg.d_in)
+    return dict(reconstruction_metrics(_sae, acts).to_dict())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def dashboard(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, feature: int) -> dict[str, Any]:
+    """saes.dashboard.feature_dashboards for one feature over the evaluation windows."""
+    import torch
+
+    from saes.dashboard import feature_dashboards
+
+    model = get_model(spec, device, dtype)
+    ids = torch.tensor(eval_windows(spec, device, dtype))
+    return dict(feature_dashboards(model, _sae, ids, [feature])["features"][str(feature)])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def prompt_view(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, prompt: str, top: int) -> dict[str, Any]:
+    from saes.dashboard import prompt_features
+
+    return dict(prompt_features(get_model(spec, device, dtype), _sae, prompt, top=top))
+
+
+def prompt_figure(view: dict[str, Any]) -> go.Figure:
+    """Activation of the features that are top somewhere in the prompt (rows) at every token (columns)."""
+    feats = sorted({f["feature"] for t in view["tokens"] for f in t["features"]})
+    z = np.zeros((len(feats), len(view["tokens"])))
+    for col, t in enumerate(view["tokens"]):
+        for f in t["features"]:
+            z[feats.index(f["feature"]), col] = f["activation"]
+    shown = [show_token(t["token"]) for t in view["tokens"]]
+    custom = [[shown[c] for c in range(len(shown))] for _ in feats]
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(shown))), y=[str(f) for f in feats], customdata=custom,
+                               colorscale=HEATMAP_SCALE, colorbar={"title": {"text": "activation"}},
+                               hovertemplate="token %{x} %{customdata}<br>feature %{y}<br>activation %{z:.3f}"
+                                             "<extra></extra>"))
+    fig.update_layout(title="Top features per token (0: not among that token's top features)",
+                      xaxis={"title": "token (position)", "tickmode": "array", "tickvals": list(range(len(shown))),
+                             "ticktext": shown},
+                      yaxis={"title": "feature (index)", "type": "category"})
+    return apply_theme(fig, height=int(min(900, 160 + 22 * max(1, len(feats)))))
+
+
+def logit_figure(entry: dict[str, Any]) -> go.Figure:
+    rows = entry["logit_effects"]["top"] + entry["logit_effects"]["bottom"][::-1]
+    shown = [show_token(r["token"]) for r in rows]
+    fig = go.Figure(go.Bar(x=[r["value"] for r in rows], y=list(range(len(rows))), orientation="h", customdata=shown,
+                           marker_color=["#C8443B" if r["value"] >= 0 else "#2E5EAA" for r in rows],
+                           hovertemplate="token %{customdata}<br>logit effect %{x:.3f}<extra></extra>"))
+    fig.update_layout(title=f"Feature {entry['feature']}: tokens its decoder direction promotes / suppresses",
+                      xaxis_title="logit effect (W_dec[j] . final-norm weights . W_U, logits per unit activation)",
+                      yaxis={"title": "token", "tickmode": "array", "tickvals": list(range(len(rows))),
+                             "ticktext": shown, "autorange": "reversed"})
+    return apply_theme(fig, height=int(140 + 22 * len(rows)))
+
+
+def load_folder(model: Any, path: str) -> Any:
+    from probes.errors import InputError
+    from saes.saelens_io import load_sae
+
+    if not path.strip():
+        raise InputError("Type the path of a SAELens-format folder (cfg.json and sae_weights.safetensors).")
+    return load_sae(Path(path.strip()).expanduser(), model)
+
+
+settings = current_settings()
 st.title("SAE features")
-st.caption("Sparse autoencoders on the residual stream: training, metrics and feature views.")
-module = require("saes.registry")
-if module is not None:
-    st.success("`saes` has landed; this page is wired to it in a follow-up (its API is not guessed here).",
-               icon=":material/check_circle:")
+st.caption("Sparse autoencoders on the residual stream: train a small one here or load a SAELens folder, then read "
+           "its features: where they fire, how often, and which tokens they push the logits towards.")
+if require("saes.registry") is None or require("saes.dashboard") is None:
+    st.stop()
+registry = importlib.import_module("saes.registry")
+figs = importlib.import_module("app.figures.saes")
+model = current_model(settings)
+facts = model.facts
+
+source = st.radio("SAE", ["train", "folder"], horizontal=True, key="sae_source",
+                  format_func=lambda s: {"train": "Train a small one here", "folder": "SAELens folder"}[s])
+if source == "train":
+    with st.form("sae_train"):
+        c = st.columns(4)
+        names = registry.names()
+        arch = str(c[0].selectbox("Architecture", names, index=names.index("topk") if "topk" in names else 0,
+                                  key="sae_arch"))
+        layer = int(c[1].number_input("Layer (resid_post)", min_value=0, max_value=facts.n_layers - 1,
+                                      value=min(6, facts.n_layers - 1), key="sae_layer"))
+        d_sae = int(c[2].number_input("Features (d_sae)", min_value=8, max_value=65536, value=512, step=64,
+                                      key="sae_d"))
+        k = int(c[3].number_input("k (TopK family)", min_value=1, max_value=1024, value=16, key="sae_k"))
+        c2 = st.columns(3)
+        n_tokens = int(c2[0].number_input("Training tokens", min_value=256, max_value=1_000_000, value=8192, step=1024,
+                                          key="sae_tokens"))
+        batch = int(c2[1].number_input("Batch (tokens)", min_value=16, max_value=8192, value=256, step=64,
+                                       key="sae_batch"))
+        seed = int(c2[2].number_input("Seed", min_value=0, value=0, key="sae_seed"))
+        go_train = st.form_submit_button("Train SAE", type="primary")
+    st.caption("The default (8,192 prose tokens, 512 features) trains in well under a minute on CPU: a toy to "
+               "explore the views, not a good SAE (`glasshouse sae train` for real runs).")
+    if go_train:
+        key = f"train:{facts.spec}:{arch}:{layer}:{d_sae}:{k}:{n_tokens}:{batch}:{seed}"
+        with shown_errors():
+            st.session_state["sae_loaded"] = (key, train_here(model, arch, layer, d_sae, k, n_tokens, batch, seed))
+else:
+    path = st.text_input("SAELens folder", value="", key="sae_path", placeholder="runs/sae/topk/sae")
+    if st.button("Load SAE", type="primary", key="sae_load"):
+        with shown_errors():
+            sae = load_folder(model, path)
+            mtime = max(p.stat().st_mtime for p in Path(path.strip()).expanduser().iterdir())
+            st.session_state["sae_loaded"] = (f"folder:{facts.spec}:{Path(path).resolve()}:{mtime}", sae)
+
+loaded = st.session_state.get("sae_loaded")
+if loaded is None or not str(loaded[0]).split(":")[1] == facts.spec:
+    st.info("Train or load an SAE to see its features.", icon=":material/grain:")
+    st.stop()
+sae_key, sae = loaded
+st.subheader(sae_label(sae))
+tag = f"{facts.spec}_{sae.cfg.architecture}_{sae.cfg.hook_name}_{sae.cfg.d_sae}"
+
+with shown_errors(), st.spinner("Feature densities on the evaluation windows ..."):
+    metrics = density(settings.spec, settings.device, settings.dtype, sae_key, sae)
+m = st.columns(4)
+m[0].metric("L0 (features per token)", f"{metrics['l0']:.1f}")
+m[1].metric("FVU", f"{metrics['fvu']:.3f}", help="Fraction of variance unexplained on the evaluation windows.")
+m[2].metric("Dead features", f"{metrics['dead']} / {metrics['d_sae']}")
+m[3].metric("Evaluation tokens", metrics["n_tokens"])
+plot(figs.density_histogram(metrics, f"Feature density on {metrics['n_tokens']} prose tokens"), f"sae_density_{tag}")
+json_download(metrics, f"sae_metrics_{tag}", label="Metrics JSON")
+
+st.header("Feature dashboard")
+feature = int(st.number_input("Feature", min_value=0, max_value=sae.cfg.d_sae - 1, value=0, key="sae_feature"))
+with shown_errors(), st.spinner(f"Dashboard of feature {feature} ..."):
+    entry = dashboard(settings.spec, settings.device, settings.dtype, sae_key, sae, feature)
+st.caption(f"Feature {feature}: fires on {entry['density']:.2%} of {EVAL_N} x {EVAL_T} prose tokens, "
+           f"max activation {entry['max_activation']:.3f}. Nearest decoder directions: "
+           + ", ".join(f"{n['feature']} (cos {n['cosine']:.2f})" for n in entry["neighbours"]))
+if entry["top_examples"]:
+    plot(figs.feature_top_tokens(entry), f"sae_top_contexts_{tag}_f{feature}")
+    plot(figs.feature_activation_histogram(entry), f"sae_histogram_{tag}_f{feature}")
+else:
+    st.info(f"Feature {feature} never fires on the evaluation windows (dead there).")
+plot(logit_figure(entry), f"sae_logits_{tag}_f{feature}")
+table(pd.DataFrame([{"direction": d, **r} for d in ("top", "bottom") for r in entry["logit_effects"][d]]),
+      f"sae_logits_{tag}_f{feature}")
+json_download(entry, f"sae_feature_{tag}_f{feature}", label="Dashboard JSON")
+
+st.header("Prompt view")
+prompt = st.text_input("Prompt", value=settings.prompt, key="sae_prompt")
+top = int(st.number_input("Top features per token", min_value=1, max_value=20, value=3, key="sae_top"))
+with shown_errors():
+    view = prompt_view(settings.spec, settings.device, settings.dtype, sae_key, sae, prompt, top)
+plot(prompt_figure(view), f"sae_prompt_{tag}")
+table(pd.DataFrame([{"position": t["position"], "token": t["token"], "rank": r + 1, "feature": f["feature"],
+                     "activation": f["activation"]} for t in view["tokens"] for r, f in enumerate(t["features"])],
+                   columns=["position", "token", "rank", "feature", "activation"]), f"sae_prompt_{tag}")
