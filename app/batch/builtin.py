@@ -11,6 +11,7 @@ Both process the corpus in chunks of batch_size and keep only running sums.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -74,6 +75,15 @@ def attention_rows(mean: Tensor) -> list[Row]:
              "position": None} for layer in range(mean.shape[0]) for head in range(mean.shape[1])]
 
 
+def chunked_mean(ids: Tensor, batch_size: int, per_chunk_mean: Callable[[Tensor], Tensor]) -> Tensor:
+    """Mean over all rows of ids of a statistic computed as a mean per chunk of rows (float64)."""
+    total = torch.zeros(())
+    for start in range(0, ids.shape[0], batch_size):
+        chunk = ids[start : start + batch_size]
+        total = total + per_chunk_mean(chunk).double() * len(chunk)
+    return total / ids.shape[0]
+
+
 def remote_residual_norms(
     lm: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int, remote: bool | str
 ) -> list[Row]:
@@ -81,13 +91,7 @@ def remote_residual_norms(
     from probes import remote as nd
 
     ids = corpus_ids(lm.tokenizer, corpus, settings["prepend_bos"])
-    total: Tensor | None = None
-    for start in range(0, ids.shape[0], settings["batch_size"]):
-        chunk = ids[start : start + settings["batch_size"]]
-        part = nd.residual_norms(lm, chunk, remote=remote).double() * len(chunk)
-        total = part if total is None else total + part
-    assert total is not None
-    return norm_rows(total / ids.shape[0])
+    return norm_rows(chunked_mean(ids, settings["batch_size"], lambda chunk: nd.residual_norms(lm, chunk, remote=remote)))
 
 
 def remote_first_token_attention(
@@ -97,13 +101,10 @@ def remote_first_token_attention(
     from probes import remote as nd
 
     ids = corpus_ids(lm.tokenizer, corpus, settings["prepend_bos"])
-    total: Tensor | None = None
-    for start in range(0, ids.shape[0], settings["batch_size"]):
-        chunk = ids[start : start + settings["batch_size"]]
-        part = nd.first_token_attention(lm, chunk, settings["min_query"], remote=remote).double() * len(chunk)
-        total = part if total is None else total + part
-    assert total is not None
-    return attention_rows(total / ids.shape[0])
+    mean = chunked_mean(
+        ids, settings["batch_size"], lambda chunk: nd.first_token_attention(lm, chunk, settings["min_query"], remote=remote)
+    )
+    return attention_rows(mean)
 
 
 register(ProbeEntry(
