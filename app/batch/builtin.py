@@ -39,15 +39,24 @@ def corpus_ids(tokenizer: Any, corpus: CorpusSample, prepend_bos: bool) -> Int[T
     return torch.cat([torch.full((ids.shape[0], 1), int(bos), dtype=ids.dtype), ids], dim=1)
 
 
+def chunked_mean(ids: Tensor, batch_size: int, per_chunk_mean: Callable[[Tensor], Tensor]) -> Tensor:
+    """Mean over all rows of ids of a statistic computed as a mean per chunk of rows (float64)."""
+    total = torch.zeros(())
+    for start in range(0, ids.shape[0], batch_size):
+        chunk = ids[start : start + batch_size]
+        total = total + per_chunk_mean(chunk).double() * len(chunk)
+    return total / ids.shape[0]
+
+
 def run_residual_norms(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
     """Issue 9 residual_norms: mean over sequences of ||resid_post|| per layer and position."""
     ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
-    total = torch.zeros(model.facts.n_layers, ids.shape[1], dtype=torch.float64)
-    for start in range(0, ids.shape[0], settings["batch_size"]):
-        chunk = ids[start : start + settings["batch_size"]]
+
+    def chunk_mean(chunk: Tensor) -> Tensor:
         resid = capture(model, chunk, what=["resid_post"], batch_size=len(chunk))["resid_post"]
-        total += resid.double().norm(dim=-1).sum(dim=0)  # [layer, pos]
-    return norm_rows(total / ids.shape[0])
+        return resid.double().norm(dim=-1).mean(dim=0)  # [layer, pos]
+
+    return norm_rows(chunked_mean(ids, settings["batch_size"], chunk_mean))
 
 
 def norm_rows(mean: Tensor) -> list[Row]:
@@ -61,27 +70,17 @@ def run_first_token_attention(model: Any, settings: dict[str, Any], corpus: Corp
     q0 = settings["min_query"]
     if q0 >= ids.shape[1]:
         raise InputError(f"min_query={q0} leaves no query in windows of {ids.shape[1]} tokens; lower it.")
-    f = model.facts
-    total = torch.zeros(f.n_layers, f.n_heads, dtype=torch.float64)
-    for start in range(0, ids.shape[0], settings["batch_size"]):
-        chunk = ids[start : start + settings["batch_size"]]
+
+    def chunk_mean(chunk: Tensor) -> Tensor:
         pattern = capture(model, chunk, what=["pattern"], batch_size=len(chunk))["pattern"]
-        total += pattern[:, :, :, q0:, 0].double().mean(dim=3).sum(dim=0)  # [layer, head]
-    return attention_rows(total / ids.shape[0])
+        return pattern[:, :, :, q0:, 0].double().mean(dim=(0, 3))  # [layer, head]
+
+    return attention_rows(chunked_mean(ids, settings["batch_size"], chunk_mean))
 
 
 def attention_rows(mean: Tensor) -> list[Row]:
     return [{"metric": "first_token_attention", "value": float(mean[layer, head]), "layer": layer, "head": head,
              "position": None} for layer in range(mean.shape[0]) for head in range(mean.shape[1])]
-
-
-def chunked_mean(ids: Tensor, batch_size: int, per_chunk_mean: Callable[[Tensor], Tensor]) -> Tensor:
-    """Mean over all rows of ids of a statistic computed as a mean per chunk of rows (float64)."""
-    total = torch.zeros(())
-    for start in range(0, ids.shape[0], batch_size):
-        chunk = ids[start : start + batch_size]
-        total = total + per_chunk_mean(chunk).double() * len(chunk)
-    return total / ids.shape[0]
 
 
 def remote_residual_norms(
