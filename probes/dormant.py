@@ -9,6 +9,13 @@ Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads in pretrained mod
 - The ranked table holds the `top` heads whose dormancy differs most between the two domains plus
   `controls` heads whose dormancy barely differs (the most dormant and the most active of them),
   so the ablation (2 modes x 2 domains per head) stays affordable.
+- The entropy detector (the spec's alternative, from the authors' code): per head, the mean over queries
+  of the normalized row entropy H(A[i, :]) / log(keys seen) and the maximum over keys of the normalized
+  column entropy H(A[:, k] / sum) / log(queries that see k), both averaged over the sequences. Query 0
+  (one key) and the last key (one query) have no defined normalized entropy and are left out. The spec
+  gives no thresholds; ours: a sink head has mean row entropy < ROW_ENTROPY_MAX (0.3) and maximum column
+  entropy > COLUMN_ENTROPY_MIN (0.9). For scale: a row with 0.9 on the sink and the rest spread evenly
+  over 31 other keys has normalized entropy 0.19; a uniform row has 1.
 """
 
 from __future__ import annotations
@@ -31,6 +38,36 @@ from probes.results import result_metadata
 from probes.sinks import check_ids
 
 ABLATIONS = ("zero_out_attn", "move_attn_to_bos")
+ROW_ENTROPY_MAX = 0.3
+COLUMN_ENTROPY_MIN = 0.9
+
+
+def _entropy(p: Tensor, dim: int) -> Tensor:
+    return -(torch.where(p > 0, p * p.clamp_min(1e-30).log(), torch.zeros((), device=p.device))).sum(dim)
+
+
+def row_entropy(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
+    """Mean over queries i >= 1 of H(A[i, :i+1]) / log(i + 1) (0-based i: i + 1 keys are visible)."""
+    a = pattern.float()
+    T = a.shape[-1]
+    keys_seen = torch.arange(2, T + 1, device=a.device, dtype=torch.float32)
+    return (_entropy(a[..., 1:, :], dim=-1) / keys_seen.log()).mean(-1)
+
+
+def column_entropy(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
+    """Max over keys k <= T-2 of H(p_k) / log(T - k), p_k = A[k:, k] / sum (the T - k queries that see k).
+
+    A column that receives no attention at all has entropy 0."""
+    a = pattern.float()
+    T = a.shape[-1]
+    col = a / a.sum(dim=-2, keepdim=True).clamp_min(1e-30)
+    queries_seen = torch.arange(T, 1, -1, device=a.device, dtype=torch.float32)  # T - k for k = 0..T-2
+    return (_entropy(col[..., :, : T - 1], dim=-2) / queries_seen.log()).amax(-1)
+
+
+def is_sink_head(row: Tensor, column: Tensor) -> Tensor:
+    """The entropy detector: low mean row entropy and a high maximum column entropy (thresholds above)."""
+    return (row < ROW_ENTROPY_MAX) & (column > COLUMN_ENTROPY_MIN)
 
 
 def domain_inputs(model: HookedModel, domain: str, n: int, T: int = 64, seed: int = 0,
@@ -43,19 +80,31 @@ def domain_inputs(model: HookedModel, domain: str, n: int, T: int = 64, seed: in
     return sample(domain, n, T, model.tokenizer, seed=seed, prefix_ids=prefix).ids
 
 
-def dormancy(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -> Float[Tensor, "layer head"]:
-    """Mean attention on the sink over non-sink queries, averaged over the sequences."""
+HEAD_STATISTICS = {"dormancy": sink_attention, "row_entropy": row_entropy, "column_entropy": column_entropy}
+
+
+def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8
+                    ) -> dict[str, Float[Tensor, "layer head"]]:
+    """Dormancy, mean row entropy and max column entropy of every head, averaged over the sequences
+    (one forward pass per batch; each pattern is reduced inside its hook)."""
     ids = check_ids(model, ids)
-    total = torch.zeros(model.facts.n_layers, model.facts.n_heads)
+    totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
 
     def on_pattern(p: Tensor, hook: Any) -> None:
-        total[int(hook.name.split(".")[1])] += sink_attention(p.detach()).sum(0).cpu()
+        layer = int(hook.name.split(".")[1])
+        for name, fn in HEAD_STATISTICS.items():
+            totals[name][layer] += fn(p.detach()).sum(0).cpu()
 
     hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
     for s in range(0, len(ids), batch_size):
         with torch.no_grad():
             model.run_with_hooks(ids[s : s + batch_size], fwd_hooks=hooks)
-    return total / len(ids)
+    return {name: total / len(ids) for name, total in totals.items()}
+
+
+def dormancy(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -> Float[Tensor, "layer head"]:
+    """Mean attention on the sink over non-sink queries, averaged over the sequences."""
+    return head_statistics(model, ids, batch_size)["dormancy"]
 
 
 def ablation_hooks(model: HookedModel, layer: int, head: int, mode: str) -> list[tuple[str, Any]]:
@@ -93,10 +142,19 @@ class DormantResult:
     base_loss: dict[str, float]
     rows: list[HeadRow]
     metadata: dict[str, Any]
+    row_entropy: dict[str, Float[Tensor, "layer head"]] = field(default_factory=dict)
+    column_entropy: dict[str, Float[Tensor, "layer head"]] = field(default_factory=dict)
+
+    def sink_heads(self, domain: str) -> Float[Tensor, "layer head"]:
+        """The entropy detector's verdict per head on one domain (bool)."""
+        return is_sink_head(self.row_entropy[domain], self.column_entropy[domain])
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.metadata, "domains": list(self.domains), "dormancy": self.dormancy,
-                "base_loss": self.base_loss, "rows": self.rows}
+                "base_loss": self.base_loss, "rows": self.rows, "row_entropy": self.row_entropy,
+                "column_entropy": self.column_entropy,
+                "entropy_sink_heads": {d: self.sink_heads(d) for d in self.row_entropy},
+                "entropy_thresholds": {"row_entropy_max": ROW_ENTROPY_MAX, "column_entropy_min": COLUMN_ENTROPY_MIN}}
 
 
 def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer head"], top: int, controls: int
@@ -124,7 +182,8 @@ def dormant_heads(
     if len(domains) != 2 or len(set(domains)) != 2:
         raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
     inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
-    dorm = {d: dormancy(model, inputs[d], batch_size) for d in domains}
+    stats = {d: head_statistics(model, inputs[d], batch_size) for d in domains}
+    dorm = {d: stats[d]["dormancy"] for d in domains}
     first, second = domains
     diff = dorm[first] - dorm[second]
     rows = [HeadRow(layer, head, role, {d: float(dorm[d][layer, head]) for d in domains}, float(diff[layer, head]))
@@ -137,4 +196,6 @@ def dormant_heads(
                                                      batch_size) - base[d] for mode in ABLATIONS}
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls,
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos}
-    return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed))
+    return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
+                         row_entropy={d: stats[d]["row_entropy"] for d in domains},
+                         column_entropy={d: stats[d]["column_entropy"] for d in domains})

@@ -40,5 +40,10 @@ def run(args: argparse.Namespace) -> int:
     for r in res.rows:
         deltas = "  ".join(f"{r.loss_delta.get(d, {}).get(m, float('nan')):+.4f}" for d in res.domains for m in ABLATIONS)
         print(f"L{r.layer}H{r.head:<5}{r.role:<9}{r.dormancy[a]:7.3f}{r.dormancy[b]:7.3f}  {deltas}")
+    for d in res.row_entropy:
+        sinks = res.sink_heads(d)
+        agree = float(((res.dormancy[d] > 0.5) == sinks).float().mean())
+        print(f"entropy detector on {d}: {int(sinks.sum())} of {sinks.numel()} heads are sink heads "
+              f"(agrees with dormancy > 0.5 on {100 * agree:.0f}% of heads)")
     print(f"wrote {out}")
     return 0

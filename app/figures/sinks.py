@@ -129,6 +129,10 @@ def dormancy_scatter(res: DormantResult) -> go.Figure:
     for layer in range(L):
         for h in range(H):
             line = f"layer {layer}, head {h}<br>{a}: {float(da[layer, h]):.3f}<br>{b}: {float(db[layer, h]):.3f}"
+            for d in res.row_entropy:
+                line += (f"<br>{d} entropy: row {float(res.row_entropy[d][layer, h]):.2f}, column "
+                         f"{float(res.column_entropy[d][layer, h]):.2f}"
+                         + (" (sink head)" if bool(res.sink_heads(d)[layer, h]) else ""))
             row = table.get((layer, h))
             if row is not None and row.loss_delta:
                 line += "".join(f"<br>{d} loss +{m['zero_out_attn']:.4f} (zero) / +{m['move_attn_to_bos']:.4f} (to sink)"

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from probes.dormant import ablation_hooks, domain_inputs, dormancy, dormant_heads, pick_heads
+from probes.dormant import (
+    ablation_hooks,
+    column_entropy,
+    domain_inputs,
+    dormancy,
+    dormant_heads,
+    head_statistics,
+    is_sink_head,
+    pick_heads,
+    row_entropy,
+)
 from probes.errors import InputError
 
 
@@ -62,3 +74,56 @@ def test_small_run_and_bad_input(smollm):
         domain_inputs(smollm, "poetry", 1, 12)
     with pytest.raises(InputError, match="two different domains"):
         dormant_heads(smollm, domains=("prose",), n=1, T=12)
+
+
+def _entropies_by_loops(a: list[list[float]]) -> tuple[float, float]:
+    """Plain-python reference: mean normalized row entropy (queries 1..T-1), max normalized column
+    entropy (keys 0..T-2)."""
+    T = len(a)
+
+    def h(ps: list[float]) -> float:
+        return -sum(p * math.log(p) for p in ps if p > 0)
+
+    rows = [h(a[i][: i + 1]) / math.log(i + 1) for i in range(1, T)]
+    cols = []
+    for k in range(T - 1):
+        col = [a[i][k] for i in range(k, T)]
+        total = sum(col)
+        cols.append(h([c / total for c in col]) / math.log(T - k) if total > 0 else 0.0)
+    return sum(rows) / len(rows), max(cols)
+
+
+def test_entropies_hand_worked():
+    T = 6
+    sink = torch.zeros(T, T)
+    sink[:, 0] = 1.0
+    assert float(row_entropy(sink)) == pytest.approx(0.0, abs=1e-7)
+    assert float(column_entropy(sink)) == pytest.approx(1.0, abs=1e-6)  # column 0 uniform over all T queries
+    assert bool(is_sink_head(row_entropy(sink), column_entropy(sink)))
+    uniform = torch.tril(torch.ones(T, T)) / torch.arange(1, T + 1)[:, None]
+    assert float(row_entropy(uniform)) == pytest.approx(1.0, abs=1e-6)
+    # column k gets 1/(i+1) from each query i >= k; normalized over those T - k queries
+    want_col = max(
+        -sum((w / sum(1 / (i + 1) for i in range(k, T))) * math.log(w / sum(1 / (i + 1) for i in range(k, T)))
+             for w in [1 / (i + 1) for i in range(k, T)]) / math.log(T - k)
+        for k in range(T - 1)
+    )
+    assert float(column_entropy(uniform)) == pytest.approx(want_col, abs=1e-6)
+    assert not bool(is_sink_head(row_entropy(uniform), column_entropy(uniform)))
+    previous = torch.zeros(T, T)
+    previous[0, 0] = 1.0
+    for i in range(1, T):
+        previous[i, i - 1] = 1.0
+    assert float(row_entropy(previous)) == pytest.approx(0.0, abs=1e-7)
+    assert float(column_entropy(previous)) == pytest.approx(math.log(2) / math.log(T), abs=1e-6)  # column 0: queries 0, 1
+
+
+def test_entropies_match_loops_on_hf(smollm_with_ref):
+    model, ref = smollm_with_ref
+    T = int(ref.attention_mask.sum(1).min())
+    stats = head_statistics(model, ref.input_ids[:, :T], batch_size=1)
+    n = ref.input_ids.shape[0]
+    for layer, head in [(0, 0), (3, 4), (15, 8), (29, 2)]:
+        per_seq = [_entropies_by_loops(ref.attentions[layer][b, head, :T, :T].double().tolist()) for b in range(n)]
+        assert float(stats["row_entropy"][layer, head]) == pytest.approx(sum(r for r, _ in per_seq) / n, abs=1e-4)
+        assert float(stats["column_entropy"][layer, head]) == pytest.approx(sum(c for _, c in per_seq) / n, abs=1e-4)
