@@ -17,19 +17,27 @@ def register(subparsers: Any) -> None:
     bb = subparsers.add_parser("bb", help="Bigram-Backcopy toy lab: train small models, watch attention sinks form")
     sub = bb.add_subparsers(dest="bb_command", metavar="ACTION")
     from probes.bb.model import ATTENTIONS
-    from probes.bb.train import DEFAULT_BATCH, DEFAULT_STEPS, OPTIMIZERS
+    from probes.bb.train import DEFAULT_PRESET, OPTIMIZERS, PRESETS
+
+    def sized(name: str) -> str:
+        return " / ".join(f"{p} {PRESETS[p][name]}" for p in PRESETS)
 
     train = sub.add_parser("train", help="train (or resume) one BB model; checkpoints and metrics.jsonl in --out")
     train.add_argument("--layers", type=int, default=1, help="1 or 3 in the spec (default 1)")
     train.add_argument("--optimizer", default="adamw", help=f"one of {', '.join(OPTIMIZERS)} (default adamw)")
     train.add_argument("--attention", default="softmax", help=f"one of {', '.join(ATTENTIONS)} (default softmax)")
-    train.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
-    train.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"sequences per step (default {DEFAULT_BATCH})")
-    train.add_argument("--d-model", type=int, default=256, help="model width (default 256)")
-    train.add_argument("--seq-len", type=int, default=257, help="tokens per sequence incl. <s> (default 257)")
+    train.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                       help=f"sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 12 min on one core) or spec "
+                            f"(d 256, 257 tokens, batch 512, 10k steps; a GPU job). Default {DEFAULT_PRESET}; the "
+                            "options below override it")
+    train.add_argument("--steps", type=int, default=None, help=f"training steps ({sized('steps')})")
+    train.add_argument("--batch", type=int, default=None, help=f"sequences per step ({sized('batch')})")
+    train.add_argument("--d-model", type=int, default=None, help=f"model width ({sized('d_model')})")
+    train.add_argument("--seq-len", type=int, default=None, help=f"tokens per sequence incl. <s> ({sized('seq_len')})")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the spec's for the optimizer)")
-    train.add_argument("--eval-every", type=int, default=25, help="steps between measurements (default 25)")
-    train.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    train.add_argument("--eval-every", type=int, default=None, help=f"steps between measurements ({sized('eval_every')})")
+    train.add_argument("--checkpoint-every", type=int, default=None,
+                       help=f"steps between checkpoints ({sized('checkpoint_every')})")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--out", default=None, help="run folder (default runs/bb/<attention>-<optimizer>-L<layers>)")
     train.set_defaults(func=run_train)
@@ -48,9 +56,10 @@ def run_train(args: argparse.Namespace) -> int:
     from app.figures.bb import sink_formation_figure
     from probes.bb.train import TrainSettings, train
 
-    settings = TrainSettings(layers=args.layers, optimizer=args.optimizer, attention=args.attention, steps=args.steps,
-                             batch=args.batch, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr, seed=args.seed,
-                             eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+    settings = TrainSettings.from_preset(
+        args.preset, layers=args.layers, optimizer=args.optimizer, attention=args.attention, steps=args.steps,
+        batch=args.batch, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr, seed=args.seed,
+        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
     out = Path(args.out or os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}"))
     result = train(settings, out)
     label = f"{args.attention}+{args.optimizer}"

@@ -11,8 +11,11 @@ Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task", traini
   taken on a fixed evaluation batch (stream EVAL_STREAM, `eval_batch` sequences) and appended to
   metrics.jsonl; every `checkpoint_every` steps (and at the end) a checkpoint folder is written.
 
-The spec's run is batch 512 for 10k steps; DEFAULT_STEPS / DEFAULT_BATCH are the CPU-sized default
-(see docs/bb_lab.md for why and what it shows).
+Two presets (PRESETS; docs/bb_lab.md says what each shows):
+- "spec": the spec's run, d = 256, 257-token sequences, batch 512, 10k steps (a GPU job);
+- "cpu" (the default): d = 64, 65-token sequences, the spec's batch of 512, 2000 steps (about 12 minutes
+  on one free CPU core). The batch is what the sink needs: at batch 64 the sink weight stalls near 0.3
+  after 10k steps, at batch 512 it passes 0.4 by step 2000 (docs/bb_lab.md).
 """
 
 from __future__ import annotations
@@ -40,8 +43,12 @@ from probes.errors import CheckpointError, InputError
 from probes.io import atomic_write
 
 OPTIMIZERS = ("adamw", "sgd")
-DEFAULT_STEPS = 400
-DEFAULT_BATCH = 16
+PRESETS: dict[str, dict[str, int]] = {
+    "cpu": {"d_model": 64, "seq_len": 65, "batch": 512, "steps": 2000, "eval_every": 100, "checkpoint_every": 500},
+    "spec": {"d_model": 256, "seq_len": SEQ_LEN, "batch": 512, "steps": 10_000, "eval_every": 250,
+             "checkpoint_every": 1000},
+}
+DEFAULT_PRESET = "cpu"
 METRICS = "metrics.jsonl"
 
 
@@ -59,15 +66,15 @@ class TrainSettings:
     layers: int = 1
     optimizer: str = "adamw"
     attention: str = "softmax"
-    steps: int = DEFAULT_STEPS
-    batch: int = DEFAULT_BATCH
-    seq_len: int = SEQ_LEN
-    d_model: int = 256
+    steps: int = PRESETS[DEFAULT_PRESET]["steps"]
+    batch: int = PRESETS[DEFAULT_PRESET]["batch"]
+    seq_len: int = PRESETS[DEFAULT_PRESET]["seq_len"]
+    d_model: int = PRESETS[DEFAULT_PRESET]["d_model"]
     lr: float | None = None  # None: default_lr(optimizer, attention)
     seed: int = 0
-    eval_every: int = 25
+    eval_every: int = PRESETS[DEFAULT_PRESET]["eval_every"]
     eval_batch: int = 64
-    checkpoint_every: int = 100
+    checkpoint_every: int = PRESETS[DEFAULT_PRESET]["checkpoint_every"]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +87,13 @@ class TrainSettings:
                 raise InputError(f"{name} must be at least 1 (got {getattr(self, name)}).")
         if self.seq_len < 3:
             raise InputError(f"seq_len must be at least 3 (got {self.seq_len}).")
+
+    @classmethod
+    def from_preset(cls, preset: str = DEFAULT_PRESET, **overrides: Any) -> TrainSettings:
+        """A preset's sizes ("cpu" or "spec"), with any field given (not None) in overrides replacing its value."""
+        if preset not in PRESETS:
+            raise InputError(f"Unknown preset '{preset}'. Use one of: {', '.join(PRESETS)}.")
+        return cls(**{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})
 
     @property
     def learning_rate(self) -> float:

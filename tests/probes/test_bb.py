@@ -138,9 +138,19 @@ def test_bad_names():
         TrainSettings(attention="linear")
     with pytest.raises(InputError, match="attention"):
         BBConfig(attention="sigmoid")
+    with pytest.raises(InputError, match="preset"):
+        TrainSettings.from_preset("gpu")
     from app.cli import main
 
     assert main(["bb", "train", "--optimizer", "lion", "--steps", "1"]) == 1
+
+
+def test_presets():
+    spec = TrainSettings.from_preset("spec")
+    assert (spec.d_model, spec.seq_len, spec.batch, spec.steps) == (256, 257, 512, 10_000)  # the spec's run
+    cpu = TrainSettings.from_preset("cpu", steps=50, lr=None)
+    assert (cpu.d_model, cpu.seq_len, cpu.batch, cpu.steps) == (64, 65, 512, 50)
+    assert TrainSettings() == TrainSettings.from_preset("cpu")
 
 
 # --- checkpoints --------------------------------------------------------------------------------------
