@@ -25,6 +25,7 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from probes.architecture import SCORES_HOOK_IS_PATTERN
 from probes.errors import BudgetError, InputError
 from probes.hooked_model import HookedModel, Tokens
 
@@ -163,6 +164,12 @@ def capture(
             f"This capture needs about {_gib(total)} ({detail}) but the budget is {_gib(budget)}. "
             "Reduce it: fewer prompts or a smaller batch_size, fewer layers=/heads=, fewer targets in what=, "
             "shorter prompts (patterns grow with length squared); or pass budget_bytes= to raise the budget."
+        )
+    if "scores" in names and model.facts.family in SCORES_HOOK_IS_PATTERN:
+        raise InputError(
+            f"The TransformerLens bridge gives no attention logits for {model.facts.family} models (its "
+            "hook_attn_scores holds the softmax output). Capture 'pattern' instead: log(pattern) equals the "
+            "logits up to a per-query constant, which cancels in logit differences."
         )
     hook_names = _hook_plan(model, names, layer_ids)
     sources: dict[str, str] = {}

@@ -8,7 +8,9 @@ first position (0-based index 0). Per batch, every quantity is reduced inside ho
 - residual norm[l,k]    = || resid_post[l,k] ||  (L2 over d_model)
 - logit gap[l,h,i]      = s[i,0] - mean_{1<=j<i} s[i,j] for queries i >= 2, where s are the
                           pre-softmax attention logits (`hook_attn_scores`, scaled as the softmax reads
-                          them); NaN for i < 2 where the mean is over no keys.
+                          them); NaN for i < 2 where the mean is over no keys. For OPT, whose bridge gives
+                          no logits (SCORES_HOOK_IS_PATTERN), log A[i, j] is used: the same gap, since the
+                          log-normalizer cancels (A clamped at 1e-38).
 Ablations zero one layer's MLP output (`hook_mlp_out`) or attention output (`hook_attn_out`) and
 measure the residual norms again.
 """
@@ -24,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from probes.architecture import SCORES_HOOK_IS_PATTERN
 from probes.errors import InputError
 from probes.hooked_model import HookedModel
 from probes.results import result_metadata
@@ -110,10 +113,19 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
     def on_scores(s: Tensor, hook: Any) -> None:
         got["gap"][layer_of(hook)] = logit_gap(s.detach()).cpu()
 
+    def on_pattern_as_scores(p: Tensor, hook: Any) -> None:
+        on_pattern(p, hook)
+        got["gap"][layer_of(hook)] = logit_gap(p.detach().float().clamp_min(1e-38).log()).cpu()
+
     hooks = list(fwd_hooks or [])
+    no_scores = model.facts.family in SCORES_HOOK_IS_PATTERN
     for layer in range(model.facts.n_layers):
-        hooks += [(f"blocks.{layer}.attn.hook_pattern", on_pattern), (f"blocks.{layer}.attn.hook_v", on_v),
-                  (f"blocks.{layer}.hook_resid_post", on_resid), (f"blocks.{layer}.attn.hook_attn_scores", on_scores)]
+        hooks += [(f"blocks.{layer}.attn.hook_v", on_v), (f"blocks.{layer}.hook_resid_post", on_resid)]
+        if no_scores:  # the gap of log-probabilities equals the gap of logits (the log-normalizer cancels)
+            hooks.append((f"blocks.{layer}.attn.hook_pattern", on_pattern_as_scores))
+        else:
+            hooks += [(f"blocks.{layer}.attn.hook_pattern", on_pattern),
+                      (f"blocks.{layer}.attn.hook_attn_scores", on_scores)]
     with torch.no_grad():
         model.run_with_hooks(ids, fwd_hooks=hooks)
     layers = range(model.facts.n_layers)

@@ -9,12 +9,17 @@ All numbers are per layer (head 0 for the attention numbers; the spec's model ha
   so it is also the excess risk); bigram risk: cross-entropy against the oracle minus the oracle's
   entropy (= KL(oracle || model)) on non-trigger positions i >= 1 (position 0, <s>, is left out of both);
 - active tokens: vocabulary tokens whose mean attention to <s>, as queries, is below 0.89 (last layer),
-  among tokens seen at least 5 times as queries at positions i >= 1.
+  among tokens seen at least 5 times as queries at positions i >= 1;
+- attention-logit gap (the spec's per-token measure, applied here): s[i,0] - mean_{1<=j<=i} s[i,j] on the
+  attention logits, mean over non-trigger queries i >= 1, per layer. Unlike the pretrained-model measure
+  (probes/extreme.py) the self key j = i is kept, so that query 1 has a gap too;
+- attention on <s> by query position (last layer, non-trigger queries), in bins [1,4), [4,8), [8,16), ...:
+  with a fixed logit advantage for <s> the weight falls as more keys compete, so one average hides it.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +50,8 @@ class BBMeasures:
     n_active: int
     active_equals_triggers: bool
     token_attn_sink: dict[str, float]  # last layer, per query token
+    logit_gap_nontrigger: list[float] = field(default_factory=list)  # per layer
+    sink_by_position: dict[str, float] = field(default_factory=dict)  # last layer, "lo-hi" -> mean
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +72,7 @@ def measure(model: BBModel, task: BBTask, inputs: Int[Tensor, "batch pos"], targ
     later = torch.zeros_like(trig)
     later[:, 1:] = True
     sink = inner["pattern"][:, :, 0, :, 0]  # [layer, batch, q]
+    gap = _logit_gap(inner["scores"][:, :, 0])  # [layer, batch, q]
     values = inner["values"][:, :, 0].norm(dim=-1)  # [layer, batch, pos]
     resid = inner["resid_post"].norm(dim=-1)  # [layer, batch, pos]
     n_layers = sink.shape[0]
@@ -90,7 +98,33 @@ def measure(model: BBModel, task: BBTask, inputs: Int[Tensor, "batch pos"], targ
         n_active=len(active),
         active_equals_triggers=active == trigger_strs,
         token_attn_sink=tok_attn,
+        logit_gap_nontrigger=[_mean(gap[layer], ~trig & later) for layer in range(n_layers)],
+        sink_by_position=_by_position(sink[-1], ~trig & later),
     )
+
+
+def _logit_gap(scores: Tensor) -> Tensor:
+    """s[i,0] - mean_{1<=j<=i} s[i,j] for every query i (NaN at i = 0, which sees only <s>)."""
+    n = scores.shape[-1]
+    i = torch.arange(n, device=scores.device)
+    others = (i[None, :] >= 1) & (i[None, :] <= i[:, None])  # [query, key]
+    count = others.sum(-1).float()
+    mean_other = torch.where(others, scores.float(), torch.zeros((), device=scores.device)).sum(-1) / count.clamp_min(1)
+    gap = scores[..., :, 0].float() - mean_other
+    return torch.where(count > 0, gap, torch.full_like(gap, float("nan")))
+
+
+def _by_position(sink: Tensor, mask: Tensor) -> dict[str, float]:
+    """Mean of sink[batch, q] over mask, in query-position bins [1,4), [4,8), [8,16), ... up to the length."""
+    n = sink.shape[-1]
+    edges = [1, 4]
+    while edges[-1] < n:
+        edges.append(2 * edges[-1])
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
+        hi = min(hi, n)
+        out[f"{lo}-{hi}"] = _mean(sink[:, lo:hi], mask[:, lo:hi])
+    return out
 
 
 def _token_attention(task: BBTask, inputs: Tensor, sink: Tensor, later: Tensor) -> dict[str, float]:

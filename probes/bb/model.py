@@ -73,13 +73,18 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(d, cfg.d_mlp, bias=False)
         self.fc2 = nn.Linear(cfg.d_mlp, d, bias=False)
 
-    def pattern(self, h: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch head query key"]:
-        """Attention weights of this block on its normalized input h."""
+    def scores(self, h: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch head query key"]:
+        """Attention logits q.k / sqrt(d_head) of this block on its normalized input h (no mask applied)."""
         b, n, _ = h.shape
         H, dh = self.cfg.n_heads, self.cfg.d_head
         q = self.q(h).view(b, n, H, dh).transpose(1, 2)
         k = self.k(h).view(b, n, H, dh).transpose(1, 2)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
+        return q @ k.transpose(-1, -2) / math.sqrt(dh)
+
+    def pattern(self, h: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch head query key"]:
+        """Attention weights of this block on its normalized input h."""
+        n = h.shape[1]
+        scores = self.scores(h)
         causal = torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
         if self.cfg.attention == "softmax":
             return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
@@ -104,6 +109,7 @@ class Block(nn.Module):
         x = x + self.o(z)
         x = x + self.fc2(torch.relu(self.fc1(self.ln2(x))))
         if store is not None:
+            store["scores"].append(self.scores(h))
             store["pattern"].append(pattern)
             store["values"].append(self.head_values(h))
             store["resid_post"].append(x)
@@ -139,8 +145,8 @@ class BBModel(nn.Module):
         return self.unembed(self.ln_f(x))
 
     def run_with_internals(self, ids: Int[Tensor, "batch pos"]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Logits and stacked internals: pattern [layer, batch, head, q, k], values
+        """Logits and stacked internals: scores (unmasked logits) and pattern [layer, batch, head, q, k], values
         [layer, batch, head, pos, d_model] (v W_O per head), resid_post [layer, batch, pos, d_model]."""
-        store: dict[str, list[Tensor]] = {"pattern": [], "values": [], "resid_post": [], "resid_pre0": []}
+        store: dict[str, list[Tensor]] = {"scores": [], "pattern": [], "values": [], "resid_post": [], "resid_pre0": []}
         logits = self.forward(ids, store)
         return logits, {k: torch.stack(v) for k, v in store.items()}

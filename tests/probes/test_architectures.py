@@ -20,6 +20,10 @@ from transformers import (
 )
 
 from probes import load_model
+from probes.architecture import SCORES_HOOK_IS_PATTERN
+from probes.capture import capture
+from probes.errors import InputError
+from probes.extreme import extreme_tokens
 from tests.probes.weights_check import check_weights_reproduce_heads
 
 WORDS = ["<unk>", "<bos>", "<pad>"] + [f"w{i}" for i in range(61)]
@@ -61,6 +65,22 @@ def test_tiny_model_folder(family, tmp_path):
         logits = model.bridge(ref["ids"])
     assert torch.allclose(logits, ref["logits"], atol=1e-5)
     check_weights_reproduce_heads(model, [0, 1], prompt=PROMPT, atol=1e-5)
+    # attention logits: softmax(scores) is the pattern, except for OPT, whose bridge has no logits
+    T = ref["ids"].shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    if family in SCORES_HOOK_IS_PATTERN:
+        with pytest.raises(InputError, match="no attention logits"):
+            capture(model, PROMPT, what=["scores"])
+    else:
+        scores = capture(model, PROMPT, what=["scores"])["scores"][0]
+        torch.testing.assert_close(scores.masked_fill(~causal, float("-inf")).softmax(-1),
+                                   torch.stack([a[0] for a in ref["attentions"]]), atol=1e-5, rtol=1e-4)
+    # the extreme-token logit gap (from scores, or from log-probabilities for OPT) by hand, from HF's attentions
+    gap = extreme_tokens(model, ref["ids"]).logit_gap[0]  # [layer, head, T]
+    for layer in range(2):
+        log_a = ref["attentions"][layer][0].log()
+        i = T - 1
+        torch.testing.assert_close(gap[layer, :, i], log_a[:, i, 0] - log_a[:, i, 1:i].mean(-1), atol=1e-4, rtol=1e-4)
 
 
 def test_learned_positions_are_aligned(tmp_path):

@@ -190,6 +190,21 @@ def test_checkpoint_loads_with_load_model(small_task, tmp_path):
     sink = cache["blocks.1.attn.hook_pattern"][:, 0, :, 0]
     assert m.attn_sink_trigger[1] == pytest.approx(float(sink[trig].mean()), abs=1e-6)
     assert m.attn_sink_nontrigger[1] == pytest.approx(float(sink[~trig & later].mean()), abs=1e-6)
+    # logit gap and attention on <s> by position, by loops over the bridge's pattern (OPT's bridge has no
+    # logits; log-probabilities have the same gaps, the log-normalizer cancels)
+    scores = cache["blocks.1.attn.hook_pattern"][:, 0].log()
+    gaps, bins = [], {}
+    for b in range(x.shape[0]):
+        for i in range(1, x.shape[1]):
+            if trig[b, i]:
+                continue
+            gaps.append(float(scores[b, i, 0]) - sum(float(scores[b, i, j]) for j in range(1, i + 1)) / i)
+            lo = 1 if i < 4 else 2 ** (i.bit_length() - 1)
+            bins.setdefault(f"{lo}-{min(max(4, 2 * lo), x.shape[1])}", []).append(float(sink[b, i]))
+    assert m.logit_gap_nontrigger[1] == pytest.approx(sum(gaps) / len(gaps), abs=1e-4)
+    assert set(m.sink_by_position) == set(bins)
+    for key, values in bins.items():
+        assert m.sink_by_position[key] == pytest.approx(sum(values) / len(values), abs=1e-6)
     # the lab's own loader gives back the same module
     again, task2, meta = load_checkpoint(folder)
     assert meta["step"] == 7 and task2.chars == small_task.chars
