@@ -73,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from app.commands._common import write_outputs
-    from app.figures.bb import sink_formation_figure, token_attention_figure
+    from app.figures.bb import sink_by_position_figure, sink_formation_figure, token_attention_figure
     from probes.bb.evaluate import evaluate
 
     if args.n < 1:
@@ -85,6 +85,8 @@ def run_eval(args: argparse.Namespace) -> int:
               for e in evals]
     figures: dict[str, Any] = {"bb_sink_formation": sink_formation_figure(
         {label: e.training_metrics for label, e in zip(labels, evals, strict=True) if e.training_metrics})}
+    figures["bb_sink_by_position"] = sink_by_position_figure(
+        {label: e.measures.sink_by_position for label, e in zip(labels, evals, strict=True)})
     for i, (label, e) in enumerate(zip(labels, evals, strict=True)):
         figures[f"bb_token_attention_{i}"] = token_attention_figure(
             e.measures.token_attn_sink, e.triggers, title=f"Attention on <s> per query token: {label}, step {e.step}")
@@ -93,6 +95,8 @@ def run_eval(args: argparse.Namespace) -> int:
               f"{m.attn_sink_trigger[-1]:.3f}; value norm <s>/others {m.value_norm_sink[-1]:.3f}/{m.value_norm_others[-1]:.3f}; "
               f"residual norm <s>/others {m.resid_norm_sink[-1]:.2f}/{m.resid_norm_others[-1]:.2f}; back-copy risk "
               f"{m.backcopy_risk:.3f}, bigram risk {m.bigram_risk:.3f}; active tokens {m.n_active}")
+        print(f"  logit gap <s> vs others (non-trigger) {m.logit_gap_nontrigger[-1]:+.2f}; attention on <s> by query "
+              "position: " + ", ".join(f"{k} {v:.2f}" for k, v in m.sink_by_position.items()))
     write_outputs(out, "bb", {"evaluations": [e.to_dict() for e in evals]}, figures)
     print(f"wrote {out}/bb.json and figures")
     return 0

@@ -73,3 +73,19 @@ def token_attention_figure(token_attn: Mapping[str, float], triggers: Sequence[s
     fig.update_layout(title=title or "Attention on <s> per query token (orange: triggers)",
                       xaxis_title="query token (character)", yaxis_title="mean attention on <s> (0-1)")
     return apply_theme(fig, height=420)
+
+
+def sink_by_position_figure(runs: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """Attention on <s> from non-trigger queries by query-position bin, one line per run (last layer)."""
+    fig = go.Figure()
+    for i, (name, bins) in enumerate(runs.items()):
+        fig.add_trace(go.Scatter(
+            x=list(bins), y=list(bins.values()), mode="lines+markers", name=name,
+            line={"color": COLORWAY[i % len(COLORWAY)]},
+            hovertemplate=f"{name}<br>query positions %{{x}}<br>attention on <s>: %{{y:.3f}}<extra></extra>",
+        ))
+    fig.add_hline(y=0.89, line_dash="dot", annotation_text="0.89 (the spec's dormant threshold)")
+    fig.update_layout(title="Attention on <s> from non-trigger queries, by query position",
+                      xaxis_title="query positions (bin, 0-based; more keys compete further right)",
+                      yaxis_title="mean attention on <s> (0-1)", yaxis_range=[0, 1])
+    return apply_theme(fig, height=420)

@@ -15,7 +15,7 @@ from probes.bb.checkpoint import MARKER, load_checkpoint, save_checkpoint
 from probes.bb.data import BOS_ID, BBTask, estimate_task, generate, oracle_probs, prose_task, split
 from probes.bb.measure import measure
 from probes.bb.model import BBConfig, BBModel
-from probes.bb.train import TrainSettings, train
+from probes.bb.train import TrainSettings, read_metrics, train
 from probes.errors import CheckpointError, InputError, ModelLoadError
 
 SMALL_TEXT = ("the cat sat on the mat; then the dog ate the hat. " * 4) + "".join(chr(65 + i) for i in range(26))
@@ -278,3 +278,24 @@ def test_trained_model_sinks_on_non_trigger_queries(task, tmp_path):
     trig[:, 0] = False
     rows, cols = trig.nonzero(as_tuple=True)
     assert float(pattern[rows, cols, cols - 1].mean()) > 0.3  # trigger queries look at the token before them
+
+
+def test_cli_train_then_eval(task, tmp_path):
+    """`glasshouse bb train` then `bb eval` on a tiny run: the files appear and bb.json holds evaluate()'s numbers."""
+    import json
+
+    from app.cli import main
+    from probes.bb.evaluate import evaluate
+
+    run = tmp_path / "run"
+    assert main(["bb", "train", "--steps", "4", "--batch", "4", "--d-model", "16", "--seq-len", "17",
+                 "--eval-every", "2", "--checkpoint-every", "2", "--out", str(run)]) == 0
+    assert [r["step"] for r in read_metrics(run)] == [0, 2, 4]
+    assert main(["bb", "eval", str(run), "--n", "8", "--out", str(tmp_path / "eval")]) == 0
+    for name in ("bb.json", "bb_sink_formation.html", "bb_sink_by_position.html", "bb_token_attention_0.html"):
+        assert (tmp_path / "eval" / name).is_file()
+    saved = json.loads((tmp_path / "eval" / "bb.json").read_text())["evaluations"][0]
+    direct = evaluate(run, 8)
+    assert saved["step"] == 4
+    assert saved["measures"]["sink_by_position"] == pytest.approx(direct.measures.sink_by_position)
+    assert saved["measures"]["logit_gap_nontrigger"] == pytest.approx(direct.measures.logit_gap_nontrigger)
