@@ -127,7 +127,7 @@ def ablation_hooks(model: HookedModel, layer: int, head: int, mode: str) -> list
 class HeadRow:
     layer: int
     head: int
-    role: str  # "top" (dormancy differs most) or "control"
+    role: str  # "top" (dormancy differs most), "control" or "chosen" (asked for)
     dormancy: dict[str, float]
     difference: float  # dormancy on the first domain minus on the second
     loss_delta: dict[str, dict[str, float]] = field(default_factory=dict)  # domain -> mode -> delta (nats)
@@ -177,24 +177,33 @@ def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer hea
 def dormant_heads(
     model: HookedModel, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
     controls: int = 2, prepend_bos: bool | None = None, batch_size: int = 8, ablate: bool = True,
+    heads: Sequence[tuple[int, int]] = (),
 ) -> DormantResult:
-    """Dormancy of every head on two domains, and ablation effects for the most domain-dependent heads."""
+    """Dormancy of every head on two domains, and ablation effects for the most domain-dependent heads
+    (plus any (layer, head) in `heads`, with role "chosen")."""
     if len(domains) != 2 or len(set(domains)) != 2:
         raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
+    heads = [(model.check_layer(layer), model.check_head(head)) for layer, head in heads]
     inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
     stats = {d: head_statistics(model, inputs[d], batch_size) for d in domains}
     dorm = {d: stats[d]["dormancy"] for d in domains}
     first, second = domains
     diff = dorm[first] - dorm[second]
+    picked = pick_heads(diff, (dorm[first] + dorm[second]) / 2, top, controls)
+    seen = {(layer, head) for layer, head, _ in picked}
+    for layer, head in heads:
+        if (layer, head) not in seen:
+            picked.append((layer, head, "chosen"))
+            seen.add((layer, head))
     rows = [HeadRow(layer, head, role, {d: float(dorm[d][layer, head]) for d in domains}, float(diff[layer, head]))
-            for layer, head, role in pick_heads(diff, (dorm[first] + dorm[second]) / 2, top, controls)]
+            for layer, head, role in picked]
     base = {d: mean_loss(model, inputs[d], batch_size=batch_size) for d in domains}
     if ablate:
         for row in tqdm(rows, desc="ablate heads", leave=False):
             for d in domains:
                 row.loss_delta[d] = {mode: mean_loss(model, inputs[d], ablation_hooks(model, row.layer, row.head, mode),
                                                      batch_size) - base[d] for mode in ABLATIONS}
-    settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls,
+    settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos}
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
                          row_entropy={d: stats[d]["row_entropy"] for d in domains},

@@ -6,9 +6,11 @@ Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads"). Writes dormant
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from probes.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +20,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
     p.add_argument("--top", type=int, default=5, help="heads with the largest dormancy difference to ablate")
     p.add_argument("--controls", type=int, default=2, help="control heads (small difference) to ablate")
+    p.add_argument("--heads", default="", help="more heads to ablate, e.g. L26H7,L23H4")
     p.add_argument("--no-ablate", dest="ablate", action="store_false", help="dormancy only")
     bos = p.add_mutually_exclusive_group()
     bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
@@ -25,13 +28,25 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def parse_heads(text: str) -> list[tuple[int, int]]:
+    """'L26H7,L3H0' -> [(26, 7), (3, 0)]."""
+    heads = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)", item)
+        if match is None:
+            raise InputError(f"Cannot read head '{item}': write heads as L<layer>H<head>, e.g. L26H7,L23H4.")
+        heads.append((int(match[1]), int(match[2])))
+    return heads
+
+
 def run(args: argparse.Namespace) -> int:
     from app.figures.sinks import dormancy_scatter
     from probes.dormant import ABLATIONS, dormant_heads
 
+    heads = parse_heads(args.heads)
     model = load_from_args(args)
     res = dormant_heads(model, n=args.n, T=args.T, seed=args.seed, top=args.top, controls=args.controls,
-                        prepend_bos=args.prepend_bos, ablate=args.ablate)
+                        prepend_bos=args.prepend_bos, ablate=args.ablate, heads=heads)
     out = output_dir(args, "dormant")
     write_outputs(out, "dormant", res, {"dormancy_scatter": dormancy_scatter(res)})
     a, b = res.domains

@@ -70,6 +70,15 @@ def test_small_run_and_bad_input(smollm):
 
     manual = mean_loss(smollm, ids, ablation_hooks(smollm, row.layer, row.head, "zero_out_attn")) - mean_loss(smollm, ids)
     assert row.loss_delta["code"]["zero_out_attn"] == pytest.approx(manual, abs=1e-5)
+    chosen = dormant_heads(smollm, n=1, T=12, top=1, controls=0, heads=[(26, 7), (row.layer, row.head)])
+    assert [(r.layer, r.head, r.role) for r in chosen.rows] == [(row.layer, row.head, "top"), (26, 7, "chosen")]
+    with pytest.raises(InputError, match="layer"):
+        dormant_heads(smollm, n=1, T=12, top=0, controls=0, heads=[(99, 0)])
+    from app.commands.dormant import parse_heads
+
+    assert parse_heads("L26H7, l3h0") == [(26, 7), (3, 0)]
+    with pytest.raises(InputError, match="L<layer>H<head>"):
+        parse_heads("26.7")
     with pytest.raises(InputError, match="domain"):
         domain_inputs(smollm, "poetry", 1, 12)
     with pytest.raises(InputError, match="two different domains"):
