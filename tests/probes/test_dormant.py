@@ -19,6 +19,7 @@ from probes.dormant import (
     row_entropy,
 )
 from probes.errors import InputError
+from tests.probes.hook_recorder import recorder
 
 
 def test_dormancy_matches_hf(smollm_with_ref):
@@ -33,11 +34,7 @@ def test_ablations_set_the_head_output(smollm):
     ids = torch.tensor([[504, 2365, 314, 260, 1345, 28, 3622]])
     layer, head = 4, 5
     seen: dict[str, torch.Tensor] = {}
-
-    def keep(name):
-        def fn(x, hook):
-            seen[name] = x.detach().clone()
-        return fn
+    keep = recorder(seen)
 
     watch = [(f"blocks.{layer}.attn.hook_z", keep("z")), (f"blocks.{layer}.attn.hook_v", keep("v"))]
     smollm.run_with_hooks(ids, fwd_hooks=ablation_hooks(smollm, layer, head, "zero_out_attn") + watch)

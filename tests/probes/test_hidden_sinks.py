@@ -14,6 +14,7 @@ from probes.hidden_sinks import (
     scale_first_token,
     scaling_hooks,
 )
+from tests.probes.hook_recorder import recorder
 
 TOL = 1e-6
 
@@ -79,11 +80,7 @@ def test_pattern_hook_changes_head_output(smollm):
     ids = torch.tensor([[504, 2365, 314, 260, 1345, 28, 3622, 30]])
     layer, head = 3, 4
     seen: dict[str, torch.Tensor] = {}
-
-    def keep(name):
-        def fn(x, hook):
-            seen[name] = x.detach().clone()
-        return fn
+    keep = recorder(seen)
 
     watch = [(f"blocks.{layer}.attn.hook_z", keep("z")), (f"blocks.{layer}.attn.hook_v", keep("v"))]
     smollm.run_with_hooks(ids, fwd_hooks=watch)
