@@ -11,7 +11,9 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures.theme import COLORWAY, apply_theme
+from app.figures.theme import COLORWAY, apply_theme, token_label
+
+S = "&lt;s&gt;"  # "<s>" as plotly must be given it (a raw <s> is a strike-through tag)
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str, layer: int) -> list[float]:
@@ -26,11 +28,11 @@ def sink_formation_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], layer
     """Four panels over training steps, one colour per run: attention on <s> (non-trigger solid,
     trigger dashed), <s> value-norm ratio, <s> residual-norm ratio, back-copy and bigram risks."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
-        "Attention on <s> (solid: non-trigger queries, dashed: trigger queries)",
-        "Value-state norm of <s> / mean of other tokens",
-        "Residual norm of <s> / mean of other tokens",
+        f"Attention on {S} (solid: non-trigger, dashed: trigger queries)",
+        f"Value-state norm, {S} / other tokens",
+        f"Residual norm, {S} / other tokens",
         "Risk (solid: back-copy, dashed: bigram excess)",
-    ))
+    ), horizontal_spacing=0.12, vertical_spacing=0.16)
     for i, (name, rows) in enumerate(runs.items()):
         color = COLORWAY[i % len(COLORWAY)]
         steps = [r["step"] for r in rows]
@@ -54,24 +56,24 @@ def sink_formation_figure(runs: Mapping[str, Sequence[Mapping[str, Any]]], layer
     fig.update_yaxes(title_text="norm ratio (x)", row=1, col=2)
     fig.update_yaxes(title_text="norm ratio (x)", row=2, col=1)
     fig.update_yaxes(title_text="nats per token", row=2, col=2)
-    fig.update_layout(title="BB lab: does an attention sink on <s> form during training?")
-    return apply_theme(fig, height=760)
+    fig.update_layout(title=f"BB lab: does an attention sink on {S} form during training?")
+    return apply_theme(fig, width=1100, height=760)
 
 
 def token_attention_figure(token_attn: Mapping[str, float], triggers: Sequence[str], threshold: float = 0.89,
                            title: str = "") -> go.Figure:
     """Mean attention on <s> from each query token (bars), triggers highlighted, the 0.89 line drawn."""
     tokens = list(token_attn)
-    shown = [repr(t)[1:-1] if t.strip() else repr(t) for t in tokens]
+    shown = [token_label(t, quoted=not t.strip()) for t in tokens]
     colors = [COLORWAY[1] if t in triggers else COLORWAY[0] for t in tokens]
     fig = go.Figure(go.Bar(
         x=shown, y=[token_attn[t] for t in tokens], marker={"color": colors},
         hovertext=[f"query token {s}{' (trigger)' if t in triggers else ''}" for s, t in zip(shown, tokens, strict=True)],
-        hovertemplate="%{hovertext}<br>attention on <s>: %{y:.3f}<extra></extra>",
+        hovertemplate=f"%{{hovertext}}<br>attention on {S}: %{{y:.3f}}<extra></extra>",
     ))
     fig.add_hline(y=threshold, line_dash="dot", annotation_text=f"active below {threshold}")
-    fig.update_layout(title=title or "Attention on <s> per query token (orange: triggers)",
-                      xaxis_title="query token (character)", yaxis_title="mean attention on <s> (0-1)")
+    fig.update_layout(title=(title or "Attention on <s> per query token (orange: triggers)").replace("<s>", S),
+                      xaxis_title="query token (character)", yaxis_title=f"mean attention on {S} (0-1)")
     return apply_theme(fig, height=420)
 
 
@@ -82,10 +84,10 @@ def sink_by_position_figure(runs: Mapping[str, Mapping[str, float]]) -> go.Figur
         fig.add_trace(go.Scatter(
             x=list(bins), y=list(bins.values()), mode="lines+markers", name=name,
             line={"color": COLORWAY[i % len(COLORWAY)]},
-            hovertemplate=f"{name}<br>query positions %{{x}}<br>attention on <s>: %{{y:.3f}}<extra></extra>",
+            hovertemplate=f"{name}<br>query positions %{{x}}<br>attention on {S}: %{{y:.3f}}<extra></extra>",
         ))
     fig.add_hline(y=0.89, line_dash="dot", annotation_text="0.89 (the spec's dormant threshold)")
-    fig.update_layout(title="Attention on <s> from non-trigger queries, by query position",
+    fig.update_layout(title=f"Attention on {S} from non-trigger queries, by query position",
                       xaxis_title="query positions (bin, 0-based; more keys compete further right)",
-                      yaxis_title="mean attention on <s> (0-1)", yaxis_range=[0, 1])
+                      yaxis_title=f"mean attention on {S} (0-1)", yaxis_range=[0, 1])
     return apply_theme(fig, height=420)

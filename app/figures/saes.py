@@ -6,7 +6,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from app.figures.theme import apply_theme
+from app.figures.theme import apply_theme, token_label
 
 
 def density_histogram(metrics: dict[str, Any], title: str = "Feature density") -> go.Figure:
@@ -35,7 +35,7 @@ def feature_top_tokens(entry: dict[str, Any]) -> go.Figure:
     examples = entry["top_examples"]
     width = max((len(e["tokens"]) for e in examples), default=1)
     z = [e["activations"] + [None] * (width - len(e["activations"])) for e in examples]
-    text = [e["tokens"] + [""] * (width - len(e["tokens"])) for e in examples]
+    text = [[token_label(t, quoted=False) for t in e["tokens"]] + [""] * (width - len(e["tokens"])) for e in examples]
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale="Oranges",
                                hovertemplate="token %{text}<br>activation %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"Feature {entry['feature']}: top-activating contexts", xaxis_title="position in window (tokens)",

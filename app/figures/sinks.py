@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
-from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme
+from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme, token_label
 from probes.dormant import DormantResult
 from probes.extreme import ExtremeResult, PeakAblation
 from probes.sinks import SinkResult
@@ -18,7 +18,7 @@ def sink_rate_by_regime(results: Mapping[str, SinkResult], max_k: int | None = N
     for regime, res in results.items():
         rate = res.sink_rate.tolist()[:max_k]
         tokens = [row[0] for row in res.str_tokens]
-        hover = [f"k={k + 1}<br>Sink={r:.2f}%" + (f"<br>first tokens e.g. {tokens[:3]!r}" if k == 0 else "")
+        hover = [f"k={k + 1}<br>Sink={r:.2f}%" + (f"<br>first tokens e.g. {', '.join(token_label(t) for t in tokens[:3])}" if k == 0 else "")
                  for k, r in enumerate(rate)]
         fig.add_trace(go.Scatter(x=list(range(1, len(rate) + 1)), y=rate, mode="lines+markers",
                                  name=f"{regime} (Sink_1={res.sink1:.1f}%)", hovertext=hover, hoverinfo="text"))
@@ -34,7 +34,7 @@ def first_token_heatmap(res: SinkResult) -> go.Figure:
     L, H = mean.shape
     text = [[f"layer {layer}, head {h}<br>mean alpha_1={float(mean[layer, h]):.3f}"
              f"<br>alpha_1 > {res.eps} in {float(res.head_rate[layer, h]):.0f}% of samples"
-             f"<br>first token e.g. {res.str_tokens[0][0]!r}" for h in range(H)] for layer in range(L)]
+             f"<br>first token e.g. {token_label(res.str_tokens[0][0])}" for h in range(H)] for layer in range(L)]
     fig = go.Figure(go.Heatmap(z=mean.tolist(), x=list(range(H)), y=list(range(L)), colorscale=HEATMAP_SCALE,
                                zmin=0, zmax=1, hovertext=text, hoverinfo="text",
                                colorbar={"title": "alpha_1"}))
@@ -49,11 +49,11 @@ def token_view(res: SinkResult, sample: int = 0) -> go.Figure:
     mean = alpha.mean(dim=(0, 1)).tolist()
     share = (100 * (alpha > res.eps).float().mean(dim=(0, 1))).tolist()
     toks = res.str_tokens[sample]
-    hover = [f"k={k + 1}: {toks[k]!r}<br>mean alpha={m:.3f}<br>{s:.1f}% of heads above eps"
+    hover = [f"k={k + 1}: {token_label(toks[k])}<br>mean alpha={m:.3f}<br>{s:.1f}% of heads above eps"
              for k, (m, s) in enumerate(zip(mean, share, strict=True))]
     fig = go.Figure(go.Bar(x=list(range(1, len(mean) + 1)), y=share, hovertext=hover, hoverinfo="text",
                            name="% heads alpha > eps"))
-    fig.update_xaxes(tickmode="array", tickvals=list(range(1, len(toks) + 1)), ticktext=[repr(t)[1:-1] for t in toks],
+    fig.update_xaxes(tickmode="array", tickvals=list(range(1, len(toks) + 1)), ticktext=[token_label(t, quoted=False) for t in toks],
                      tickangle=-60)
     fig.update_layout(title=f"Which tokens are sinks in sample {sample} ({res.regime})",
                       xaxis_title="token (position k)", yaxis_title="% of (layer, head) with alpha_k > eps")
@@ -67,7 +67,7 @@ def residual_norm_heatmap(res: ExtremeResult, sample: int = 0) -> go.Figure:
     norms = res.resid_norm[sample]
     toks = res.str_tokens[sample]
     L, T = norms.shape
-    text = [[f"layer {layer}, pos {k}: {toks[k]!r}<br>||resid||={float(norms[layer, k]):.1f}" for k in range(T)]
+    text = [[f"layer {layer}, pos {k}: {token_label(toks[k])}<br>||resid||={float(norms[layer, k]):.1f}" for k in range(T)]
             for layer in range(L)]
     z = [[math.log10(max(float(v), 1e-6)) for v in row] for row in norms.tolist()]
     fig = go.Figure(go.Heatmap(z=z, x=list(range(T)), y=list(range(L)), colorscale=HEATMAP_SCALE, hovertext=text,
@@ -83,7 +83,7 @@ def residual_norm_lines(res: ExtremeResult) -> go.Figure:
     x = list(range(len(s["resid_sink"])))
     fig = go.Figure()
     first = res.str_tokens[0][0]
-    for key, label in (("resid_sink", f"first token (e.g. {first!r})"), ("resid_rest_max", "largest other"),
+    for key, label in (("resid_sink", f"first token (e.g. {token_label(first)})"), ("resid_rest_max", "largest other"),
                        ("resid_rest_mean", "mean of others")):
         fig.add_trace(go.Scatter(x=x, y=s[key].tolist(), mode="lines+markers", name=label))
     fig.update_layout(title="Residual-state peak: first token vs the rest", xaxis_title="layer",
@@ -99,7 +99,7 @@ def value_norm_figure(res: ExtremeResult) -> go.Figure:
     labels = [f"L{layer}H{h}" for layer in range(L) for h in range(H)]
     first = res.str_tokens[0][0]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=labels, y=sink.flatten().tolist(), mode="markers", name=f"first token ({first!r})"))
+    fig.add_trace(go.Scatter(x=labels, y=sink.flatten().tolist(), mode="markers", name=f"first token ({token_label(first)})"))
     fig.add_trace(go.Scatter(x=labels, y=rest.flatten().tolist(), mode="markers", name="mean of other tokens"))
     fig.update_layout(title="Value-state drain: ||v_k W_O^h|| per head", xaxis_title="head (layer, head)",
                       yaxis_title="||v W_O|| (L2, model units)")

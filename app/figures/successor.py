@@ -7,7 +7,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme
+from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme, token_label
 
 
 def head_heatmap(values: list[list[float]], per_task: dict[str, list[list[float]]], title: str, unit: str,
@@ -66,10 +66,12 @@ def confusion_figure(scores: dict[str, Any], task: str) -> go.Figure:
     counts = Counter((r["source"], r["predicted"]) for r in rows)
     expected = {r["source"]: r["expected"] for r in rows}
     z = [[counts.get((src, pred), 0) for pred in items] for src in items]
-    hover = [[f"source {src!r}<br>predicted {pred!r}<br>expected {expected.get(src, '-')!r}" for pred in items]
+    hover = [[f"source {token_label(src)}<br>predicted {token_label(pred)}<br>expected "
+              f"{token_label(expected[src]) if src in expected else '-'}" for pred in items]
              for src in items]
     top = scores["top_head"]
-    fig = go.Figure(go.Heatmap(z=z, x=items, y=items, text=hover, hoverinfo="text", colorscale=HEATMAP_SCALE,
+    labels = [token_label(t, quoted=False) for t in items]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=hover, hoverinfo="text", colorscale=HEATMAP_SCALE,
                                colorbar={"title": "pairs"}))
     fig.update_layout(title=f"L{top['layer']}H{top['head']} on {task}: predicted item per source item",
                       xaxis_title="predicted token (highest OV logit among the task's tokens)",

@@ -6,6 +6,7 @@ with the token strings where tokens are involved.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,14 @@ FONT = "Inter, Helvetica, Arial, sans-serif"
 COLORWAY = ["#2E5EAA", "#E07A2E", "#3A9D5D", "#C8443B", "#7D5BA6", "#8C6D46", "#D46FB0", "#6E6E6E"]
 HEATMAP_SCALE = "Viridis"
 DIVERGING_SCALE = "RdBu_r"
+
+
+def token_label(token: str, quoted: bool = True) -> str:
+    """A token string as plotly should show it: repr (so spaces and newlines are visible; quoted=False drops
+    the quotes) and HTML-escaped, since plotly reads tags in titles, ticks and hover text ("<s>" would strike
+    the text through, "<bos>" would vanish)."""
+    shown = repr(token) if quoted else repr(token)[1:-1]
+    return html.escape(shown, quote=False)
 
 
 def apply_theme(fig: go.Figure, width: int | None = None, height: int | None = None) -> go.Figure:
