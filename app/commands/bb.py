@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--optimizer", default="adamw", help=f"one of {', '.join(OPTIMIZERS)} (default adamw)")
     train.add_argument("--attention", default="softmax", help=f"one of {', '.join(ATTENTIONS)} (default softmax)")
     train.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                       help=f"sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 12 min on one core) or spec "
+                       help=f"sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 11 min on 2 CPU cores) or spec "
                             f"(d 256, 257 tokens, batch 512, 10k steps; a GPU job). Default {DEFAULT_PRESET}; the "
                             "options below override it")
     train.add_argument("--steps", type=int, default=None, help=f"training steps ({sized('steps')})")

@@ -134,7 +134,7 @@ with st.form("bb_inputs"):
     submitted = st.form_submit_button("Train", type="primary")
 st.caption("Defaults (1 layer, d 64, 65 tokens, batch 32, 300 steps) take about 12 s on a free CPU core and about "
            "1.5 minutes on a busy one, enough to see trigger queries leave <s>. The sink itself needs the spec's "
-           "batch of 512 for a few thousand steps (`glasshouse bb train`, about 12 minutes for 2000 steps at d 64; "
+           "batch of 512 for a few thousand steps (`glasshouse bb train`, about 11 minutes for 2000 steps at d 64 on 2 cores; "
            "docs/bb_lab.md); the spec's run is d 256, 257 tokens, batch 512, 10k steps (a GPU job).")
 
 if submitted:

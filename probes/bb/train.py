@@ -13,8 +13,8 @@ Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task", traini
 
 Two presets (PRESETS; docs/bb_lab.md says what each shows):
 - "spec": the spec's run, d = 256, 257-token sequences, batch 512, 10k steps (a GPU job);
-- "cpu" (the default): d = 64, 65-token sequences, the spec's batch of 512, 2000 steps (about 12 minutes
-  on one free CPU core). The batch is what the sink needs: at batch 64 the sink weight stalls near 0.3
+- "cpu" (the default): d = 64, 65-token sequences, the spec's batch of 512, 2000 steps (about 11 minutes
+  on the 2-core CPU machine; 15 on one core). The batch is what the sink needs: at batch 64 the sink weight stalls near 0.3
   after 10k steps, at batch 512 it passes 0.4 by step 2000 (docs/bb_lab.md).
 """
 
