@@ -273,7 +273,8 @@ def test_trained_model_sinks_on_non_trigger_queries(task, tmp_path):
     assert last["backcopy_risk"] < 0.6 * first["backcopy_risk"]
     model, _, _ = load_checkpoint(result.final_checkpoint)
     x, _ = split(generate(task, 32, 7, 0, length=65))
-    pattern = model.run_with_internals(x)[1]["pattern"][0, :, 0]
+    with torch.no_grad():
+        pattern = model.run_with_internals(x)[1]["pattern"][0, :, 0]
     trig = task.is_trigger(x)
     trig[:, 0] = False
     rows, cols = trig.nonzero(as_tuple=True)
