@@ -179,10 +179,12 @@ triggers = [job["task"].vocab[t] for t in job["task"].triggers]
 plot(figs.token_attention_figure(last["token_attn_sink"], triggers,
                                  title=f"Attention on <s> per query token at step {last['step']} (orange: triggers)"),
      f"bb_token_attention_{tag}")
+plot(figs.sink_by_position_figure({label(s): last["sink_by_position"]}), f"bb_sink_by_position_{tag}")
 flat = [{"step": r["step"], "loss": r["loss"], "backcopy_risk": r["backcopy_risk"], "bigram_risk": r["bigram_risk"],
          "n_active": r["n_active"],
          **{f"{k}_L{la}": r[k][la] for k in ("attn_sink_nontrigger", "attn_sink_trigger", "value_norm_sink",
-                                             "value_norm_others", "resid_norm_sink", "resid_norm_others")
+                                             "value_norm_others", "resid_norm_sink", "resid_norm_others",
+                                             "logit_gap_nontrigger")
             for la in range(len(r["attn_sink_trigger"]))}} for r in rows]
 table(pd.DataFrame(flat), f"bb_metrics_{tag}")
 json_download({"settings": s.to_dict(), "task_triggers": triggers, "metrics": rows, "status": job["status"],

@@ -158,6 +158,10 @@ def test_bb_lab_trains_and_matches_trainer_and_plain_attention(tmp_path: Any) ->
 
     curves = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("BB lab"))
     assert array(curves["data"][0]["x"]).tolist() == [0, 5, 10, 15, 20]
+    by_position = next(f for f in figures(at) if "by query position" in f["layout"]["title"]["text"])
+    assert array(by_position["data"][0]["y"]).tolist() == pytest.approx(list(job["rows"][-1]["sink_by_position"].values()))
+    np.testing.assert_allclose(rows["logit_gap_nontrigger_L0"].to_numpy(),
+                               [r["logit_gap_nontrigger"][0] for r in ref.metrics], rtol=1e-5, atol=1e-5)
 
 
 def test_bb_lab_stop_flag_stops_between_steps(monkeypatch: pytest.MonkeyPatch) -> None:
