@@ -81,8 +81,8 @@ def run_eval(args: argparse.Namespace) -> int:
     evals = [evaluate(c, args.n, args.seed) for c in args.checkpoints]
     out = Path(args.out or os.path.join("runs", "bb", "eval"))
     out.mkdir(parents=True, exist_ok=True)
-    labels = [f"{e.settings['attention']}+{e.settings['optimizer']} L{e.settings['layers']} ({Path(e.checkpoint).parent.name})"
-              for e in evals]
+    labels = [f"{e.settings['attention']}+{e.settings['optimizer']} L{e.settings['layers']} d{e.settings['d_model']} "
+              f"batch {e.settings['batch']} ({Path(e.checkpoint).parent.name})" for e in evals]
     figures: dict[str, Any] = {"bb_sink_formation": sink_formation_figure(
         {label: e.training_metrics for label, e in zip(labels, evals, strict=True) if e.training_metrics})}
     figures["bb_sink_by_position"] = sink_by_position_figure(
