@@ -40,12 +40,13 @@ def sink_attention(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
     return pattern[..., 1:, 0].float().mean(dim=-1)
 
 
-def logit_gap(scores: Float[Tensor, "... T T"]) -> Float[Tensor, "... T"]:
-    """s[i,0] - mean_{1<=j<i} s[i,j] per query i (NaN for i < 2); self-key and sink excluded."""
+def logit_gap(scores: Float[Tensor, "... T T"], include_self: bool = False) -> Float[Tensor, "... T"]:
+    """s[i,0] - mean_{1<=j<i} s[i,j] per query i (NaN for i < 2); self-key and sink excluded.
+    With include_self the mean runs over 1 <= j <= i (NaN only for i = 0)."""
     T = scores.shape[-1]
     s = scores.float()
     j = torch.arange(T, device=s.device)
-    between = (j[None, :] >= 1) & (j[None, :] < j[:, None])  # [query, key]
+    between = (j[None, :] >= 1) & (j[None, :] < j[:, None] + int(include_self))  # [query, key]
     count = between.sum(-1).float()
     mean_other = torch.where(between, s, torch.zeros((), device=s.device)).sum(-1) / count.clamp_min(1)
     gap = s[..., :, 0] - mean_other

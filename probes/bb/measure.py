@@ -28,6 +28,7 @@ from torch import Tensor
 
 from probes.bb.data import BBTask, oracle_probs
 from probes.bb.model import BBModel
+from probes.extreme import logit_gap
 
 ACTIVE_THRESHOLD = 0.89
 MIN_QUERIES = 5
@@ -72,7 +73,7 @@ def measure(model: BBModel, task: BBTask, inputs: Int[Tensor, "batch pos"], targ
     later = torch.zeros_like(trig)
     later[:, 1:] = True
     sink = inner["pattern"][:, :, 0, :, 0]  # [layer, batch, q]
-    gap = _logit_gap(inner["scores"][:, :, 0])  # [layer, batch, q]
+    gap = logit_gap(inner["scores"][:, :, 0], include_self=True)  # [layer, batch, q]
     values = inner["values"][:, :, 0].norm(dim=-1)  # [layer, batch, pos]
     resid = inner["resid_post"].norm(dim=-1)  # [layer, batch, pos]
     n_layers = sink.shape[0]
@@ -101,17 +102,6 @@ def measure(model: BBModel, task: BBTask, inputs: Int[Tensor, "batch pos"], targ
         logit_gap_nontrigger=[_mean(gap[layer], ~trig & later) for layer in range(n_layers)],
         sink_by_position=_by_position(sink[-1], ~trig & later),
     )
-
-
-def _logit_gap(scores: Tensor) -> Tensor:
-    """s[i,0] - mean_{1<=j<=i} s[i,j] for every query i (NaN at i = 0, which sees only <s>)."""
-    n = scores.shape[-1]
-    i = torch.arange(n, device=scores.device)
-    others = (i[None, :] >= 1) & (i[None, :] <= i[:, None])  # [query, key]
-    count = others.sum(-1).float()
-    mean_other = torch.where(others, scores.float(), torch.zeros((), device=scores.device)).sum(-1) / count.clamp_min(1)
-    gap = scores[..., :, 0].float() - mean_other
-    return torch.where(count > 0, gap, torch.full_like(gap, float("nan")))
 
 
 def _by_position(sink: Tensor, mask: Tensor) -> dict[str, float]:

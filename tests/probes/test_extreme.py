@@ -20,6 +20,9 @@ def test_logit_gap_hand_worked():
     assert math.isnan(gap[0]) and math.isnan(gap[1])  # no key strictly between the sink and the query
     assert float(gap[2]) == pytest.approx(3.0 - 1.0)  # self-key (7) excluded
     assert float(gap[3]) == pytest.approx(4.0 - (1.0 + 3.0) / 2)
+    with_self = logit_gap(s, include_self=True)  # the BB lab's variant: keys 1..i
+    assert math.isnan(with_self[0])
+    assert [float(g) for g in with_self[1:]] == pytest.approx([2.0 - 5.0, 3.0 - 4.0, 4.0 - 13.0 / 3])
 
 
 def test_against_hf_and_plain_loops(smollm_with_ref):
