@@ -29,10 +29,10 @@ def _split_heads_in_out(w: Tensor, n: int, d_head: int) -> Tensor:
     return w.reshape(w.shape[0], n, d_head).permute(1, 0, 2)
 
 
-
 # Families whose TransformerLens bridge fills `attn.hook_attn_scores` with the softmax output instead of the
 # logits (found by comparing softmax(scores) with hook_pattern; tests/probes/test_architectures.py).
 SCORES_HOOK_IS_PATTERN = frozenset({"opt"})
+
 
 class ArchAdapter:
     """Base adapter: subclasses map one HF family onto canonical modules and weights."""

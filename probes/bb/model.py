@@ -83,12 +83,15 @@ class Block(nn.Module):
 
     def pattern(self, h: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch head query key"]:
         """Attention weights of this block on its normalized input h."""
-        n = h.shape[1]
-        scores = self.scores(h)
-        causal = torch.ones(n, n, dtype=torch.bool, device=h.device).tril()
+        return self.weights(self.scores(h))
+
+    def weights(self, scores: Float[Tensor, "batch head query key"]) -> Float[Tensor, "batch head query key"]:
+        """Causal softmax of the logits, or the ReLU mitigation relu(scores) / (i + 1)."""
+        n = scores.shape[-1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=scores.device).tril()
         if self.cfg.attention == "softmax":
             return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-        n_keys = torch.arange(1, n + 1, device=h.device, dtype=h.dtype)[:, None]
+        n_keys = torch.arange(1, n + 1, device=scores.device, dtype=scores.dtype)[:, None]
         return torch.relu(scores).masked_fill(~causal, 0.0) / n_keys
 
     def head_values(self, h: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch head pos d_model"]:
@@ -101,7 +104,8 @@ class Block(nn.Module):
 
     def forward(self, x: Float[Tensor, "batch pos d_model"], store: dict[str, list[Tensor]] | None = None) -> Tensor:
         h = self.ln1(x)
-        pattern = self.pattern(h)
+        scores = self.scores(h)
+        pattern = self.weights(scores)
         b, n, _ = h.shape
         H, dh = self.cfg.n_heads, self.cfg.d_head
         v = self.v(h).view(b, n, H, dh).transpose(1, 2)
@@ -109,7 +113,7 @@ class Block(nn.Module):
         x = x + self.o(z)
         x = x + self.fc2(torch.relu(self.fc1(self.ln2(x))))
         if store is not None:
-            store["scores"].append(self.scores(h))
+            store["scores"].append(scores)
             store["pattern"].append(pattern)
             store["values"].append(self.head_values(h))
             store["resid_post"].append(x)
