@@ -43,6 +43,7 @@ class InterceptedRequest:
     payload_bytes: int
     source: str
     variables: list[str] = field(default_factory=list)
+    blob: bytes = b""
 
 
 def layer_path(lm: Any) -> str:
@@ -135,6 +136,10 @@ def ndif_model(repo_id: str) -> Any:
     """
     from nnsight import LanguageModel
 
+    from probes.backends import check_hub_id, ndif_api_key
+
+    check_hub_id(repo_id)  # before the hub or NDIF is contacted
+    ndif_api_key()
     return LanguageModel(repo_id)
 
 
@@ -159,7 +164,7 @@ def intercept_remote(repo_id: str | None = None) -> Iterator[list[InterceptedReq
         blob = self._serialize(tracer)
         variables = dict(tracer.info.frame.f_locals)
         source, _glbls, shipped = reduce_block(tracer.node, tracer.info.frame.f_globals, variables)
-        seen.append(InterceptedRequest(self.model_key, len(blob), source, sorted(shipped)))
+        seen.append(InterceptedRequest(self.model_key, len(blob), source, sorted(shipped), blob))
         raise RemoteRequestBlocked(f"remote request to {self.host} for {self.model_key} intercepted")
 
     def no_network(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.batch.builtin import BATCH, BOS, corpus_ids
+from app.batch.builtin import BATCH, BOS, corpus_ids, remote_sinks
 from app.batch.registry import ProbeEntry, Row, Setting, register
 from probes.corpus import CorpusSample
 
@@ -48,6 +48,7 @@ register(ProbeEntry(
     run=run_sinks,
     settings={"eps": Setting(float, 0.3, "threshold on alpha, strictly between 0 and 1", minimum=1e-6),
               "prepend_bos": BOS, "batch_size": BATCH},
+    run_remote=remote_sinks,  # issue 21 (app/batch/builtin.py)
 ))
 register(ProbeEntry(
     name="successor_score",

@@ -124,3 +124,66 @@ register(ProbeEntry(
     figure=first_token_attention_figure,
     run_remote=remote_first_token_attention,
 ), replace=True)
+
+
+# --- issue 21: remote versions of the statistics analyses (probes/remote_analyses.py) ------------------
+
+
+def _remote_model(lm: Any) -> Any:
+    from probes.remote_analyses import RemoteModel
+
+    return lm if isinstance(lm, RemoteModel) else RemoteModel(lm)
+
+
+def sink_rows(result: Any) -> list[Row]:
+    """The rows of the `sinks` probe (app/batch/analyses.py) from a SinkResult."""
+    rows: list[Row] = [{"metric": "sink1", "value": float(result.sink1), "layer": None, "head": None, "position": 0}]
+    rows += [{"metric": "sink_rate", "value": float(v), "layer": None, "head": None, "position": k}
+             for k, v in enumerate(result.sink_rate.tolist())]
+    n_layers, n_heads = result.head_rate.shape
+    rows += [{"metric": "head_sink_rate", "value": float(result.head_rate[layer, head]), "layer": layer, "head": head,
+              "position": 0} for layer in range(n_layers) for head in range(n_heads)]
+    return rows
+
+
+def remote_sinks(lm: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int, remote: bool | str) -> list[Row]:
+    """The `sinks` probe through nnsight: alpha per (sample, layer, head, key) comes back, one request per batch."""
+    from probes.remote_analyses import remote_sinks as run
+
+    model = _remote_model(lm)
+    ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
+    result = run(model, ids, eps=settings["eps"], prepend_bos=settings["prepend_bos"],
+                 batch_size=settings["batch_size"], remote=remote)
+    return sink_rows(result)
+
+
+def dormancy_rows(stats: dict[str, Tensor]) -> list[Row]:
+    return [{"metric": name, "value": float(value[layer, head]), "layer": layer, "head": head, "position": None}
+            for name, value in stats.items() for layer in range(value.shape[0]) for head in range(value.shape[1])]
+
+
+def run_dormancy(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
+    """probes.dormant.head_statistics on the unit's corpus: dormancy, row and column entropy per head."""
+    from probes.dormant import head_statistics
+
+    ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
+    return dormancy_rows(head_statistics(model, ids, settings["batch_size"]))
+
+
+def remote_dormancy(lm: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int, remote: bool | str
+                    ) -> list[Row]:
+    """The dormancy probe through nnsight: only [3, layer, head] sums come back per request."""
+    from probes.remote_analyses import remote_head_statistics
+
+    model = _remote_model(lm)
+    ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
+    return dormancy_rows(remote_head_statistics(model, ids, settings["batch_size"], remote=remote))
+
+
+register(ProbeEntry(
+    name="dormancy",
+    description="active-dormant heads: dormancy (sink attention), row and column entropy per head",
+    run=run_dormancy,
+    settings={"prepend_bos": BOS, "batch_size": BATCH},
+    run_remote=remote_dormancy,
+), replace=True)

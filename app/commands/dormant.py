@@ -10,12 +10,14 @@ import re
 from typing import Any
 
 from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands.backend import add_backend_arg, is_remote, run_remote
 from probes.errors import InputError
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("dormant", help="active-dormant heads: dormancy per head on prose vs code, ablations")
     add_model_args(p)
+    add_backend_arg(p)
     p.add_argument("--n", type=int, default=16, help="sequences per domain (default 16)")
     p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
     p.add_argument("--top", type=int, default=5, help="heads with the largest dormancy difference to ablate")
@@ -40,6 +42,8 @@ def parse_heads(text: str) -> list[tuple[int, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_remote(args):
+        return run_remote(args, "dormant")
     from app.figures.sinks import dormancy_scatter
     from probes.dormant import ABLATIONS, dormant_heads
 

@@ -9,11 +9,13 @@ import argparse
 from typing import Any
 
 from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands.backend import add_backend_arg, is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("extreme", help="extreme tokens: residual peak, value drain, logit gap, ablations")
     add_model_args(p)
+    add_backend_arg(p)
     p.add_argument("--prompt", default=None, help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.')")
     p.add_argument("--n", type=int, default=8, help="prose windows (default 8)")
     p.add_argument("--T", type=int, default=64, help="tokens per window (default 64)")
@@ -27,6 +29,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_remote(args):
+        return run_remote(args, "extreme")
     from app.figures.sinks import (
         peak_ablation_figure,
         residual_norm_heatmap,

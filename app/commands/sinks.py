@@ -9,11 +9,13 @@ import argparse
 from typing import Any
 
 from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands.backend import add_backend_arg, is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sinks", help="attention sinks: Sink_k^eps by input regime, hidden sinks, interventions")
     add_model_args(p)
+    add_backend_arg(p)
     p.add_argument("--n", type=int, default=100, help="sequences per regime (default 100)")
     p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
     p.add_argument("--eps", type=float, default=0.3, help="threshold on alpha, in (0, 1) (default 0.3)")
@@ -47,6 +49,8 @@ def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> di
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_remote(args):
+        return run_remote(args, "sinks")
     from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
     from probes.sinks import sinks_by_regime
 

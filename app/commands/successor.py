@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands.backend import add_backend_arg, is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("successor", help="find successor heads (effective OV score and in-context DLA)")
     add_model_args(p)
+    add_backend_arg(p)
     p.add_argument("--norm", default="auto", choices=["auto", "none", "mlp", "all"],
                    help="norms on the OV path (auto: none for LayerNorm models, all for RMSNorm)")
     p.add_argument("--source", default="mlp0", choices=["mlp0", "resid"], help="what a head reads for a token")
@@ -21,6 +23,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_remote(args):
+        return run_remote(args, "successor")
     from app.figures.successor import confusion_figure, dla_heatmap, score_heatmap, task_bars, top_head_bars
     from probes.successor import (
         OVSettings,

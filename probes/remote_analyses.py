@@ -1,0 +1,507 @@
+"""Remote (nnsight / NDIF) versions of the statistics analyses: only the statistics come back.
+
+Spec: issue 21; attention-sinks.md (sink metric, hidden sinks), extreme-tokens.md (per-token
+measurements, active-dormant heads, the peak ablation), successor-heads.md (in-context DLA).
+Each `trace_*` function runs one nnsight trace over one chunk of sequences and `.save()`s only its
+statistic(s), reduced inside the trace by the same functions the local analyses use
+(probes.sinks.alpha_from_pattern, probes.dormant.HEAD_STATISTICS, probes.extreme.value_norms,
+sink_attention). nnsight ships those functions' source by value, so the server needs nothing of
+Glasshouse. The `remote_*` functions check the request budget (probes.remote_budget), run the
+chunks and assemble the same result objects as the local analyses.
+
+`model` is a `RemoteModel`: an nnsight LanguageModel (`probes.remote.ndif_model(repo)` for NDIF, or
+a HookedModel's `.nnsight` for the `ndif-local` simulation) with the facts the input builders need.
+`remote`: False (run here), "local" (nnsight's serverless simulation) or True (NDIF).
+
+Attention patterns are the attention modules' second output, which HF returns under eager attention
+only. Value norms, the attention-output ablation and the DLA read `self_attn.v_proj` / `o_proj`,
+`model.norm` and `lm_head` (Llama-style models: Llama, Mistral, Qwen2, SmolLM2); other layouts are
+refused with a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from probes.dormant import HEAD_STATISTICS
+from probes.errors import InputError
+from probes.extreme import COMPONENTS, ExtremeResult, PeakAblation, logit_gap, sink_attention, value_norms
+from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, SinkToken, _context
+from probes.hooked_model import HookedModel, Tokens
+from probes.remote import attn_name, layer_path
+from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
+from probes.results import result_metadata
+from probes.sinks import DEFAULT_EPS, SinkResult, alpha_from_pattern, check_eps, check_ids, sink_rate
+from probes.successor.in_context import DEFAULT_TASKS, InContextScores, PromptSet, build_prompts
+
+LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3")
+# The modules whose functions run inside the traces. nnsight ships by value only modules that are not
+# installed (pull_env); Glasshouse is installed, so without this the server (and the ndif-local
+# simulation, which hides our modules) would fail to import them.
+# probes.nnsight_view: a HookedModel's `.nnsight` class travels with the tracer (ndif-local, intercepted requests).
+SHIPPED_MODULES = ("probes.remote_analyses", "probes.sinks", "probes.dormant", "probes.extreme", "probes.nnsight_view")
+
+
+def ship_by_value() -> None:
+    """Register SHIPPED_MODULES with nnsight for serialization by value (idempotent)."""
+    import nnsight
+
+    for name in SHIPPED_MODULES:
+        nnsight.register(name)
+
+
+@dataclass(frozen=True)
+class RemoteFacts:
+    """The facts of a remote model, read from its config and tokenizer (no weights needed)."""
+
+    spec: str
+    family: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int
+    prepends_bos: bool
+    bos_token_id: int | None
+    norm_eps: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RemoteModel:
+    """An nnsight LanguageModel with the facts and token helpers of a HookedModel (docs/remote.md)."""
+
+    def __init__(self, lm: Any, spec: str | None = None) -> None:
+        self.lm = lm
+        self.tokenizer = lm.tokenizer
+        cfg = lm.config
+        cfg = getattr(cfg, "text_config", None) or cfg
+        self.spec = spec or str(getattr(cfg, "_name_or_path", "") or type(lm._module).__name__)
+        n_heads = int(cfg.num_attention_heads)
+        d_model = int(cfg.hidden_size)
+        bos = self.tokenizer.bos_token_id
+        ids = self.tokenizer("a").input_ids
+        self.facts = RemoteFacts(
+            spec=self.spec, family=str(getattr(cfg, "model_type", "")), n_layers=int(cfg.num_hidden_layers),
+            n_heads=n_heads, n_kv_heads=int(getattr(cfg, "num_key_value_heads", None) or n_heads),
+            d_model=d_model, d_head=int(getattr(cfg, "head_dim", None) or d_model // n_heads),
+            d_vocab=int(cfg.vocab_size), n_ctx=int(getattr(cfg, "max_position_embeddings", 2048)),
+            prepends_bos=bos is not None and bool(ids) and ids[0] == bos, bos_token_id=bos,
+            norm_eps=float(getattr(cfg, "rms_norm_eps", None) or getattr(cfg, "layer_norm_eps", None) or 1e-6),
+        )
+        self.path = layer_path(lm)
+        self.attn = attn_name(lm, self.path)
+
+    # The token helpers are HookedModel's own (they read only tokenizer, facts and spec).
+    def tokens_from_ids(self, rows: Sequence[Sequence[int]] | Tensor, prepend_bos: bool = False,
+                        max_length: int | None = None) -> Tokens:
+        return HookedModel.tokens_from_ids(self, rows, prepend_bos, max_length)  # type: ignore[arg-type]
+
+    def to_str_tokens(self, prompt: Sequence[int] | Tensor) -> list[str]:
+        return HookedModel.to_str_tokens(self, prompt)  # type: ignore[arg-type]
+
+    def _display(self, token: str | None) -> str:
+        return HookedModel._display(self, token)  # type: ignore[arg-type]
+
+    def check_layers(self, layers: Sequence[int] | None) -> list[int]:
+        n = self.facts.n_layers
+        if layers is None:
+            return list(range(n))
+        bad = [la for la in layers if not 0 <= la < n]
+        if bad or not layers:
+            raise InputError(f"Layers must be a non-empty list within 0..{n - 1} (got {list(layers)}).")
+        return sorted(set(int(la) for la in layers))
+
+    def require_llama_style(self, what: str) -> None:
+        if self.facts.family not in LLAMA_STYLE:
+            raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj, model.norm and lm_head of Llama-style "
+                             f"models ({', '.join(LLAMA_STYLE)}); {self.spec} is '{self.facts.family}'. Run it with "
+                             "--backend local.")
+
+
+class _HeadWeights:
+    """What probes.extreme.value_norms reads of a model: facts.n_heads and W_O[layer] [head, d_head, d_model]."""
+
+    def __init__(self, n_heads: int, layer: int, w_o: Tensor) -> None:
+        self.facts = SimpleNamespace(n_heads=n_heads)
+        self.W_O = {layer: w_o}
+
+
+def _blocks(lm: Any, path: str) -> Any:
+    for part in path.split("."):
+        lm = getattr(lm, part)
+    return lm
+
+
+# --- traces: one chunk each, only statistics saved ----------------------------------------------------
+
+
+def trace_alpha(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int], remote: bool | str = False
+                ) -> Float[Tensor, "b layer head T"]:
+    """alpha[b, layer, head, k] (spec "Sink metric") of the given layers, reduced inside the trace."""
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        rows = []
+        for i in layers:
+            rows.append(alpha_from_pattern(getattr(blocks[i], attn).output[1].detach()))
+        alpha = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return alpha
+
+
+def trace_head_statistics(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int],
+                          remote: bool | str = False) -> Float[Tensor, "stat layer head"]:
+    """Sums over the chunk's sequences of probes.dormant.HEAD_STATISTICS (dormancy, row/column entropy)."""
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    stat_fns = list(HEAD_STATISTICS.values())
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        rows = []
+        for i in layers:
+            p = getattr(blocks[i], attn).output[1].detach()
+            rows.append(torch.stack([fn(p).sum(0) for fn in stat_fns]))
+        sums = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return sums
+
+
+def trace_extreme(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int], remote: bool | str = False
+                  ) -> dict[str, Tensor]:
+    """Per-token extreme-token statistics (probes/extreme.py): sink attention [b, L, H], value norms
+    [b, L, H, T], residual norms [b, L, T] and the logit gap from log A [b, L, H, T]."""
+    f = model.facts
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    n_heads, n_kv, d_head, d_model = f.n_heads, f.n_kv_heads, f.d_head, f.d_model
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        sinks, values, resids, gaps = [], [], [], []
+        for i in layers:
+            a = getattr(blocks[i], attn)
+            v = a.v_proj.output.detach()
+            v = v.reshape(v.shape[0], v.shape[1], n_kv, d_head)
+            w_o = a.o_proj.weight.detach().T.reshape(n_heads, d_head, d_model)
+            values.append(value_norms(_HeadWeights(n_heads, i, w_o), i, v))  # type: ignore[arg-type]
+            p = a.output[1].detach()
+            sinks.append(sink_attention(p))
+            gaps.append(logit_gap(p.float().clamp_min(1e-38).log()))
+            out = blocks[i].output
+            hidden = out[0] if isinstance(out, tuple) else out
+            resids.append(hidden.detach().float().norm(dim=-1))
+        sink = torch.stack(sinks, dim=1).cpu().save()  # type: ignore[attr-defined]
+        value = torch.stack(values, dim=1).cpu().save()  # type: ignore[attr-defined]
+        resid = torch.stack(resids, dim=1).cpu().save()  # type: ignore[attr-defined]
+        gap = torch.stack(gaps, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return {"sink": sink, "value": value, "resid": resid, "gap": gap}
+
+
+def trace_resid_norms(model: RemoteModel, ids: Int[Tensor, "b T"], zero: tuple[str, int] | None = None,
+                      remote: bool | str = False) -> Float[Tensor, "b layer T"]:
+    """||resid_post[l, k]|| of every layer, optionally with one layer's MLP ("mlp") or attention ("attn")
+    output set to zero inside the trace (probes.extreme.zero_hooks as an nnsight intervention)."""
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    n_layers = model.facts.n_layers
+    component, at = zero if zero is not None else ("", -1)
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        rows = []
+        for i in range(n_layers):
+            if i == at and component == "mlp":
+                blocks[i].mlp.output[:] = 0
+            if i == at and component == "attn":
+                getattr(blocks[i], attn).output[0][:] = 0
+            out = blocks[i].output
+            hidden = out[0] if isinstance(out, tuple) else out
+            rows.append(hidden.detach().float().norm(dim=-1))
+        norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return norms
+
+
+def trace_dla(model: RemoteModel, ids: Int[Tensor, "p T"], mask: Int[Tensor, "p T"], last: Int[Tensor, " p"],
+              target_set: Int[Tensor, " t"], layers: list[int], remote: bool | str = False) -> dict[str, Tensor]:
+    """Per-head DLA at each prompt's last token to every target of the task's set [p, L, H, |T|], and the
+    logits there on the target set plus the top-1 token over the vocabulary [p, |T| + 1].
+
+    The definition of probes/successor/in_context.py for RMSNorm models without a post-attention norm:
+    head_out = z_h W_O[h]; the final norm frozen at the clean final residual x (w_f c / sqrt(mean(x^2) + eps));
+    DLA = final(head_out) . (W_U[:, t] - mean_T W_U).
+    """
+    f = model.facts
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    n_heads, d_head, d_model, eps = f.n_heads, f.d_head, f.d_model, f.norm_eps
+    ar = torch.arange(ids.shape[0])
+    with lm.trace(ids, attention_mask=mask, remote=remote):
+        blocks = _blocks(lm, path)
+        writes = []
+        for i in layers:
+            a = getattr(blocks[i], attn)
+            z = a.o_proj.input.detach()[ar, last].float().reshape(len(ar), n_heads, d_head)
+            w_o = a.o_proj.weight.detach().float().T.reshape(n_heads, d_head, d_model)
+            writes.append(torch.einsum("phe,hed->phd", z, w_o))
+        x = lm.model.norm.input.detach()[ar, last].float()
+        scale = torch.rsqrt(x.pow(2).mean(dim=-1) + eps)
+        w_f = lm.model.norm.weight.detach().float()
+        w_u = lm.lm_head.weight.detach().float()[target_set]  # [|T|, d_model]
+        dirs = w_u - w_u.mean(dim=0, keepdim=True)
+        normed = torch.stack(writes, dim=1) * scale[:, None, None, None] * w_f
+        dla = (normed @ dirs.T).cpu().save()  # type: ignore[attr-defined]
+        logits = lm.output.logits.detach()[ar, last].float()
+        picked = torch.cat([logits[:, target_set], logits.argmax(dim=-1, keepdim=True).float()], dim=-1)
+        logit_stats = picked.cpu().save()  # type: ignore[attr-defined]
+    return {"dla": dla, "logits": logit_stats}
+
+
+# --- budgets ---------------------------------------------------------------------------------------
+
+
+def sink_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int) -> RequestPlan:
+    b = min(batch, n)
+    return RequestPlan("sink alpha", -(-n // batch), b, T, layers,
+                       {"alpha": (b, layers, model.facts.n_heads, T)}, {"alpha"})
+
+
+def extreme_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int) -> RequestPlan:
+    b, H = min(batch, n), model.facts.n_heads
+    saved = {"sink": (b, layers, H), "value": (b, layers, H, T), "resid": (b, layers, T), "gap": (b, layers, H, T)}
+    return RequestPlan("extreme tokens", -(-n // batch), b, T, layers, saved, set(saved))
+
+
+def head_stats_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int) -> RequestPlan:
+    b = min(batch, n)
+    return RequestPlan("head statistics", -(-n // batch), b, T, layers,
+                       {"sums": (len(HEAD_STATISTICS), layers, model.facts.n_heads)})
+
+
+def _plan_and_check(plan: RequestPlan, budget: RequestBudget | None,
+                    on_plan: Callable[[RequestPlan], None] | None) -> None:
+    check_budget(plan, budget)
+    if on_plan is not None:
+        on_plan(plan)
+
+
+# --- analyses: the local result objects, from remote statistics -------------------------------------
+
+
+def remote_sinks(
+    model: RemoteModel, ids: Int[Tensor, "n T"], eps: float = DEFAULT_EPS, prepend_bos: bool = False,
+    regime: str = "natural", batch_size: int = 8, layers: Sequence[int] | None = None, remote: bool | str = False,
+    budget: RequestBudget | None = None, progress: Callable[[float], None] | None = None,
+    checkpoint: str | None = None, on_plan: Callable[[RequestPlan], None] | None = None,
+) -> SinkResult:
+    """probes.sinks.compute_sinks through nnsight: alpha per (sample, layer, head, key) comes back, the
+    rest is reduced here. `layers` restricts the layers (the rates are then over those layers only)."""
+    eps = check_eps(eps)
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    chosen = model.check_layers(layers)
+    _plan_and_check(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget, on_plan)
+    parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)}, "remote sinks",
+                       progress, checkpoint, f"sinks{chosen}")
+    alpha = torch.cat([p["alpha"] for p in parts])
+    bos = model.facts.bos_token_id
+    first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
+    if prepend_bos and not first_is_bos:
+        raise InputError("prepend_bos=True but not every sequence starts with the BOS token.")
+    above = alpha[..., 0] > eps
+    rate = sink_rate(alpha, eps)
+    settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": len(ids), "T": int(ids.shape[1]),
+                "layers": chosen, "backend": _backend_name(remote)}
+    return SinkResult(alpha=alpha, sink_rate=rate, sink1=float(rate[0]),
+                      head_rate=100.0 * above.float().mean(dim=0), sample_rate=100.0 * above.float().mean(dim=(1, 2)),
+                      str_tokens=model.tokens_from_ids(ids).str_tokens, ids=ids, eps=eps, regime=regime,
+                      prepend_bos=bool(prepend_bos), first_is_bos=first_is_bos,
+                      metadata=result_metadata(model, settings))
+
+
+def hidden_from_alpha(alpha: Float[Tensor, "n layer head T"], str_tokens: list[list[str]],
+                      threshold: float = HIDDEN_THRESHOLD, max_examples: int = 40, min_queries: int = 1,
+                      metadata: dict[str, Any] | None = None) -> HiddenSinkResult:
+    """probes.hidden_sinks.detect_hidden_sinks's reduction of alpha (its definitions, applied to given alpha)."""
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"threshold must be strictly between 0 and 1 (got {threshold}); ACT uses 0.1.")
+    T = alpha.shape[-1]
+    if not 1 <= min_queries < T:
+        raise InputError(f"min_queries must lie in 1..{T - 1} (got {min_queries}).")
+    sinks = alpha > threshold
+    sinks[..., T - min_queries + 1 :] = False
+    hidden = sinks[..., 1:]
+    found = hidden.nonzero().tolist()
+    counts: dict[str, int] = {}
+    for s, _, _, k in found:
+        counts[str_tokens[s][k + 1]] = counts.get(str_tokens[s][k + 1], 0) + 1
+    order = sorted(found, key=lambda f: -float(alpha[f[0], f[1], f[2], f[3] + 1]))
+    examples = [SinkToken(layer, head, s, k + 1, str_tokens[s][k + 1], float(alpha[s, layer, head, k + 1]),
+                          _context(str_tokens[s], k + 1)) for s, layer, head, k in order[:max_examples]]
+    return HiddenSinkResult(alpha=alpha, threshold=threshold,
+                            hidden_rate=100.0 * hidden.any(dim=-1).float().mean(dim=0),
+                            position_rate=100.0 * sinks.float().mean(dim=(0, 1, 2)),
+                            token_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+                            examples=examples, str_tokens=str_tokens, metadata=metadata or {})
+
+
+def remote_hidden_sinks(
+    model: RemoteModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    max_examples: int = 40, min_queries: int = 1, layers: Sequence[int] | None = None, remote: bool | str = False,
+    budget: RequestBudget | None = None, progress: Callable[[float], None] | None = None,
+) -> HiddenSinkResult:
+    """Hidden-sink detection (spec "Hidden sinks") from remote alpha. With `layers`, the result's layer axis
+    indexes those layers in order."""
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    chosen = model.check_layers(layers)
+    check_budget(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
+    parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)},
+                       "remote hidden sinks", progress)
+    alpha = torch.cat([p["alpha"] for p in parts])
+    settings = {"threshold": threshold, "n": len(ids), "T": int(ids.shape[1]), "min_queries": min_queries,
+                "layers": chosen, "backend": _backend_name(remote)}
+    return hidden_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples, min_queries,
+                             result_metadata(model, settings))
+
+
+def remote_head_statistics(
+    model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
+    remote: bool | str = False, budget: RequestBudget | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> dict[str, Float[Tensor, "layer head"]]:
+    """probes.dormant.head_statistics through nnsight: only [3, layer, head] sums come back per request."""
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    chosen = model.check_layers(layers)
+    check_budget(head_stats_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
+    parts = run_chunks(ids, batch_size, lambda c: {"sums": trace_head_statistics(model, c, chosen, remote)},
+                       "remote head statistics", progress)
+    total = torch.stack([p["sums"] for p in parts]).sum(0) / len(ids)
+    return {name: total[k] for k, name in enumerate(HEAD_STATISTICS)}
+
+
+def remote_dormancy_by_domain(
+    model: RemoteModel, domains: Sequence[str] = ("prose", "code"), n: int = 16, T: int = 64, seed: int = 0,
+    prepend_bos: bool | None = None, batch_size: int = 8, layers: Sequence[int] | None = None,
+    remote: bool | str = False, budget: RequestBudget | None = None,
+) -> dict[str, dict[str, Float[Tensor, "layer head"]]]:
+    """Dormancy, row and column entropy per head on each domain's windows (probes.dormant.domain_inputs)."""
+    from probes.dormant import domain_inputs
+
+    out = {}
+    for d in domains:
+        ids = domain_inputs(model, d, n, T, seed, prepend_bos)  # type: ignore[arg-type]
+        out[d] = remote_head_statistics(model, ids, batch_size, layers, remote, budget)
+    return out
+
+
+def remote_extreme_tokens(
+    model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
+    remote: bool | str = False, budget: RequestBudget | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> ExtremeResult:
+    """probes.extreme.extreme_tokens through nnsight. The logit gap is computed from log A (the log-normalizer
+    cancels), which equals the local gap of the logits up to float rounding."""
+    model.require_llama_style("value-norm measurement")
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    chosen = model.check_layers(layers)
+    check_budget(extreme_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
+    parts = run_chunks(ids, batch_size, lambda c: trace_extreme(model, c, chosen, remote), "remote extreme tokens",
+                       progress)
+    cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    settings = {"n": len(ids), "T": int(ids.shape[1]), "layers": chosen, "backend": _backend_name(remote)}
+    return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"], model.tokens_from_ids(ids).str_tokens,
+                         result_metadata(model, settings))
+
+
+def remote_resid_norms(model: RemoteModel, ids: Int[Tensor, "n T"], zero: tuple[str, int] | None = None,
+                       batch_size: int = 8, remote: bool | str = False, budget: RequestBudget | None = None
+                       ) -> Float[Tensor, "n layer T"]:
+    """probes.extreme.resid_norms (optionally with zero_hooks of one component and layer) through nnsight."""
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    if zero is not None:
+        if zero[0] not in COMPONENTS:
+            raise InputError(f"Unknown component '{zero[0]}'. Choose 'mlp' or 'attn'.")
+        model.check_layers([zero[1]])
+    b, L = min(batch_size, len(ids)), model.facts.n_layers
+    check_budget(RequestPlan("residual norms", -(-len(ids) // batch_size), b, ids.shape[1], L,
+                             {"norms": (b, L, ids.shape[1])}, {"norms"}), budget)
+    parts = run_chunks(ids, batch_size, lambda c: {"n": trace_resid_norms(model, c, zero, remote)}, "remote norms")
+    return torch.cat([p["n"] for p in parts])
+
+
+def remote_peak_ablation(
+    model: RemoteModel, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
+    components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
+    remote: bool | str = False, budget: RequestBudget | None = None,
+) -> PeakAblation:
+    """probes.extreme.peak_ablation with the zeroing done as nnsight interventions (same layer choice)."""
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    clean = remote_resid_norms(model, ids, None, batch_size, remote, budget)
+    sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
+    at = int(sink.argmax()) if measure_layer is None else model.check_layers([measure_layer])[0]
+    if layers is None:
+        growth = torch.cat([sink[:1], sink[1:] - sink[:-1]])
+        jump = int(growth.argmax())
+        layers = sorted({0, 1, max(jump - 1, 0), jump})
+    rows = []
+    for component in components:
+        for layer in layers:
+            norms = remote_resid_norms(model, ids, (component, int(layer)), batch_size, remote, budget)
+            rows.append({"component": component, "layer": int(layer), "sink": float(norms[:, at, 0].mean()),
+                         "rest_max": float(norms[:, at, 1:].amax(-1).mean()), "sink_by_layer": norms[..., 0].mean(0)})
+    settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
+                "n": len(ids), "T": int(ids.shape[1]), "backend": _backend_name(remote)}
+    return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))
+
+
+def remote_head_dla(model: RemoteModel, ps: PromptSet, layers: Sequence[int] | None = None,
+                    remote: bool | str = False, budget: RequestBudget | None = None) -> dict[str, Tensor]:
+    """probes.successor.in_context.head_dla through nnsight (one request per prompt set): correct [p, L, H],
+    per_t [p, L, H, |T|], col [p], logit_diff [p] and the top-1 token [p]."""
+    model.require_llama_style("direct logit attribution")
+    chosen = model.check_layers(layers)
+    tokens = model.tokens_from_ids(ps.rows)
+    last = torch.tensor(tokens.lengths) - 1
+    t_set = torch.tensor(ps.target_set)
+    p = len(ps.rows)
+    check_budget(RequestPlan("successor DLA", 1, p, tokens.ids.shape[1], len(chosen),
+                             {"dla": (p, len(chosen), model.facts.n_heads, len(t_set)), "logits": (p, len(t_set) + 1)},
+                             {"dla", "logits"}, extra_payload_bytes=p * tokens.ids.shape[1] * 8), budget)
+    got = trace_dla(model, tokens.ids, tokens.attention_mask, last, t_set, chosen, remote)
+    col = torch.tensor([ps.target_set.index(t) for t in ps.targets])
+    per_t, logits_t = got["dla"], got["logits"][:, :-1]
+    correct = per_t[torch.arange(p), :, :, col]
+    diff = logits_t[torch.arange(p), col] - logits_t.mean(dim=1)
+    return {"correct": correct, "per_t": per_t, "col": col, "logit_diff": diff,
+            "top1": got["logits"][:, -1].long(), "logits_on_targets": logits_t}
+
+
+def remote_in_context_scores(
+    model: RemoteModel, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
+    layers: Sequence[int] | None = None, remote: bool | str = False, budget: RequestBudget | None = None,
+) -> InContextScores:
+    """probes.successor.in_context.in_context_scores through nnsight (prompts from build_prompts)."""
+    prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]  # type: ignore[arg-type]
+    dla, rank_acc, per_prompt, diffs, acc, task_acc = [], [], [], [], [], []
+    for ps in prompt_sets:
+        r = remote_head_dla(model, ps, layers, remote, budget)
+        per_prompt.append(r["correct"])
+        dla.append(r["correct"].mean(dim=0))
+        rank_acc.append((r["per_t"].argmax(dim=-1) == r["col"][:, None, None]).float().mean(dim=0))
+        diffs.append(r["logit_diff"])
+        acc.append(float((r["top1"] == torch.tensor(ps.targets)).float().mean()))
+        task_acc.append(float((r["logits_on_targets"].argmax(dim=-1) == r["col"]).float().mean()))
+    settings = {"tasks": list(tasks), "shown": shown, "max_prompts": max_prompts, "layers": model.check_layers(layers),
+                "baseline": "mean W_U over the task's target set", "backend": _backend_name(remote)}
+    return InContextScores(result_metadata(model, settings), prompt_sets, torch.stack(dla), torch.stack(rank_acc),
+                           acc, task_acc, per_prompt, diffs)
+
+
+def _backend_name(remote: bool | str) -> str:
+    return {False: "nnsight (here)", "local": "ndif-local", True: "ndif"}.get(remote, str(remote))
