@@ -35,16 +35,26 @@ def isolated_language_model(model: HookedModel) -> Any:
     """An nnsight LanguageModel over `model.hf_model` whose traces and direct runs hold its lock."""
     from nnsight import LanguageModel
 
+    # The HookedModel is kept on the instance, not in a closure: a remote request pickles this
+    # class by value (nnsight ships local modules' code), and the HookedModel (its lock) must stay
+    # out of the payload; __getstate__ drops it.
     class IsolatedLanguageModel(LanguageModel):  # type: ignore[misc, valid-type]
         def trace(self, *args: Any, **kwargs: Any) -> Any:
             tracer = super().trace(*args, **kwargs)
             inner = getattr(tracer, "backend", None)
             if inner is not None and not isinstance(inner, _LockedBackend):
-                tracer.backend = _LockedBackend(inner, model)
+                tracer.backend = _LockedBackend(inner, self.__dict__["_glasshouse_model"])
             return tracer
 
         def interleave(self, *args: Any, **kwargs: Any) -> Any:
-            with model._trace_section():
+            with self.__dict__["_glasshouse_model"]._trace_section():
                 return super().interleave(*args, **kwargs)
 
-    return IsolatedLanguageModel(model.hf_model, tokenizer=model.tokenizer)
+        def __getstate__(self) -> dict[str, Any]:
+            state = dict(super().__getstate__())
+            state.pop("_glasshouse_model", None)
+            return state
+
+    lm = IsolatedLanguageModel(model.hf_model, tokenizer=model.tokenizer)
+    object.__setattr__(lm, "_glasshouse_model", model)
+    return lm
