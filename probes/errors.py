@@ -30,3 +30,11 @@ class KernelUnavailableError(GlasshouseError, RuntimeError):
 
 class CheckpointError(GlasshouseError):
     """A saved file is missing, truncated or altered."""
+
+
+class UsageError(InputError):
+    """A command-line argument is not acceptable: the CLI exits with status 2 (argparse's usage status)."""
+
+
+class RunFolderError(GlasshouseError):
+    """An output or run folder cannot be used: not writable, a file, or held by another run."""
