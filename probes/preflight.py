@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -54,13 +55,25 @@ def _hub_endpoint() -> tuple[str, int]:
 
 
 def hub_reachable(timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """None when the hub endpoint accepts a TCP connection, else the reason it does not."""
+    """None when the hub endpoint accepts a TCP connection within `timeout`, else the reason it does not.
+
+    The connect runs in a daemon thread, so a name lookup that hangs (getaddrinfo has no timeout of
+    its own) is bounded by `timeout` as well.
+    """
     host, port = _hub_endpoint()
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"{host}:{port}: {exc.strerror or exc}"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host}:{port}: {exc.strerror or exc}")
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:.0f} s"
 
 
 def _cached(spec: str) -> bool:

@@ -165,8 +165,12 @@ def _acquire_pidfile(folder: Path, command: str | None, note: TextIO | None) -> 
 
 @contextmanager
 def hold(folder: str | os.PathLike[str], flag: str = "--out", command: str | None = None,
-         note: TextIO | None = sys.stderr) -> Iterator[Path]:
-    """Own `folder` for the duration: writable check, lock (refusing a live owner), temp-file cleanup."""
+         note: TextIO | None = None) -> Iterator[Path]:
+    """Own `folder` for the duration: writable check, lock (refusing a live owner), temp-file cleanup.
+
+    `note` receives the line saying that a stale lock was taken over (default: sys.stderr).
+    """
+    note = note or sys.stderr
     path = check_writable(folder, flag)
     key = path.resolve()
     if key in _HELD:

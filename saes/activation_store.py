@@ -246,6 +246,9 @@ def cache_activations(
     if target.exists():
         target.rmdir()
     os.replace(tmp, target)
+    from probes.io import fsync_dir
+
+    fsync_dir(target.parent)
     return CachedActivations(target)
 
 

@@ -18,6 +18,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    from probes.errors import InputError
+
+    if not Path(args.plan).is_file():  # before app.batch (and torch) is imported
+        raise InputError(f"No plan file at {args.plan}. Write a TOML plan (see docs/batch.md).")
     from app.batch import read_plan, run_plan
 
     plan = read_plan(args.plan)

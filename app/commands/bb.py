@@ -82,17 +82,18 @@ def register(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from app.commands._common import write_outputs
-    from app.figures.bb import sink_formation_figure
-    from probes.bb.train import DEFAULT_PRESET, TrainSettings, train
     from probes.runfolder import hold
 
-    settings = TrainSettings.from_preset(
-        args.preset or DEFAULT_PRESET, layers=args.layers, optimizer=args.optimizer, attention=args.attention,
-        steps=args.steps, batch=args.batch_size, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr,
-        seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
     default = os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}")
     with hold(Path(args.out or default), "--out" if args.out else "output folder") as out:
+        from app.commands._common import write_outputs
+        from app.figures.bb import sink_formation_figure
+        from probes.bb.train import DEFAULT_PRESET, TrainSettings, train
+
+        settings = TrainSettings.from_preset(
+            args.preset or DEFAULT_PRESET, layers=args.layers, optimizer=args.optimizer, attention=args.attention,
+            steps=args.steps, batch=args.batch_size, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr,
+            seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
         result = train(settings, out)
         label = f"{args.attention}+{args.optimizer}"
         write_outputs(out, "bb_train", result, {"bb_sink_formation": sink_formation_figure({label: result.metrics})})

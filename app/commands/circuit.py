@@ -13,6 +13,7 @@ from typing import Any
 
 from app.commands._common import (
     LazyChoices,
+    LazyHelp,
     add_model_args,
     int_list,
     int_range,
@@ -39,7 +40,8 @@ TASKS = LazyChoices(_tasks)
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("circuit", help="position-aware circuit discovery on a generated task")
-    p.add_argument("task", choices=TASKS, metavar="TASK", help="the generated task: %(choices)s")
+    # checked in run_circuit, before the model loads, so that a bad option fails without importing circuits
+    p.add_argument("task", metavar="TASK", help=LazyHelp(lambda: "the generated task: " + ", ".join(TASKS)))
     add_model_args(p)
     p.add_argument("--n", type=int_range(1), default=16, help="number of examples")
     p.add_argument("--method", choices=LazyChoices(_methods), default="eap", metavar="METHOD",
@@ -59,11 +61,15 @@ def register(subparsers: Any) -> None:
 
 
 def run_circuit(args: argparse.Namespace) -> int:
-    from app.figures.circuits import circuit_figure, curves_figure
-    from circuits.discover import discover
+    from probes.errors import UsageError
 
+    if args.task not in TASKS:
+        raise UsageError(f"argument TASK: invalid choice: {args.task!r} (choose from {', '.join(TASKS)})")
     counts = args.points  # parsed by _counts (argparse applies the type to the string default too)
     with prepared(args, "circuit") as out:
+        from app.figures.circuits import circuit_figure, curves_figure
+        from circuits.discover import discover
+
         model = load_from_args(args)
         result = discover(model, args.task, n=args.n, method=args.method, steps=args.steps, which=args.which,
                           counts=counts, seed=args.seed, draw=args.draw)

@@ -66,10 +66,10 @@ def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int) -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.figures.sinks import dormancy_scatter
-    from probes.dormant import ABLATIONS, dormant_heads
-
     with prepared(args, "dormant") as out:
+        from app.figures.sinks import dormancy_scatter
+        from probes.dormant import ABLATIONS, dormant_heads
+
         model = load_from_args(args)
         check_heads(args.heads, model.facts.n_layers, model.facts.n_heads)
         res = dormant_heads(model, n=args.n, T=args.seq_len, seed=args.seed, top=args.top, controls=args.controls,

@@ -50,16 +50,16 @@ def _check_layers(layers: list[int] | None, n_layers: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.figures.sinks import (
-        peak_ablation_figure,
-        residual_norm_heatmap,
-        residual_norm_lines,
-        value_norm_figure,
-    )
-    from probes.extreme import extreme_tokens, peak_ablation
-    from probes.sinks import inputs_for_regime
-
     with prepared(args, "extreme") as out:
+        from app.figures.sinks import (
+            peak_ablation_figure,
+            residual_norm_heatmap,
+            residual_norm_lines,
+            value_norm_figure,
+        )
+        from probes.extreme import extreme_tokens, peak_ablation
+        from probes.sinks import inputs_for_regime
+
         model = load_from_args(args)
         _check_layers(args.ablate_layers, model.facts.n_layers)
         if args.prompt:

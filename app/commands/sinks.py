@@ -69,10 +69,10 @@ def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> di
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
-    from probes.sinks import sinks_by_regime
-
     with prepared(args, "sinks") as out:
+        from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+        from probes.sinks import sinks_by_regime
+
         model = load_from_args(args)
         regimes = tuple(args.regimes)
         results = sinks_by_regime(model, n=args.n, T=args.seq_len, eps=args.eps, seed=args.seed,
