@@ -119,4 +119,4 @@ def test_cli_circuit_on_smollm(smollm, tmp_path, monkeypatch):
     assert [c["edges"] for c in data["curves"]] == [[5, 20]]
     assert data["settings"]["method"] == "eap" and data["scores"]["clean_metric"] != data["scores"]["corrupted_metric"]
     assert (tmp_path / "faithfulness_curves.html").exists() and (tmp_path / "circuit_position_agnostic.html").exists()
-    assert main(["circuit", "succession", "--points", "x", "--out", str(tmp_path)]) == 1
+    assert main(["circuit", "succession", "--points", "x", "--out", str(tmp_path)]) == 2  # usage error
