@@ -114,6 +114,7 @@ def cli_cases(model: str, device: str, dtype: str, work: Path, dry: bool) -> lis
     bb_out = work / "bb"
     bb_note = "bb has no --device/--dtype: it trains on the CPU in float32"
     return [
+        CliCase("info", ["info", model, "--device", device, "--dtype", dtype, "--json"]),
         CliCase("sinks", ["sinks", *common, "--n", s["n"], "--T", s["T"], "--batch-size", "4", "--interventions",
                           "--out", str(work / "sinks")]),
         CliCase("extreme", ["extreme", *common, "--n", s["n"], "--T", s["T"], "--out", str(work / "extreme")]),
@@ -515,13 +516,31 @@ def cmd_environment(args: argparse.Namespace) -> int:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
+    env["packages"] = _import_check(("transformers", "transformer_lens.model_bridge", "nnsight", "plotly.graph_objects",
+                                     "gguf", "datasets", "pyarrow", "accelerate", "safetensors", "jaxtyping"))
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), sm_count=p.multi_processor_count,
                    capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda)
     (Path(args.results) / "environment.json").write_text(json.dumps(env, indent=1))
     print(json.dumps(env))
-    return 0
+    return 1 if any(v.startswith("FAILED") for v in env["packages"].values()) else 0
+
+
+def _import_check(modules: tuple[str, ...]) -> dict[str, str]:
+    """Each module's version (or 'imported'), or the error its import raised: what the wheels gave."""
+    import importlib
+
+    out = {}
+    for name in modules:
+        try:
+            mod = importlib.import_module(name)
+            top = importlib.import_module(name.split(".")[0])
+            out[name] = str(getattr(top, "__version__", "imported"))
+            del mod
+        except Exception as exc:
+            out[name] = "FAILED " + _error_text(exc)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

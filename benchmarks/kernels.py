@@ -328,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += fn(bench, shapes, dtype)
             if bench.device == "cuda":
                 torch.cuda.empty_cache()
+            if args.json:  # after every part: a run stopped at its time limit keeps the rows it has
+                args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+            print(f"{part}: done", flush=True)
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return 0
 
 

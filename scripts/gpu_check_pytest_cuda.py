@@ -81,7 +81,5 @@ def pytest_configure(config: Any) -> None:
         raise RuntimeError("gpu_check_pytest_cuda: GLASSHOUSE_KERNEL_TEST_DEVICE is "
                            f"{target_device()!r} but torch sees no CUDA device")
     WRAPPED[:] = install()
-
-
-def pytest_report_header(config: Any) -> str:
-    return f"gpu_check: kernel calls with backend='triton' on CPU tensors run on {target_device()} ({len(WRAPPED)} wrapped)"
+    print(f"gpu_check: kernel calls with backend='triton' on CPU tensors run on {target_device()} "
+          f"({len(WRAPPED)} entry points wrapped)", flush=True)

@@ -145,3 +145,18 @@ def test_redirect_moves_only_triton_calls_on_cpu_tensors():
     assert seen == [("meta", "meta"), ("cpu", "cpu"), ("cpu", "meta"), ("cpu", "cpu")]
     moved = plugin._move({"a": (x, [x]), "b": 3}, "meta")
     assert moved["a"][0].is_meta and moved["a"][1][0].is_meta and moved["b"] == 3
+
+
+@pytest.mark.parametrize("dry", [True, False])
+def test_every_cli_row_parses(tmp_path, dry):
+    """The rows' arguments are valid for the current CLI (GPU sizes too), and those that take a device get it."""
+    from app.cli import build_parser
+
+    parser = build_parser()
+    for case in gpu_check.cli_cases("smollm2-135m", "cuda", "bfloat16", tmp_path, dry):
+        args = parser.parse_args(case.argv)
+        assert callable(args.func), case.name
+        if case.takes_device:
+            assert (args.device, args.dtype) == ("cuda", "bfloat16"), case.name
+        else:
+            assert not hasattr(args, "device") and case.note, case.name
