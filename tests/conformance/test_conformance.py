@@ -246,3 +246,27 @@ def test_graph_forward_self_check_refuses_a_wrong_forward(name, break_it, monkey
         forward._CHECKED.pop(model, None)
         if saved is not None:
             forward._CHECKED[model] = saved
+
+
+@pytest.mark.parametrize("name", ["mistral", "qwen3", "stablelm"])
+def test_crossing_scores_respect_windows_norms_and_partial_rotary(name):
+    """PEAP's exact crossing scores (keys / values recomputed) against patching one edge, on a sliding
+    window (Mistral), q/k norms (Qwen3) and partial rotary with LayerNorms (StableLM)."""
+    from circuits.forward import GraphForward
+    from circuits.patching import kv_edge_effect
+    from circuits.peap import peap
+    from tests.circuits.helpers import toy_task
+
+    gf = GraphForward(entry(name).model)
+    task, g = toy_task(), gf.graph
+    scores = peap(gf, task)
+    # (first order in the head's output: edges from the input and a layer-0 head; the MLP's deltas on these
+    # random weights are too large for a 10% check)
+    for u, layer, head, which, src, dst in [(0, 1, 1, 0, 2, 3), (0, 1, 2, 1, 2, 3), (g.head(0, 1), 1, 3, 1, 2, 3)]:
+        est = scores.kv[src, dst, u, which, layer, head].item()
+        exact = kv_edge_effect(gf, task, u, layer, head, which, src, dst)
+        assert abs(exact) > 1e-7
+        assert abs(est - exact) < 0.1 * abs(exact), (u, layer, head, which, src, dst, est, exact)
+    if name == "mistral":  # span b (positions 2-3) is outside the window of the end (position 8): no edge
+        assert scores.kv[1, 3].abs().max() == 0
+        assert kv_edge_effect(gf, task, 0, 1, 1, 0, 1, 3) == 0
