@@ -30,6 +30,7 @@ from torch import Tensor
 
 from circuits.graph import Graph
 from probes.errors import InputError
+from probes.hooked_model import holds_model_lock
 
 SUPPORTED = ("llama", "gpt2")
 
@@ -88,6 +89,7 @@ class GraphForward:
         self.scale = self.dh**-0.5
 
     # --- pieces ------------------------------------------------------------------------------
+    @holds_model_lock
     def embed(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         """The input node's output: token embeddings (plus learned positions for GPT-2)."""
         x = self.model.embed_tokens(ids)
@@ -136,6 +138,7 @@ class GraphForward:
         return self.model.unembed(self.model.apply_final_norm(x))
 
     # --- the run -------------------------------------------------------------------------------
+    @holds_model_lock
     def run(
         self,
         input_acts: Float[Tensor, "batch pos d_model"],

@@ -32,6 +32,7 @@ from circuits.scores import (
     span_sizes,
 )
 from circuits.tasks.base import Batch, TaskData, metric_values
+from probes.hooked_model import holds_model_lock
 
 
 def peap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False) -> EdgeScores:
@@ -56,6 +57,7 @@ def peap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False
                       clean_metric=clean_sum / n, corrupted_metric=corr_sum / n)
 
 
+@holds_model_lock
 def crossing_scores(gf: GraphForward, clean_acts: Tensor, delta: Tensor, head_grads: Tensor, batch: Batch,
                     n_spans: int) -> Tensor:
     """Summed (not averaged) crossing scores of one batch: [S_src, S_dst, F, 2, L, H]."""

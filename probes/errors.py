@@ -30,3 +30,7 @@ class KernelUnavailableError(GlasshouseError, RuntimeError):
 
 class CheckpointError(GlasshouseError):
     """A saved file is missing, truncated or altered."""
+
+
+class IsolationError(GlasshouseError, RuntimeError):
+    """A shared model's modules ran outside its lock while another caller held it."""

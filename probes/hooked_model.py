@@ -4,22 +4,57 @@ Spec: ../shared/specs/embedded-model.md and ../shared/design.md ("one model inte
 Analyses take a HookedModel and ask it for what they need: tokens, canonical facts, canonical
 weights (TransformerLens conventions, see probes/architecture.py), sub-modules, and hooked runs
 through the TransformerLens bridge (`run_with_cache`, `run_with_hooks`, TL hook names).
+
+Concurrency contract (docs/concurrency.md). One HookedModel may serve many callers at once (app
+sessions, threads, a notebook with background work). Hooks attach to the shared module tree for
+the length of a run, so every run that executes the model's modules holds the model's re-entrant
+lock from the first hook attached to the last one removed: `forward`, `run_with_hooks`,
+`run_with_cache`, `loss_per_token`, the module helpers (`apply_mlp`, `unembed`, ...), the `tl`
+view's runs and `model.nnsight` traces all take it themselves; a multi-step section that calls
+modules directly (a hand-written graph forward, say) wraps itself in `with model.exclusive():`.
+A concurrent caller therefore never sees another call's hooks and gets exactly its serial result.
+TransformerLens removes a run's hooks in a `finally`, so they come off when a run raises or is
+interrupted. Runs are serialized, not parallel: the second caller waits for the first run (one
+forward pass, not a whole analysis) to finish. Setting GLASSHOUSE_CHECK_ISOLATION=1 (the tests do)
+makes any module that runs outside the lock while another thread holds it raise an
+`IsolationError` instead of computing a silently wrong result.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from probes.architecture import ArchAdapter, adapter_for
-from probes.errors import InputError
+from probes.errors import InputError, IsolationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def holds_model_lock(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` inside `exclusive()` of the HookedModel it works on: its first argument, or that
+    argument's `.model` (a graph forward, say). For code that calls the model's modules directly."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        owner = args[0]
+        model = owner if isinstance(owner, HookedModel) else owner.model  # type: ignore[attr-defined]
+        with model.exclusive():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -74,9 +109,41 @@ class HookedModel:
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self.bridge = bridge
+        self._lock = threading.RLock()
+        self._traces = 0  # nnsight traces running; their intervention threads call modules legitimately
         cfg = bridge.cfg
         self.adapter: ArchAdapter = adapter_for(hf_model, cfg.n_heads, cfg.n_key_value_heads or cfg.n_heads, cfg.d_head)
         self.facts = self._read_facts()
+        if os.environ.get("GLASSHOUSE_CHECK_ISOLATION", "") not in ("", "0"):
+            self._install_isolation_check()
+
+    # --- isolation ----------------------------------------------------------------------------
+    @contextmanager
+    def exclusive(self) -> Iterator[HookedModel]:
+        """Hold this model's lock for a section that runs its modules (see the module docstring).
+
+        Re-entrant: HookedModel's own runs inside the section take the same lock again freely.
+        """
+        with self._lock:
+            yield self
+
+    def _install_isolation_check(self) -> None:
+        """Make every module raise if it runs outside the lock while another thread holds it."""
+        lock = self._lock
+
+        def check(module: nn.Module, args: Any) -> None:
+            if self._traces or lock._is_owned():  # type: ignore[attr-defined]
+                return
+            if not lock.acquire(blocking=False):
+                raise IsolationError(
+                    f"A {type(module).__name__} of {self.spec} ran outside HookedModel.exclusive() while another "
+                    "thread held the model: its result could include that thread's hooks. Run it through a "
+                    "HookedModel method or inside `with model.exclusive():`."
+                )
+            lock.release()
+
+        for module in self.hf_model.modules():
+            module.register_forward_pre_hook(check)
 
     # --- facts ---------------------------------------------------------------------------
     def _read_facts(self) -> ModelFacts:
@@ -127,19 +194,37 @@ class HookedModel:
         return next(self.hf_model.parameters()).dtype
 
     # --- views -----------------------------------------------------------------------------
-    @property
+    @cached_property
     def tl(self) -> Any:
-        """The TransformerLens 4 `TransformerBridge` (TL hook names, run_with_cache, run_with_hooks)."""
-        return self.bridge
+        """The TransformerLens 4 `TransformerBridge` (TL hook names, run_with_cache, run_with_hooks).
+
+        A view that holds this model's lock for each run (calls, `run_with_cache`, `run_with_hooks`,
+        `generate`, and the whole `with model.tl.hooks(...):` block); everything else passes through.
+        Hooks added permanently with `add_hook` stay on the shared model for every caller.
+        """
+        return LockedBridge(self.bridge, self._lock)
 
     @cached_property
     def nnsight(self) -> Any:
-        """An nnsight `LanguageModel` wrapping the same module (no second copy of the weights)."""
-        from nnsight import LanguageModel
+        """An nnsight `LanguageModel` wrapping the same module (no second copy of the weights).
+
+        Each trace runs under this model's lock (its backend, where the model actually executes).
+        """
+        from probes.nnsight_view import isolated_language_model
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return LanguageModel(self.hf_model, tokenizer=self.tokenizer)
+            return isolated_language_model(self)
+
+    @contextmanager
+    def _trace_section(self) -> Iterator[None]:
+        """The lock for an nnsight trace; its intervention threads may call modules meanwhile."""
+        with self._lock:
+            self._traces += 1
+            try:
+                yield
+            finally:
+                self._traces -= 1
 
     # --- tokens ----------------------------------------------------------------------------
     def to_tokens(
@@ -222,25 +307,27 @@ class HookedModel:
     def forward(self, tokens: Tokens | Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits through the bridge (equal to the HF model's)."""
         ids, mask = self._ids_and_mask(tokens)
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             return self.bridge(ids, attention_mask=mask)
 
     def run_with_cache(self, tokens: Tokens | Int[Tensor, "batch pos"], **kwargs: Any) -> Any:
         """TransformerLens `run_with_cache` through the bridge (names_filter etc. pass through)."""
         ids, mask = self._ids_and_mask(tokens)
-        return self.bridge.run_with_cache(ids, attention_mask=mask, **kwargs)
+        with self._lock:
+            return self.bridge.run_with_cache(ids, attention_mask=mask, **kwargs)
 
     def run_with_hooks(self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any], **kwargs: Any) -> Any:
         """TransformerLens `run_with_hooks` through the bridge, with TL hook names."""
         ids, mask = self._ids_and_mask(tokens)
-        return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks, **kwargs)
+        with self._lock:
+            return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks, **kwargs)
 
     def loss_per_token(
         self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None
     ) -> Float[Tensor, "batch pos_minus_1"]:
         """Next-token cross-entropy at every position (NaN where the target is padding)."""
         ids, mask = self._ids_and_mask(tokens)
-        with torch.no_grad():
+        with self._lock, torch.no_grad():
             if fwd_hooks:
                 logits = self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
             else:
@@ -282,10 +369,11 @@ class HookedModel:
     ) -> Float[Tensor, "... d_model"]:
         """The layer's MLP (optionally behind its own input norm, and the post-MLP norm Gemma has)."""
         layer = self.check_layer(layer)
-        h = self.adapter.mlp_in_norm(layer)(x) if with_input_norm else x
-        out = self._mlp_forward(layer, h)
-        post = self.adapter.mlp_out_norm(layer)
-        return post(out) if post is not None else out
+        with self._lock:
+            h = self.adapter.mlp_in_norm(layer)(x) if with_input_norm else x
+            out = self._mlp_forward(layer, h)
+            post = self.adapter.mlp_out_norm(layer)
+            return post(out) if post is not None else out
 
     def _mlp_forward(self, layer: int, h: Tensor) -> Tensor:
         if self.adapter.family == "opt":
@@ -294,14 +382,17 @@ class HookedModel:
         return self.adapter.mlp(layer)(h)
 
     def apply_final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        return self.adapter.final_norm()(x)
+        with self._lock:
+            return self.adapter.final_norm()(x)
 
     def unembed(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
-        return self.adapter.unembed()(x)
+        with self._lock:
+            return self.adapter.unembed()(x)
 
     def embed_tokens(self, ids: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
         """Token embeddings as the residual stream receives them (Gemma's sqrt(d_model) scale included)."""
-        return self.adapter.embed()(ids.to(self.device)) * self.adapter.embed_scale()
+        with self._lock:
+            return self.adapter.embed()(ids.to(self.device)) * self.adapter.embed_scale()
 
     # --- canonical weights ---------------------------------------------------------------------
     def _stack(self, items: Sequence[Tensor | None]) -> Tensor | None:
@@ -443,3 +534,49 @@ class HookedModel:
             f"HookedModel({f.spec!r}: {f.architecture}, {f.n_layers} layers, {f.n_heads} heads "
             f"({f.n_kv_heads} kv), d_model {f.d_model}, {f.dtype} on {f.device})"
         )
+
+
+class LockedBridge:
+    """A TransformerBridge whose runs hold a lock (see HookedModel.tl); all else passes through."""
+
+    _RUNS = frozenset({"forward", "run_with_cache", "run_with_hooks", "generate", "loss"})
+
+    def __init__(self, bridge: Any, lock: Any) -> None:
+        object.__setattr__(self, "_bridge", bridge)
+        object.__setattr__(self, "_lock", lock)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._bridge(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._bridge, name)
+        if name in self._RUNS and callable(attr):
+            return self._locked(attr)
+        if name == "hooks":
+            return self._locked_context(attr)
+        return attr
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._bridge, name, value)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._bridge)
+
+    def __repr__(self) -> str:
+        return f"LockedBridge({self._bridge!r})"
+
+    def _locked(self, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return fn(*args, **kwargs)
+
+        return run
+
+    def _locked_context(self, hooks: Any) -> Any:
+        @contextmanager
+        def locked_hooks(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with self._lock, hooks(*args, **kwargs) as bridge:
+                yield bridge
+
+        return locked_hooks

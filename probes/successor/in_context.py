@@ -129,7 +129,7 @@ def run_last_position(model: HookedModel, rows: list[list[int]], batch_size: int
         idx = last[start : start + batch_size]
         ar = torch.arange(len(idx))
         with torch.no_grad():
-            logits, cache = model.bridge.run_with_cache(ids.to(model.device), attention_mask=mask.to(model.device),
+            logits, cache = model.tl.run_with_cache(ids.to(model.device), attention_mask=mask.to(model.device),
                                                         names_filter=lambda name: name in hooks)
         zs = []
         for la in range(f.n_layers):

@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel
+from probes.hooked_model import HookedModel, holds_model_lock
 
 NORMS = ("auto", "none", "mlp", "all")
 SOURCES = ("mlp0", "resid")
@@ -101,6 +101,7 @@ def source_vectors(
     return x[None].expand(model.facts.n_layers, *x.shape)
 
 
+@holds_model_lock
 def head_outputs(
     model: HookedModel, x: Float[Tensor, "layer n d_model"], settings: OVSettings,
     layers: list[int] | None = None,
