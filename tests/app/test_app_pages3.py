@@ -188,3 +188,34 @@ def test_sessions_computing_different_pages_at_once_match_serial_runs(smollm: An
         results = concurrent_round()
         for page, _ in SESSIONS:
             assert results[page] == serial[page], f"{page} differs from its serial run"
+
+
+def test_interrupted_run_is_not_cached(smollm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sink run stopped halfway (st.stop at its progress update, as a rerun or Stop does) leaves no cache
+    entry: the next run of the same input computes for real."""
+    import importlib
+
+    sinks = importlib.import_module("probes.sinks")
+    real = sinks.compute_sinks
+    calls: list[str] = []
+
+    def stopped(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
+        calls.append("stopped")
+        progress(0.5)
+        st.stop()
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append("real")
+        return real(*args, **kwargs)
+
+    st.cache_data.clear()
+    monkeypatch.setattr(sinks, "compute_sinks", stopped)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["prompt"] = "A cat sat on the mat, and then"
+    at.run()  # the default page: Attention sinks on the sidebar prompt
+    assert not at.exception and not at.metric
+    monkeypatch.setattr(sinks, "compute_sinks", counted)
+    at.run()
+    assert_clean(at)
+    assert calls == ["stopped", "real"]
+    assert any(m.label.startswith("Sink_1") for m in at.metric)
