@@ -63,8 +63,9 @@ def crossing_scores(gf: GraphForward, clean_acts: Tensor, delta: Tensor, head_gr
     """Summed (not averaged) crossing scores of one batch: [S_src, S_dst, F, 2, L, H]."""
     g = gf.graph
     out = clean_acts.new_zeros(n_spans, n_spans, g.n_forward, 2, g.n_layers, g.n_heads)
-    onehot = torch.nn.functional.one_hot(batch.span_ids, n_spans).to(clean_acts.dtype)
-    onehot = onehot * batch.valid[..., None].to(clean_acts.dtype)  # [b, p, S]
+    dev = clean_acts.device
+    onehot = torch.nn.functional.one_hot(batch.span_ids.to(dev), n_spans).to(clean_acts.dtype)
+    onehot = onehot * batch.valid.to(dev)[..., None].to(clean_acts.dtype)  # [b, p, S]
     const = clean_acts.new_zeros(gf.d)
     with torch.no_grad():
         for layer in range(g.n_layers):
