@@ -56,8 +56,9 @@ MANIFEST = "manifest.json"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 CHECK_PROMPTS = ("The days of the week are Monday, Tuesday, Wednesday,", "One, two, three, four,")
 TOKENIZER_PROBES = CHECK_PROMPTS + ("  Hello <|im_start|> world\n\n\tx <bos> 42", "é ü 日本 🙂")
-TOKENIZER_ATTRS = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "padding_side", "add_bos_token",
-                   "add_eos_token")
+# Not add_bos_token: transformers 5 sets it from the GGUF (Gemma: True) but not from a saved folder,
+# whose tokenizer.json post-processor prepends the BOS all the same; the ids are what is compared.
+TOKENIZER_ATTRS = ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "padding_side")
 
 Loader = Callable[[str, str | None], tuple[Any, Any]]
 """(location, gguf_file or None) -> (plain HF model in float32 on CPU, tokenizer), nothing done to them."""
@@ -365,19 +366,6 @@ def save_hf(model: Any, tokenizer: Any, folder: Path) -> None:
         model.hf_quantizer = quantizer
         if quant_config is not None:
             model.config.quantization_config = quant_config
-    _keep_tokenizer_flags(tokenizer, folder)
-
-
-def _keep_tokenizer_flags(tokenizer: Any, folder: Path) -> None:
-    """tokenizer_config.json loses add_bos_token/add_eos_token in transformers 5 (Gemma's is True);
-    the flags do not change the ids (the post-processor does), but a reader of them should see the same."""
-    path = folder / "tokenizer_config.json"
-    config = json.loads(path.read_text())
-    for flag in ("add_bos_token", "add_eos_token"):
-        value = getattr(tokenizer, flag, None)
-        if isinstance(value, bool):
-            config[flag] = value
-    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _fingerprint(model: Any, tokenizer: Any) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from probes.errors import InputError
 def register(subparsers: Any) -> None:
     bb = subparsers.add_parser("bb", help="Bigram-Backcopy toy lab: train small models, watch attention sinks form")
     sub = bb.add_subparsers(dest="bb_command", metavar="ACTION")
-    from probes.bb.model import ATTENTIONS
-    from probes.bb.train import DEFAULT_PRESET, OPTIMIZERS, PRESETS
+    from probes.bb.options import ATTENTIONS, DEFAULT_PRESET, OPTIMIZERS, PRESETS  # no torch for --help
 
     def sized(name: str) -> str:
         return " / ".join(f"{p} {PRESETS[p][name]}" for p in PRESETS)
