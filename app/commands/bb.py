@@ -14,26 +14,26 @@ from app.commands._common import SEED, LazyChoices, LazyHelp, add_option, float_
 
 
 def _optimizers() -> tuple[str, ...]:
-    from probes.bb.train import OPTIMIZERS
+    from probes.bb.options import OPTIMIZERS  # torch-free
 
     return OPTIMIZERS
 
 
 def _attentions() -> tuple[str, ...]:
-    from probes.bb.model import ATTENTIONS
+    from probes.bb.options import ATTENTIONS  # torch-free
 
     return ATTENTIONS
 
 
 def _presets() -> list[str]:
-    from probes.bb.train import PRESETS
+    from probes.bb.options import PRESETS  # torch-free
 
     return list(PRESETS)
 
 
 def _sized(name: str, what: str) -> LazyHelp:
     def text() -> str:
-        from probes.bb.train import PRESETS
+        from probes.bb.options import PRESETS  # torch-free
 
         return f"{what} (default by --preset: " + " / ".join(f"{p} {PRESETS[p][name]}" for p in PRESETS) + ")"
 
@@ -41,7 +41,7 @@ def _sized(name: str, what: str) -> LazyHelp:
 
 
 def _preset_help() -> str:
-    from probes.bb.train import DEFAULT_PRESET
+    from probes.bb.options import DEFAULT_PRESET  # torch-free
 
     return ("sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 11 min on 2 CPU cores) or spec (d 256, 257 "
             f"tokens, batch 512, 10k steps; a GPU job). Default {DEFAULT_PRESET}; the options below override it")
