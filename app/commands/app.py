@@ -49,8 +49,9 @@ def streamlit_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from streamlit.web import cli as streamlit_cli
+    from probes.extras import require_extra
 
+    streamlit_cli = require_extra("streamlit.web.cli", "app", "glasshouse app")
     from app.ui import prewarm
     from app.ui.sidebar import devices
     from probes.errors import InputError
