@@ -12,6 +12,7 @@ reason it is needed.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import re
 import sys
@@ -72,6 +73,7 @@ def imports(path: Path) -> list[tuple[str, bool]]:
     return out
 
 
+@functools.cache
 def third_party() -> dict[str, list[tuple[str, bool]]]:
     """Top-level third-party module -> [(file, module level)]."""
     found: dict[str, list[tuple[str, bool]]] = {}
@@ -84,8 +86,13 @@ def third_party() -> dict[str, list[tuple[str, bool]]]:
     return found
 
 
+@functools.cache
+def module_map() -> dict[str, list[str]]:
+    return md.packages_distributions()  # scans every installed distribution: once
+
+
 def distributions(module: str) -> set[str]:
-    return {norm(d) for d in md.packages_distributions().get(module, [])}
+    return {norm(d) for d in module_map().get(module, [])}
 
 
 def test_the_import_scan_finds_known_imports():
