@@ -49,9 +49,10 @@ def streamlit_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from streamlit.web import cli as streamlit_cli
-
     from app.commands._common import check_device
+    from probes.extras import require_extra
+
+    streamlit_cli = require_extra("streamlit.web.cli", "app", "glasshouse app")
     from app.ui import prewarm
     from app.ui.sidebar import devices
 
