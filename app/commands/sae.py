@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--cache", default=None, help="activation cache folder (built there if missing)")
     tr.add_argument("--domains", nargs="*", default=["prose", "code"])
     tr.add_argument("--context-length", type=int, default=128, help="tokens per corpus window when caching")
+    tr.add_argument("--checkpoint-every", type=int, default=20, help="steps between checkpoints (a killed run resumes from the last)")
+    tr.add_argument("--sparsity", type=float, default=None,
+                    help="sparsity coefficient: L1 for standard, L0 for jumprelu (default: the architecture's, near L0 k)")
     tr.set_defaults(func=run_train)
 
     ev = sub.add_parser("eval", help="L0, FVU, CE loss recovered, dead/dense features of a saved SAE")
@@ -72,17 +75,25 @@ def run_train(args: argparse.Namespace) -> int:
         store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
         cache = cache_activations(store, cache_dir, args.tokens)
     tokens = min(args.tokens, len(cache))
-    cfg = TrainConfig(sae={"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
-                           "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed},
-                      total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                      out_dir=str(out / args.arch))
+    sae_fields = {"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
+                  "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed}
+    sparsity = getattr(args, "sparsity", None)
+    if sparsity is not None:
+        if args.arch not in ("standard", "jumprelu"):
+            raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+        sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
+    cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20))
     res = train(cfg, TensorSource(cache.rows(0, tokens)))
     last = _last_metrics(out / args.arch / "metrics.jsonl")
     result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
               "cache": str(cache_dir), "steps": res.steps, "tokens": res.tokens, "seconds": res.seconds,
-              "resumed_from_step": res.resumed_from, "final_batch_metrics": last}
+              "resumed_from_step": res.resumed_from, "steps_this_run": res.steps_this_run,
+              "tokens_this_run": res.tokens_this_run, "final_batch_metrics": last}
     write_outputs(out / args.arch, "sae_train", result, {})
-    print(f"trained {args.arch} on {res.tokens} tokens in {res.seconds:.0f} s; SAE in {out / args.arch / 'sae'}")
+    resumed = f" (resumed at step {res.resumed_from}; {res.tokens} tokens in all)" if res.resumed_from else ""
+    print(f"trained {args.arch} on {res.tokens_this_run} tokens in this run{resumed} in {res.seconds:.0f} s; "
+          f"SAE in {out / args.arch / 'sae'}")
     return 0
 
 

@@ -126,3 +126,50 @@ def test_thresholds_calibrated_from_final_weights(tmp_path, arch):
     with torch.no_grad():
         l0 = float(torch.cat([(sae.encode(x) > 0).sum(-1).float() for x in xs]).mean())
     assert 2.0 <= l0 <= 4.5  # calibrated on these batches: about k = 3 active per token at inference
+
+
+def test_resume_refuses_changed_settings_and_counts_this_run(tmp_path):
+    source = TensorSource(data())
+    first = train(cfg_for(tmp_path), source, stop_after=7)
+    assert first.steps_this_run == 7 and first.tokens_this_run == 7 * 64
+    changed = cfg_for(tmp_path)
+    changed.sae["d_sae"] = 48
+    with pytest.raises(InputError, match=r"sae.d_sae \(--d-sae\) = 32, but this run asks for 48.*another --out"):
+        train(changed, source)
+    with pytest.raises(InputError, match=r"lr \(--lr\) = 0.003, but this run asks for 0.01"):
+        train(_with(cfg_for(tmp_path), lr=1e-2), source)
+    # checkpoint_every does not change the result: a resume may change it
+    res = train(_with(cfg_for(tmp_path), checkpoint_every=3), source)
+    assert res.resumed_from == 5 and res.steps_this_run == 15 and res.tokens_this_run == 15 * 64 and res.tokens == 20 * 64
+
+
+def _with(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [("batch_size", 0, "--batch"), ("lr", float("nan"), "--lr"),
+                                                      ("lr", -1.0, "--lr"), ("checkpoint_every", 0, "--checkpoint-every")])
+def test_bad_train_settings_name_the_flag(tmp_path, field, value, flag):
+    with pytest.raises(InputError, match=flag):
+        _with(cfg_for(tmp_path), **{field: value})
+
+
+def test_nan_loss_and_nan_weights_are_named(tmp_path, monkeypatch):
+    # a huge lr: the loss (or the weights) go non-finite while the activations stay finite
+    with pytest.raises(InputError, match=r"(loss at step \d+ is NaN or inf|weights became NaN or inf).*activations"):
+        train(_with(cfg_for(tmp_path / "a", "standard"), lr=1e30, warmup_steps=0), TensorSource(data() * 1e18))
+    from saes.base import SAE
+
+    real_loss = SAE.loss
+
+    def poisoned(self, x, dead_mask=None):
+        out = real_loss(self, x, dead_mask)
+        out.terms["mse"] = out.terms["mse"] * float("inf")
+        out.loss = out.loss * float("inf")
+        return out
+
+    monkeypatch.setattr(SAE, "loss", poisoned)
+    with pytest.raises(InputError, match=r"loss at step 0 is NaN or inf \(term mse\) while the activations are finite"):
+        train(cfg_for(tmp_path / "b"), TensorSource(data()))
