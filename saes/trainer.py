@@ -64,7 +64,8 @@ FLAGS = {"batch_size": "--batch", "total_tokens": "--tokens", "lr": "--lr", "see
 _RULES = {"batch_size": "it must be at least 1", "total_tokens": "it must be at least the batch size",
           "lr": "the learning rate must be a finite number above 0", "checkpoint_every": "it must be at least 1 step",
           "log_every": "it must be at least 1 step", "warmup_steps": "it must be 0 or more",
-          "decay_fraction": "it must lie in [0, 1]", "norm_batches": "it must be at least 1"}
+          "decay_fraction": "it must lie in [0, 1]", "norm_batches": "it must be at least 1",
+          "step": "it must be auto, dense or sparse"}
 # Settings that do not change what a run computes; a resume may change them.
 _RESUMABLE = ("out_dir", "progress", "checkpoint_every")
 
@@ -86,6 +87,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     calibrate_batches: int = 8
+    step: str = "auto"  # auto | dense | sparse: TopK's sparse step through (values, indices) (auto: on CPU)
     out_dir: str = "runs/sae"
     progress: bool = True
 
@@ -93,7 +95,8 @@ class TrainConfig:
         checks = {"batch_size": self.batch_size >= 1, "total_tokens": self.total_tokens >= self.batch_size,
                   "lr": math.isfinite(self.lr) and self.lr > 0, "checkpoint_every": self.checkpoint_every >= 1,
                   "log_every": self.log_every >= 1, "warmup_steps": self.warmup_steps >= 0,
-                  "decay_fraction": 0 <= self.decay_fraction <= 1, "norm_batches": self.norm_batches >= 1}
+                  "decay_fraction": 0 <= self.decay_fraction <= 1, "norm_batches": self.norm_batches >= 1,
+                  "step": self.step in ("auto", "dense", "sparse")}
         for name, ok in checks.items():
             if not ok:
                 flag = FLAGS.get(name, name)
@@ -219,7 +222,7 @@ def check_resume(saved: dict[str, Any], cfg: TrainConfig, ckpt: Path) -> None:
     """InputError naming the first setting in which `cfg` differs from the checkpoint's train_config."""
     new = cfg.to_dict()
     for key in sorted(set(saved) | set(new)):
-        if key in _RESUMABLE:
+        if key in _RESUMABLE or key not in saved:  # a setting added after the checkpoint was written
             continue
         old_v, new_v = saved.get(key), new.get(key)
         if key == "sae":
@@ -309,7 +312,7 @@ def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int
     for group in opt.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     dead = sae.dead_mask(cfg.dead_window_tokens)
-    out = sae.loss(x, dead_mask=dead)
+    out = _loss(sae, x, dead, cfg)
     _check_loss(out.loss, out.terms, step, ckpt)
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -317,18 +320,26 @@ def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int
     opt.step()
     sae.normalize_decoder()
     _check_weights(sae, step, ckpt)
-    sae.update_stats(out.feature_acts.detach())
+    sae.update_stats(out)
     return out
+
+
+def _loss(sae: SAE, x: torch.Tensor, dead: torch.Tensor, cfg: TrainConfig) -> Any:
+    """The dense loss, or TopK's sparse step (`step` "sparse", or "auto" for TopK on the CPU)."""
+    sparse = getattr(sae, "loss_sparse", None)
+    use = cfg.step == "sparse" or (cfg.step == "auto" and not x.is_cuda)
+    if sparse is not None and use:
+        return sparse(x, dead_mask=dead)
+    return sae.loss(x, dead_mask=dead)
 
 
 def _metrics(sae: SAE, out: Any, x: torch.Tensor, step: int, cfg: TrainConfig) -> dict[str, Any]:
     with torch.no_grad():
         resid = (x - out.x_hat).pow(2).sum()
         var = (x - x.mean(0)).pow(2).sum()
-        f = out.feature_acts
         return {
             "step": step, "tokens": step * cfg.batch_size, "lr": cfg.lr * lr_factor(step - 1, cfg),
             "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},
-            "l0": float((f > 0).sum(-1).float().mean()), "fvu": float(resid / var),
+            "l0": out.l0(), "fvu": float(resid / var),
             "dead_fraction": float(sae.dead_mask(cfg.dead_window_tokens).float().mean()),
         }

@@ -207,3 +207,35 @@ def test_underuse_loss_stays_active_until_the_target_count():
     # selected on its target count: zero
     z2 = torch.tensor([[2.0], [1.5], [1.0], [-1.0]])
     assert float(underuse_loss(z2, t, torch.tensor([True]), torch.tensor([0.75]))) == 0.0
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_topk_sparse_step_equals_dense_step(dead):
+    sae = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5, aux_k=7, seed=3, norm_scale=1.3))
+    with torch.no_grad():
+        sae.b_dec.normal_(0, 0.2)
+        sae.b_enc.normal_(0, 0.2)
+    x = torch.randn(33, 12, generator=torch.Generator().manual_seed(4))
+    mask = (torch.arange(40) % 3 == 0) if dead else None
+    grads = []
+    outs = []
+    for fn in (sae.loss, sae.loss_sparse):
+        sae.zero_grad(set_to_none=True)
+        out = fn(x, dead_mask=mask)
+        out.loss.backward()
+        outs.append(out)
+        grads.append({n: p.grad.clone() for n, p in sae.named_parameters()})
+    dense, sparse = outs
+    assert float(sparse.loss) == pytest.approx(float(dense.loss), rel=1e-5)
+    assert float(sparse.terms["auxk"]) == pytest.approx(float(dense.terms["auxk"]), rel=1e-5, abs=1e-7)
+    assert (float(dense.terms["auxk"]) > 0) == dead
+    assert torch.allclose(sparse.x_hat, dense.x_hat, atol=1e-5)
+    for name in grads[0]:
+        assert torch.allclose(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-5), name
+    assert sparse.l0() == dense.l0() == 5.0
+    # the firing statistics from (values, indices) equal the dense ones
+    a = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5))
+    b = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5))
+    a.update_stats(dense)
+    b.update_stats(sparse)
+    assert torch.equal(a.tokens_since_fired, b.tokens_since_fired) and torch.allclose(a.density_ema, b.density_ema)
