@@ -24,6 +24,13 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
         tokens/s by wall time and by CPU time (process time / threads), and every ratio to SAELens and
         to the matmul bound is taken between medians of the same run.
 
+    python benchmarks/sae_train.py underuse --out OUT [--steps 400]
+        dead and under-used features over training, BatchTopK against Mutual Choice (our under-use
+        loss) and Feature Choice (uniform, Zipf), with TopK for reference, on synthetic activations
+        whose true features have Zipf-distributed frequencies (d 64, 1024 true features, F 512,
+        k 8, batch 512; the same data and seed for every run); writes underuse.json with the
+        metrics.jsonl curves and prints a markdown table (docs/saes.md).
+
     python benchmarks/sae_train.py table --results A/results.json B/results.json
         the markdown table in docs/saes.md (a later file's row replaces an earlier one's).
 """
@@ -199,6 +206,57 @@ def step_benchmark(args: argparse.Namespace) -> None:
         print(f"{key:40s} {value:.2f}x")
 
 
+def zipf_data(n: int, d: int = 64, n_true: int = 1024, mean_active: float = 8.0, seed: int = 0) -> torch.Tensor:
+    """x = sum_g a_g u_g over true unit directions u_g, feature g active with probability p_g proportional to 1/g."""
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(n_true, d, generator=g)
+    dirs /= dirs.norm(dim=1, keepdim=True)
+    p = 1.0 / torch.arange(1, n_true + 1).double()
+    p = (p / p.sum() * mean_active).clamp(max=1.0).float()
+    active = torch.rand(n, n_true, generator=g) < p
+    amp = torch.rand(n, n_true, generator=g) * 2 + 0.5
+    return (active * amp) @ dirs + 0.01 * torch.randn(n, d, generator=g)
+
+
+UNDERUSE_RUNS = {
+    "batchtopk": {"architecture": "batchtopk"},
+    "mutual_choice": {"architecture": "mutual_choice"},
+    "feature_choice (uniform)": {"architecture": "feature_choice", "capacities": "uniform"},
+    "feature_choice (zipf)": {"architecture": "feature_choice", "capacities": "zipf"},
+    "topk": {"architecture": "topk"},
+}
+
+
+def underuse(args: argparse.Namespace) -> None:
+    from saes.activation_store import TensorSource
+    from saes.evaluate import reconstruction_metrics
+    from saes.trainer import TrainConfig, train
+
+    batch, steps = 512, args.steps
+    data = zipf_data(batch * steps + 8192)
+    source, held_out = TensorSource(data[: batch * steps]), data[batch * steps:]
+    rows = {}
+    for name, sae in UNDERUSE_RUNS.items():
+        cfg = TrainConfig(sae={**sae, "d_in": 64, "d_sae": 512, "k": 8}, total_tokens=batch * steps, batch_size=batch,
+                          lr=2e-3, warmup_steps=10, dead_window_tokens=batch * 20, log_every=10,
+                          checkpoint_every=steps, out_dir=f"{args.out}/{name.replace(' ', '_')}", progress=False)
+        res = train(cfg, source)
+        curve = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+        rec = reconstruction_metrics(res.sae, held_out)
+        rows[name] = {"curve": [{k: c[k] for k in ("step", "dead_fraction", "underused_fraction", "l0", "fvu")} for c in curve],
+                      "held_out": {"l0": rec.l0, "fvu": rec.fvu, "dead_fraction": rec.dead_fraction}}
+        print(name, rows[name]["curve"][-1], rows[name]["held_out"], flush=True)
+    write_json(Path(args.out) / "underuse.json", {"steps": steps, "rows": rows})
+    marks = sorted({max(10, steps // 8), steps // 4, steps // 2, steps})
+    head = " | ".join(f"dead / under-used @ {m}" for m in marks)
+    lines = [f"| run | {head} | held-out L0 | held-out FVU |", "|---" * (len(marks) + 3) + "|"]
+    for name, row in rows.items():
+        at = {c["step"]: c for c in row["curve"]}
+        cells = " | ".join(f"{at[m]['dead_fraction']:.3f} / {at[m]['underused_fraction']:.3f}" if m in at else "-" for m in marks)
+        lines.append(f"| {name} | {cells} | {row['held_out']['l0']:.1f} | {row['held_out']['fvu']:.3f} |")
+    print("\n".join(lines))
+
+
 def throughput(args: argparse.Namespace) -> None:
     rows = []
     for arch in registry.names():
@@ -269,7 +327,7 @@ def table(paths: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["throughput", "compare", "table", "step", "_one"])
+    p.add_argument("mode", choices=["throughput", "compare", "table", "step", "underuse", "_one"])
     p.add_argument("--d", type=int, default=576, help="activation width (step)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (step)")
     p.add_argument("--saelens-python", default=None, help="python of a venv with sae-lens 6 (step)")
@@ -294,6 +352,10 @@ def main() -> None:
     args = p.parse_args()
     if args.mode == "table":
         print(table(args.results))
+        return
+    if args.mode == "underuse":
+        args.steps = 400 if args.steps == 20 else args.steps
+        underuse(args)
         return
     if args.mode == "step":
         if args.d_sae == 2304 and args.batch == 1024:  # the step benchmark's own defaults (issue 16 target shape)

@@ -179,6 +179,11 @@ class SAE(nn.Module):
             self.density_ema.mul_(momentum).add_(density, alpha=1 - momentum)
         self.stats_steps += 1
 
+    @torch.no_grad()
+    def adapt_sparsity(self, l0: float) -> None:
+        """After a training step with batch L0 `l0`: steer the sparsity coefficient to a target L0 (no-op here)."""
+        return None
+
     def dead_mask(self, window_tokens: int) -> Bool[Tensor, "*d_sae"]:
         """Features that have not fired on any of the last `window_tokens` training tokens."""
         return self.tokens_since_fired >= window_tokens

@@ -9,7 +9,7 @@
 - Dead features: a feature is dead when it fired on none of the last `dead_window_tokens` training
   tokens (tracked in the SAE's `tokens_since_fired` buffer); the dead mask feeds AuxK / under-use losses.
 - Every `log_every` steps one JSON line goes to `metrics.jsonl` (step, tokens, lr, loss terms, batch
-  L0, batch FVU, dead fraction). Every `checkpoint_every` steps and at the end, `checkpoint.pt`
+  L0, batch FVU, dead fraction, under-used fraction: density EMA below 0.1x the Zipf fit at its rank). Every `checkpoint_every` steps and at the end, `checkpoint.pt`
   (SAE state and config, Adam and schedule state, step) is written atomically (probes.io).
 - Resume: with a checkpoint in `out_dir`, training continues from its step; the source replays
   the same batches from that step (sources are seeded per step), metrics lines past the step are
@@ -321,6 +321,7 @@ def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int
     sae.normalize_decoder()
     _check_weights(sae, step, ckpt)
     sae.update_stats(out)
+    sae.adapt_sparsity(out.l0())
     return out
 
 
@@ -342,4 +343,14 @@ def _metrics(sae: SAE, out: Any, x: torch.Tensor, step: int, cfg: TrainConfig) -
             "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},
             "l0": out.l0(), "fvu": float(resid / var),
             "dead_fraction": float(sae.dead_mask(cfg.dead_window_tokens).float().mean()),
+            "underused_fraction": _underused_fraction(sae),
         }
+
+
+def _underused_fraction(sae: SAE) -> float:
+    """Fraction of features whose density EMA is below 0.1x the Zipf fit at their rank (mutual_choice.py)."""
+    from saes.architectures.mutual_choice import underused
+
+    if int(sae.stats_steps) == 0:
+        return 0.0
+    return float(underused(sae.density_ema, 0.1, None).float().mean())

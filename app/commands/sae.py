@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--context-length", type=int, default=128, help="tokens per corpus window when caching")
     tr.add_argument("--checkpoint-every", type=int, default=20, help="steps between checkpoints (a killed run resumes from the last)")
     tr.add_argument("--sparsity", type=float, default=None,
-                    help="sparsity coefficient: L1 for standard, L0 for jumprelu (default: the architecture's, near L0 k)")
+                    help="fixed sparsity coefficient: L1 for standard, L0 for jumprelu (default: steered to L0 = --k)")
     tr.set_defaults(func=run_train)
 
     ev = sub.add_parser("eval", help="L0, FVU, CE loss recovered, dead/dense features of a saved SAE")
@@ -82,6 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.arch not in ("standard", "jumprelu"):
             raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
         sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
+    elif args.arch in ("standard", "jumprelu"):
+        sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
     cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
                       out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20))
     res = train(cfg, TensorSource(cache.rows(0, tokens)))

@@ -173,3 +173,33 @@ def test_nan_loss_and_nan_weights_are_named(tmp_path, monkeypatch):
     monkeypatch.setattr(SAE, "loss", poisoned)
     with pytest.raises(InputError, match=r"loss at step 0 is NaN or inf \(term mse\) while the activations are finite"):
         train(cfg_for(tmp_path / "b"), TensorSource(data()))
+
+
+def test_adapt_scale_is_a_log_space_controller():
+    from saes.config import adapt_scale
+
+    scale = torch.ones(())
+    adapt_scale(scale, 12.0, 3.0, 0.5)  # L0 4x the target: log scale += 0.5 log 4 -> scale 2
+    assert float(scale) == pytest.approx(2.0)
+    adapt_scale(scale, 1.5, 3.0, 0.5)  # half the target: back by sqrt(2)
+    assert float(scale) == pytest.approx(2.0 / 2**0.5)
+    adapt_scale(scale, 100.0, None, 0.5)
+    assert float(scale) == pytest.approx(2.0 / 2**0.5)
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_target_l0_steers_toward_the_target(tmp_path, arch):
+    def late_l0(folder):
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return sum(ln["l0"] for ln in lines[-10:]) / 10
+
+    cfg = cfg_for(tmp_path / "target", arch)
+    cfg.sae.update(target_l0=4.0, target_rate=0.1)
+    res = train(_with(cfg, total_tokens=64 * 120), TensorSource(data(64 * 120)))
+    fixed = train(_with(cfg_for(tmp_path / "fixed", arch), total_tokens=64 * 120), TensorSource(data(64 * 120)))
+    steered, plain = late_l0(tmp_path / "target"), late_l0(tmp_path / "fixed")
+    assert float(fixed.sae.sparsity_scale) == 1.0 and float(res.sae.sparsity_scale) > 1.0  # L0 was above the target
+    if arch == "standard":
+        assert abs(steered - 4.0) < 0.5 * abs(plain - 4.0) and 2.0 <= steered <= 8.0, (steered, plain)
+    else:  # JumpReLU's thresholds move about lr per step under Adam whatever the coefficient: slower
+        assert steered < plain, (steered, plain)
