@@ -52,6 +52,10 @@ def register(subparsers: Any) -> None:
                     metavar="DOMAIN", help="corpus domains the activations come from: %(choices)s")
     add_option(tr, "--seq-len", aliases=("--context-length",), dest="context_length", type=int_range(2), default=128,
                help="tokens per corpus window when caching")
+    tr.add_argument("--checkpoint-every", type=int_range(1), default=20,
+                    help="steps between checkpoints (a killed run resumes from the last)")
+    tr.add_argument("--sparsity", type=float_range(0, lo_open=True), default=None,
+                    help="fixed sparsity coefficient: L1 for standard, L0 for jumprelu (default: steered to L0 = --k)")
     tr.set_defaults(func=_train)
 
     cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
@@ -87,6 +91,8 @@ def _train(args: argparse.Namespace) -> int:
     """Checks that need no model (sizes, the cache folder), then run_train holding the output folder."""
     from probes.errors import UsageError
 
+    if args.sparsity is not None and args.arch not in ("standard", "jumprelu"):
+        raise UsageError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
     if args.k > args.d_sae:
         raise UsageError(f"--k {args.k} exceeds --d-sae {args.d_sae}: a token cannot use more features than exist.")
     if args.tokens < args.batch:
@@ -169,17 +175,27 @@ def run_train(args: argparse.Namespace) -> int:
         store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
         cache = cache_activations(store, cache_dir, args.tokens)
     tokens = min(args.tokens, len(cache))
-    cfg = TrainConfig(sae={"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
-                           "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed},
-                      total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                      out_dir=str(out / args.arch))
+    sae_fields = {"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
+                  "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed}
+    sparsity = getattr(args, "sparsity", None)
+    if sparsity is not None:
+        if args.arch not in ("standard", "jumprelu"):
+            raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+        sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
+    elif args.arch in ("standard", "jumprelu"):
+        sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
+    cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20))
     res = train(cfg, TensorSource(cache.rows(0, tokens)))
     last = _last_metrics(out / args.arch / "metrics.jsonl")
     result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
               "cache": str(cache_dir), "steps": res.steps, "tokens": res.tokens, "seconds": res.seconds,
-              "resumed_from_step": res.resumed_from, "final_batch_metrics": last}
+              "resumed_from_step": res.resumed_from, "steps_this_run": res.steps_this_run,
+              "tokens_this_run": res.tokens_this_run, "final_batch_metrics": last}
     write_outputs(out / args.arch, "sae_train", result, {})
-    print(f"trained {args.arch} on {res.tokens} tokens in {res.seconds:.0f} s; SAE in {out / args.arch / 'sae'}")
+    resumed = f" (resumed at step {res.resumed_from}; {res.tokens} tokens in all)" if res.resumed_from else ""
+    print(f"trained {args.arch} on {res.tokens_this_run} tokens in this run{resumed} in {res.seconds:.0f} s; "
+          f"SAE in {out / args.arch / 'sae'}")
     return 0
 
 
