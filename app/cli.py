@@ -4,7 +4,7 @@ Each sub-command lives in its own module under app/commands/ and exposes
 `register(subparsers) -> None`, which adds its parser and sets `func` (args -> exit code).
 Adding a command is adding a file; nothing here changes.
 
-`main` is the one error boundary (issue 15): usage errors exit 2 (argparse's own, and UsageError),
+`main` is the one error boundary (docs/cli.md): usage errors exit 2 (argparse's own, and UsageError),
 foreseeable runtime failures exit 1 with a one-line message (GlasshouseError, file-system errors,
 out of memory), Ctrl-C exits 130; only a genuine bug prints a traceback, with a line saying how to
 report it.

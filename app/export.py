@@ -1,6 +1,6 @@
 """Static figure export (PNG, SVG, PDF) through kaleido 1.x and the system's Chromium.
 
-Spec: issue 9 and docs/batch.md. kaleido 1.x drives a Chromium through choreographer; it is pointed
+Spec: docs/batch.md. kaleido 1.x drives a Chromium through choreographer; it is pointed
 at the system browser with BROWSER_PATH (set here from `chromium_path()` when unset) and never
 downloads one. MathJax is switched off and plotly.js is read from the installed plotly package, so
 rendering contacts no network host. One browser is started on first use and kept for the process.

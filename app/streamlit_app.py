@@ -1,4 +1,4 @@
-"""The Glasshouse Streamlit app (issue 8): start it with `glasshouse app`.
+"""The Glasshouse Streamlit app (docs/app.md): start it with `glasshouse app`.
 
 Entry script: draws the shared sidebar, stores its settings for the pages, and runs the page
 the user picked. Each analysis page checks whether its module has landed and says so if not.

@@ -1,4 +1,4 @@
-"""The GPU check of issue 17, driven step by step by scripts/gpu_check.sh (spec: ../shared/specs/kernels.md).
+"""The GPU check (benchmarks/RESULTS.md), driven step by step by scripts/gpu_check.sh (spec: docs/methods/kernels.md).
 
 Sub-commands (each writes JSON into the results folder given with --results):
     cli        every CLI command on one model with --device/--dtype at small sizes, in this one process
@@ -65,7 +65,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 @dataclass
 class CommandRow:
-    """One CLI command's outcome (the row format of issue 17)."""
+    """One CLI command's outcome (the row format of the GPU check)."""
 
     command: str
     device: str
@@ -99,7 +99,7 @@ def _sizes(dry: bool) -> dict[str, str]:
 
 
 def cli_cases(model: str, device: str, dtype: str, work: Path, dry: bool) -> list[CliCase]:
-    """The CLI rows of issue 17 item 1c, in order (sae eval/dashboard use sae train's output, bb eval bb train's)."""
+    """The GPU check's CLI rows, in order (sae eval/dashboard use sae train's output, bb eval bb train's)."""
     s = _sizes(dry)
     common = ["--model", model, "--device", device, "--dtype", dtype]
     sae_dir = work / "sae" / "topk" / "sae"

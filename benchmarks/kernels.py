@@ -1,7 +1,7 @@
-"""Benchmarks of the Glasshouse Triton kernels against their baselines (spec: ../shared/specs/kernels.md).
+"""Benchmarks of the Glasshouse Triton kernels against their baselines (spec: docs/methods/kernels.md).
 
 Usage (from the repository root, on a machine with an NVIDIA GPU; figures in benchmarks/RESULTS.md, which
-also says how scripts/gpu_check.sh runs this script with everything else of issue 17):
+also says how scripts/gpu_check.sh runs this script with everything else of the GPU check):
     PYTHONPATH=$PWD python benchmarks/kernels.py [--only encode decode attention] [--json out.json]
 Prints, per case, the median time (triton.testing.do_bench), peak memory above the inputs
 (torch.cuda.max_memory_allocated), achieved TFLOP/s or GB/s with the fraction of the roofline

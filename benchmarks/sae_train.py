@@ -1,4 +1,4 @@
-"""SAE training benchmarks (issue 6; docs/saes.md).
+"""SAE training benchmarks (docs/saes.md).
 
 Two modes, both on the CPU and on a cached activation folder (saes/activation_store.py):
 
@@ -367,7 +367,7 @@ def main() -> None:
         underuse(args)
         return
     if args.mode == "step":
-        if args.d_sae == 2304 and args.batch == 1024:  # the step benchmark's own defaults (issue 16 target shape)
+        if args.d_sae == 2304 and args.batch == 1024:  # the step benchmark's own defaults (the target shape in docs/saes.md)
             args.d_sae, args.batch, args.threads = 4608, 4096, max(args.threads, 2)
         args.steps = min(args.steps, 3) if args.steps == 20 else args.steps
         step_benchmark(args)

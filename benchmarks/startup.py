@@ -1,4 +1,4 @@
-"""Startup costs (issue 14): the conversion cache against the GGUF load it replaces, and the CLI's start.
+"""Startup costs (benchmarks/RESULTS.md): the conversion cache against the GGUF load it replaces, and the CLI's start.
 
 In one run, interleaved rounds, each case in a fresh process (CPU = user + system of that
 process and its threads, wall beside it):
@@ -17,7 +17,7 @@ float32 bytes). A temporary cache folder is used; the user's cache is not touche
 
     python benchmarks/startup.py [--model smollm2-135m] [--rounds 3]
 
-Spec: issue 14; probes/model_cache.py says what the cache keys on and checks.
+Spec: benchmarks/RESULTS.md; probes/model_cache.py says what the cache keys on and checks.
 """
 
 from __future__ import annotations

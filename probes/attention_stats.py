@@ -1,6 +1,6 @@
 """`attention_statistics(model, tokens, ...)`: per-head attention statistics without the T x T pattern.
 
-Spec: ../shared/specs/kernels.md ("Attention statistics") and issue 7; ../shared/specs/attention-sinks.md
+Spec: docs/methods/kernels.md ("Attention statistics") and docs/kernels.md; docs/methods/attention-sinks.md
 for alpha_k. Hooks the post-rotary q and k and the v of each asked-for layer (TL bridge hooks
 blocks.{l}.attn.hook_rot_q / hook_rot_k / hook_v), and as soon as a layer's three are seen computes
 its statistics with the Triton kernel (CUDA) or the chunked torch reference (elsewhere), then drops

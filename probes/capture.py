@@ -1,6 +1,6 @@
 """`capture(model, prompts, what=[...])`: activations and attention under a memory budget.
 
-Spec: ../shared/design.md (the capture layer) and issue 2. Shapes (every tensor on the CPU, fp32):
+Spec: docs/architecture.md (the capture layer). Shapes (every tensor on the CPU, fp32):
 - resid_pre / resid_mid / resid_post / attn_out / mlp_out: [batch, layer, pos, d_model]
 - pattern / scores (pre-softmax logits): [batch, layer, head, query_pos, key_pos]
 - q / k / v / z: [batch, layer, pos, head, d_head]. q and k are taken after rotary (what the

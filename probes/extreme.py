@@ -1,6 +1,6 @@
 """Extreme-token phenomena (Guo et al. 2024): attention sink, value-state drain, residual-state peak.
 
-Spec: ../shared/specs/extreme-tokens.md ("Per-token measurements on any model"). The sink is the
+Spec: docs/methods/extreme-tokens.md ("Per-token measurements on any model"). The sink is the
 first position (0-based index 0). Per batch, every quantity is reduced inside hooks, layer by layer:
 - sink attention[l,h]   = mean over non-sink queries i >= 1 of A[l,h,i,0]
 - value norm[l,h,k]     = || v_k W_O^h ||  (the head's value vector through its slice of W_O;

@@ -1,6 +1,6 @@
 """`HookedModel`: one copy of a causal LM's weights, seen through TransformerLens and nnsight.
 
-Spec: ../shared/specs/embedded-model.md and ../shared/design.md ("one model interface").
+Spec: docs/methods/embedded-model.md and docs/architecture.md ("one model interface").
 Analyses take a HookedModel and ask it for what they need: tokens, canonical facts, canonical
 weights (TransformerLens conventions, see probes/architecture.py), sub-modules, and hooked runs
 through the TransformerLens bridge (`run_with_cache`, `run_with_hooks`, TL hook names).

@@ -1,6 +1,6 @@
 """`load_model(spec)`: resolve a spec, load the HF model with eager attention, wrap it once.
 
-Spec: ../shared/specs/embedded-model.md. The embedded models, local folders, the project's own
+Spec: docs/methods/embedded-model.md. The embedded models, local folders, the project's own
 checkpoints and hub names all go through `_load_hf` and `_wrap`; only where the weights come
 from differs. Models are cached per process: the same spec, device and dtype give the same object.
 """
@@ -63,7 +63,7 @@ def load_model(
     before_wrap(hf_model, tokenizer), if given, runs on the plain HF model before the bridge is
     booted (booting replaces HF's modules in place; tests use this to compute HF reference outputs).
     It runs only when the model is actually loaded, not on a cache hit.
-    device_map (issue 9, docs/batch.md), if given, is passed to `from_pretrained` (accelerate places
+    device_map (docs/batch.md), if given, is passed to `from_pretrained` (accelerate places
     the layers: "auto", "balanced", "sequential", "cpu" or a dict module name -> device) and the
     bridge wraps the dispatched model as it is; `device` is then ignored (the model's device is that
     of its first parameter, where inputs go).

@@ -1,6 +1,6 @@
 """The conversion cache: each embedded model's GGUF de-quantized once into a plain HF folder.
 
-Spec: ../shared/specs/embedded-model.md; issue 14. Loading the GGUF costs 14-50 s on two cores
+Spec: docs/methods/embedded-model.md; benchmarks/RESULTS.md. Loading the GGUF costs 14-50 s on two cores
 (transformers parses its metadata three times and de-quantizes every tensor); the same weights
 saved as safetensors + config + tokenizer load in a few seconds with bit-identical logits.
 

@@ -1,4 +1,4 @@
-"""Checks on a model spec that are cheap and run before any model loads (issue 15, issue 14 item 3).
+"""Checks on a model spec that are cheap and run before any model loads (docs/cli.md).
 
 `check_model_spec(spec)` resolves the spec (probes.model_specs) and then refuses, with a message
 saying what to do:

@@ -1,4 +1,4 @@
-"""A run folder belongs to one run at a time (issue 15, item 4).
+"""A run folder belongs to one run at a time (docs/cli.md).
 
 `hold(folder)` checks that the folder can be written (creating it), takes its lock, removes the
 temporary files a killed run left behind, and releases the lock on exit. The lock is

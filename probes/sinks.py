@@ -1,6 +1,6 @@
 """Attention sinks: the Sink_k^eps metric of Gu et al. (2024) on any loaded model.
 
-Spec: ../shared/specs/attention-sinks.md ("Sink metric"). For N sequences of exactly T tokens,
+Spec: docs/methods/attention-sinks.md ("Sink metric"). For N sequences of exactly T tokens,
 one forward pass each, A[l,h,i,k] the attention probability from query i to key k:
 
 - alpha[l,h,k] = (1 / (T - k + 1)) * sum_{i=k..T} A[l,h,i,k]   (k 1-based: the mean of column k

@@ -1,4 +1,4 @@
-"""Activations at a TransformerLens hook, streamed, shuffled and optionally cached (spec saes.md; issue 6.2).
+"""Activations at a TransformerLens hook, streamed, shuffled and optionally cached (docs/methods/saes.md; docs/saes.md).
 
 Three sources share one method, `iter_batches(batch_size, seed, start_step)`, which yields
 float32 [batch_size, d_in] tensors in an order fixed by `seed`, and can start at any step (so a

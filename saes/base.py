@@ -1,4 +1,4 @@
-"""The one SAE interface every architecture implements (spec saes.md, "Architectures").
+"""The one SAE interface every architecture implements (docs/methods/saes.md, "Architectures").
 
 x in R^d_in (raw activation at a hook), F = d_sae features:
     x_n   = x * s                          (s = cfg.norm_scale, recorded with the SAE)

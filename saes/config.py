@@ -1,4 +1,4 @@
-"""SAE configuration: the fields every architecture shares (spec saes.md, "Architectures").
+"""SAE configuration: the fields every architecture shares (docs/methods/saes.md, "Architectures").
 
 Each architecture extends `SAEConfig` with its own dataclass (see saes/architectures/*). The
 config is written into `cfg.json` beside the weights (SAELens layout, saes/saelens_io.py), so
@@ -68,7 +68,7 @@ class SAEConfig:
 
 
 def adapt_scale(scale: Tensor, l0: float, target: float | None, rate: float) -> None:
-    """Steer a sparsity coefficient to a target L0 (Standard, JumpReLU; issue 16.5), in place.
+    """Steer a sparsity coefficient to a target L0 (Standard, JumpReLU; docs/saes.md), in place.
 
     With `target_l0` set in their config, the SAE keeps a buffer `sparsity_scale` (starting at 1,
     saved in checkpoints) that multiplies its coefficient, and after each training step with batch

@@ -1,4 +1,4 @@
-"""SAE evaluation (spec saes.md, "Metrics"; issue 6.4). Every definition is stated here and tested.
+"""SAE evaluation (docs/methods/saes.md, "Metrics"; docs/saes.md). Every definition is stated here and tested.
 
 On a set of activations X [n, d_in] with reconstructions X_hat and features F:
 - L0: mean over tokens of the number of features with f > 0.

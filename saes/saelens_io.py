@@ -1,4 +1,4 @@
-"""SAELens-compatible save and load, SAELens 6 both ways (spec saes.md, "Interoperability"; issue 16.1-2).
+"""SAELens-compatible save and load, SAELens 6 both ways (docs/methods/saes.md, "Interoperability"; docs/saes.md).
 
 A folder holds `cfg.json` and `sae_weights.safetensors` with W_enc [d_in, d_sae], b_enc [d_sae],
 W_dec [d_sae, d_in], b_dec [d_in], and `threshold` [d_sae] for SAEs that use one at inference.

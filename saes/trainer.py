@@ -1,4 +1,4 @@
-"""Training an SAE from an activation source (spec saes.md; issue 6.3).
+"""Training an SAE from an activation source (docs/methods/saes.md; docs/saes.md).
 
 - `TrainConfig` is saved as `train_config.json` beside the checkpoint (and inside it).
 - Learning rate: linear warm-up over `warmup_steps`, constant, then linear decay to 0 over the

@@ -1,4 +1,4 @@
-"""pytest plugin for scripts/gpu_check.sh step b: the kernel tests on real CUDA, not the interpreter (issue 17).
+"""pytest plugin for scripts/gpu_check.sh step b: the kernel tests on real CUDA, not the interpreter (benchmarks/RESULTS.md).
 
 The kernel tests build their inputs and references on the CPU (seeded CPU generators) and call the
 kernels with backend="triton". Loaded with `-p gpu_check_pytest_cuda` (scripts/ on PYTHONPATH), this

@@ -1,4 +1,4 @@
-"""Fixture folders written by the real SAELens 6, and a check that SAELens loads our folders (issue 16.1).
+"""Fixture folders written by the real SAELens 6, and a check that SAELens loads our folders (docs/saes.md).
 
 Run in a separate virtualenv that has sae-lens 6.x (never in the project's own environment):
     python3 -m venv /work/venvs/saelens && /work/venvs/saelens/bin/pip install torch==2.13.0

@@ -1,4 +1,4 @@
-"""pyproject.toml declares what the packages import (issue 19).
+"""pyproject.toml declares what the packages import (docs/cli.md).
 
 Every third-party top-level import in probes/, circuits/, saes/ and app/ (found with ast over the
 source files; the standard library is sys.stdlib_module_names) maps, through

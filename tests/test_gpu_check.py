@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh --dry-run (issue 17): the GPU check script runs end to end on the CPU.
+"""scripts/gpu_check.sh --dry-run (benchmarks/RESULTS.md): the GPU check script runs end to end on the CPU.
 
 The dry run uses a 2-layer random Llama with the embedded model's tokenizer (taken from the `smollm`
 fixture, so no second load), a few of the CLI rows, the kernel-test step with the CUDA-redirect

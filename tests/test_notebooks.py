@@ -1,4 +1,4 @@
-"""Every notebook executes, at its smallest sizes, in a fresh kernel (issue 19).
+"""Every notebook executes, at its smallest sizes, in a fresh kernel (docs/cli.md).
 
 Each notebook's parameters cell (tagged "parameters") reads GLASSHOUSE_NOTEBOOK_SMALL; set to 1
 here, the same code runs with the fewest examples, steps and tokens that still exercise every

@@ -1,6 +1,6 @@
 """Run a checked plan unit by unit, resumably, with a progress bar and figures per unit.
 
-Spec: issue 9 and docs/batch.md. Order per unit: compute rows -> write its figures (atomic) ->
+Spec: docs/batch.md. Order per unit: compute rows -> write its figures (atomic) ->
 append its rows (one fsync'd append) -> append its done-marker (fsync'd). A kill anywhere leaves a
 folder that the next run of the same plan completes without recomputing or duplicating a unit.
 """

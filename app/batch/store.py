@@ -1,6 +1,6 @@
 """The result store of a batch run: results.jsonl plus done.txt, written so that a kill never harms them.
 
-Spec: issue 9 and docs/batch.md (resume). A finished unit is written as ONE append of all its rows
+Spec: docs/batch.md (resume). A finished unit is written as ONE append of all its rows
 to results.jsonl, fsync'd, and only then its id is appended to done.txt and fsync'd. On open,
 `recover()` keeps the rows of units named in done.txt and drops everything else (a torn last line,
 rows of a unit killed before its done-marker), so a resumed run recomputes exactly those units:

@@ -1,6 +1,6 @@
 """Options, argument types and output handling shared by the commands (not a command itself).
 
-Conventions (issue 19, item 1; issue 15, items 1-2; issue 14, item 3):
+Conventions (docs/cli.md):
 - one name per idea: --n (sequences / examples), --seq-len (tokens per sequence), --batch-size
   (sequences or rows per step); older spellings stay as hidden aliases (`add_option(..., aliases=)`);
 - every numeric option has a type with a range (`int_range`, `float_range`), enumerations take their

@@ -1,4 +1,4 @@
-"""`glasshouse batch PLAN.toml`: run a sweep of probes, resumably (issue 9, docs/batch.md)."""
+"""`glasshouse batch PLAN.toml`: run a sweep of probes, resumably (docs/batch.md)."""
 
 from __future__ import annotations
 

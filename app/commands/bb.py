@@ -1,6 +1,6 @@
-"""`glasshouse bb train` and `glasshouse bb eval`: the Bigram-Backcopy toy lab (issue 3).
+"""`glasshouse bb train` and `glasshouse bb eval`: the Bigram-Backcopy toy lab (docs/sinks.md).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task"; docs/bb_lab.md.
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task"; docs/bb_lab.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`glasshouse dormant`: active-dormant heads, prose vs code, with ablation effects on next-token loss.
 
-Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads"). Writes dormant.json and HTML figures.
+Spec: docs/methods/extreme-tokens.md ("Active-dormant heads"). Writes dormant.json and HTML figures.
 """
 
 from __future__ import annotations

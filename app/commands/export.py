@@ -1,4 +1,4 @@
-"""`glasshouse export RUN_DIR --format pdf`: re-render a finished run's figures (issue 9, docs/batch.md)."""
+"""`glasshouse export RUN_DIR --format pdf`: re-render a finished run's figures (docs/batch.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`glasshouse extreme`: residual-state peaks, value-state drains, attention-logit gaps and the peak ablation.
 
-Spec: ../shared/specs/extreme-tokens.md. Writes extreme.json and HTML figures.
+Spec: docs/methods/extreme-tokens.md. Writes extreme.json and HTML figures.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`glasshouse sae train|eval|dashboard`: sparse autoencoders on a model's activations (issue 6)."""
+"""`glasshouse sae train|eval|dashboard`: sparse autoencoders on a model's activations (docs/saes.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`glasshouse sinks`: Sink_k^eps by input regime, per-head first-token maps, hidden sinks and interventions.
 
-Spec: ../shared/specs/attention-sinks.md. Writes sinks.json and HTML figures into the output folder.
+Spec: docs/methods/attention-sinks.md. Writes sinks.json and HTML figures into the output folder.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounds on what the app runs and draws (issue 13): the sidebar input is checked before any run,
+"""Bounds on what the app runs and draws (docs/concurrency.md): the sidebar input is checked before any run,
 results are checked against the capture memory budget, and figures draw a bounded window.
 
 - The sidebar prompt may hold at most `prompt_token_limit(model)` tokens: the model's context or

@@ -1,6 +1,6 @@
 """The BB lab's choices and sizes, importable without torch (the command line's parser needs them).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task". The same values as
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task". The same values as
 probes.bb.data.SEQ_LEN, probes.bb.model.ATTENTIONS and probes.bb.train.OPTIMIZERS / PRESETS /
 DEFAULT_PRESET, which import torch; tests/app/test_startup.py checks that they agree.
 """

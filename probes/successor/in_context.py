@@ -1,6 +1,6 @@
 """The in-context view: each head's direct logit attribution (DLA) to the correct successor.
 
-Spec: successor-heads.md and issue 4 (item 4). The first-order circuit W_U . W_OV . MLP0(W_E[t])
+Spec: docs/methods/successor-heads.md and docs/successor.md. The first-order circuit W_U . W_OV . MLP0(W_E[t])
 can miss heads in deep, narrow models whose early layers have not finished building a token's
 representation, so this view reads what each head actually writes on succession prompts.
 

@@ -1,4 +1,4 @@
-"""Feature Choice SAE (Ayonrinde 2024; spec saes.md).
+"""Feature Choice SAE (Ayonrinde 2024; docs/methods/saes.md).
 
 Training (`sae.train()`): each feature j keeps at most m_j tokens of the batch: the m_j largest
 positive entries of its column of ReLU(z). The budget is exact: sum_j m_j = k * B (when

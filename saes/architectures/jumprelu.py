@@ -1,4 +1,4 @@
-"""JumpReLU SAE (Rajamanoharan et al. 2024; spec saes.md).
+"""JumpReLU SAE (Rajamanoharan et al. 2024; docs/methods/saes.md).
 
 f = z * 1[z > theta_j], theta_j = exp(log_threshold_j) > 0. The thresholds get gradients through
 straight-through estimators with a rectangle kernel K(u) = 1[|u| < 1/2] of width `bandwidth` eps:

@@ -1,4 +1,4 @@
-"""Mutual Choice SAE (Ayonrinde 2024; spec saes.md) with an under-use auxiliary loss of our design.
+"""Mutual Choice SAE (Ayonrinde 2024; docs/methods/saes.md) with an under-use auxiliary loss of our design.
 
 Selection: keep the k*B largest entries of the whole B x F matrix ReLU(z) (functionally
 BatchTopK; same global inference threshold, see batchtopk.py).

@@ -1,4 +1,4 @@
-"""Standard SAE: f = ReLU(z); loss = mse + lambda * sum_j f_j ||W_dec[j]|| (spec saes.md).
+"""Standard SAE: f = ReLU(z); loss = mse + lambda * sum_j f_j ||W_dec[j]|| (docs/methods/saes.md).
 
 The L1 term weights each feature by its decoder row norm, so the penalty cannot be dodged by
 shrinking f and growing W_dec; with decoder_norm "unit" the norms are 1 and it is plain L1.

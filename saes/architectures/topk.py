@@ -1,4 +1,4 @@
-"""TopK SAE with the AuxK loss (Gao et al. 2024; spec saes.md).
+"""TopK SAE with the AuxK loss (Gao et al. 2024; docs/methods/saes.md).
 
 f = the k largest entries of ReLU(z) per token (ties broken by torch.topk). AuxK: the features
 that have not fired for the trainer's dead window reconstruct the detached residual
@@ -6,7 +6,7 @@ e = x_n - x_n_hat from their own top `aux_k` pre-activations (no b_dec), and
 aux_coefficient * ||e - e_hat||^2 (sum over dims, mean over tokens; the same units as mse) is
 added. With no dead features the term is exactly zero.
 
-Sparse training step (`loss_sparse`, issue 16.4; the trainer's default on the CPU): the same loss
+Sparse training step (`loss_sparse`, docs/saes.md; the trainer's default on the CPU): the same loss
 and gradients as `loss` without any batch x d_sae matrix beyond the one encoder GEMM's output z.
 The selection runs on z (no grad); the selected pre-activations get their gradients through
 `_SelectedPreacts`: db_enc = index_add of dz, dW_enc = (S^T x_c)^T with S the sparse [batch, d_sae]

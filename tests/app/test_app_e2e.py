@@ -5,7 +5,7 @@ Model page before), waits for a plotly heatmap to render, prints the time it too
 screenshot to test-artifacts/. Needs Debian's chromium (/usr/bin/chromium) and the `playwright`
 Python package; Playwright never downloads a browser here. Deselect with `-m "not e2e"`.
 
-The concurrency test (issue 13) opens 8 sessions at once on a fresh server, 5 of them computing
+The concurrency test (docs/concurrency.md) opens 8 sessions at once on a fresh server, 5 of them computing
 different uncached analyses (Sinks, Extreme tokens, Active/dormant, Model, Successor) and 3 repeating
 some of them, and checks every number each page shows (figure data, metrics, captions) equals a serial
 run of the same page on another fresh server. It prints the wall time and the server's peak RSS.
@@ -136,7 +136,7 @@ def test_app_renders_heatmap_in_chromium() -> None:
         log.close()
 
 
-# --- 8 sessions at once (issue 13) ------------------------------------------------------------------
+# --- 8 sessions at once (docs/concurrency.md) ------------------------------------------------------------------
 
 # url path -> plotly figures the page shows with its defaults (the sidebar's default prompt)
 E2E_PAGES = {"": 5, "extreme": 3, "dormant": 1, "model": 1, "successor": 3}

@@ -233,6 +233,6 @@ def test_app_command_flags() -> None:
 def test_app_command_rejects_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
     from app.cli import main
 
-    assert main(["app", "--port", "70000"]) == 2  # a usage error (issue 15)
+    assert main(["app", "--port", "70000"]) == 2  # a usage error (docs/cli.md)
     err = capsys.readouterr().err
     assert "--port" in err and "70000" in err

@@ -1,4 +1,4 @@
-"""AppTest runs for issue 13: bounded input, pages that follow the sidebar, human error texts, and
+"""AppTest runs of the app's bounds (docs/app.md): bounded input, pages that follow the sidebar, human error texts, and
 sessions computing different pages at the same time on the one shared model.
 
 Concurrency contract checked here: what a page shows while other sessions compute other pages equals,

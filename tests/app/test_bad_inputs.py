@@ -1,4 +1,4 @@
-"""The bad-input catalogue (issue 15, item 6; issue 14, item 3), run in-process through `app.cli.main`.
+"""The bad-input catalogue (docs/cli.md), run in-process through `app.cli.main`.
 
 Each case gives a command line, the exit status (2: usage error, 1: runtime error) and the words
 the message must contain (the flag or path at fault). Every case must also end without a

@@ -1,4 +1,4 @@
-"""Batch runner: plan validation, resume after kills at every stage, torn lines, result schema (issue 9).
+"""Batch runner: plan validation, resume after kills at every stage, torn lines, result schema (docs/batch.md).
 
 The resume tests use a toy probe (no model) so that many kill points stay cheap; the real probes
 are checked against independent computations in test_batch_probes.py.
@@ -273,7 +273,7 @@ def _hold_in_subprocess(folder):
 
 def test_a_run_folder_belongs_to_one_run(toy_probe, tmp_path, capsys):
     """A second run on a held folder is refused; after a SIGKILL the lock is taken over, the killed run's
-    temporary files are removed, and no row is duplicated (issue 15, item 4)."""
+    temporary files are removed, and no row is duplicated (docs/cli.md)."""
     from probes.errors import RunFolderError
 
     plan = toy_plan()

@@ -1,4 +1,4 @@
-"""What the command line imports before it has anything to do (issue 14): `glasshouse --help` and
+"""What the command line imports before it has anything to do (benchmarks/RESULTS.md): `glasshouse --help` and
 building the parser import no torch, transformers, TransformerLens, nnsight, streamlit, plotly or kaleido."""
 
 from __future__ import annotations

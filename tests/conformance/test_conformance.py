@@ -231,7 +231,7 @@ def test_support_matrix_is_current():
 ])
 def test_graph_forward_self_check_refuses_a_wrong_forward(name, break_it, monkeypatch):
     """Without its q/k norms (Qwen3) or its sliding window (Mistral) the graph forward is another model's
-    (the defects of issue 22): construction must refuse, naming the family and the command."""
+    (the defects of docs/support.md): construction must refuse, naming the family and the command."""
     from circuits import forward
 
     model = entry(name).model
