@@ -112,6 +112,12 @@ def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap |
     """The plain HF model and tokenizer of a resolved spec; an embedded model comes from its
     converted copy in the conversion cache (probes.model_cache), made on first use."""
     _refuse_if_marked(resolved)
+    if resolved.kind == "folder" and not resolved.gguf_file:
+        from pathlib import Path
+
+        from probes.preflight import check_tokenizer_files
+
+        check_tokenizer_files(Path(resolved.location))  # else transformers makes a one-entry tokenizer
     cached = _cached_folder(resolved)
     if cached is not None:
         try:

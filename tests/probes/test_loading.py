@@ -153,3 +153,17 @@ def test_unusable_cache_folder_falls_back_to_the_gguf_with_a_warning(monkeypatch
     assert any("loading the GGUF" in r.getMessage() for r in caplog.records)
     monkeypatch.setenv(model_cache.CACHE_ENV, "off")
     assert _cached_folder(resolve_spec("smollm2-135m")) is None
+
+
+def test_api_refuses_a_folder_without_tokenizer_files(tmp_path):
+    """load_model itself (not only the CLI) refuses a model folder that has no tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from probes import load_model
+    from probes.errors import ModelLoadError
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "no_tokenizer")
+    with pytest.raises(ModelLoadError, match="no tokenizer files"):
+        load_model(str(tmp_path / "no_tokenizer"))
