@@ -3,6 +3,11 @@
 Each sub-command lives in its own module under app/commands/ and exposes
 `register(subparsers) -> None`, which adds its parser and sets `func` (args -> exit code).
 Adding a command is adding a file; nothing here changes.
+
+`main` is the one error boundary (docs/cli.md): usage errors exit 2 (argparse's own, and UsageError),
+foreseeable runtime failures exit 1 with a one-line message (GlasshouseError, file-system errors,
+out of memory), Ctrl-C exits 130; only a genuine bug prints a traceback, with a line saying how to
+report it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,32 @@ from collections.abc import Sequence
 
 import app.commands
 
+REPORT = ("glasshouse: this is a bug in Glasshouse, not a problem with your input. Please report it as an issue "
+          "of the Glasshouse project with the command line, the traceback above and the output of "
+          "`glasshouse info --json`.")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default, unless its help already says it (or it is an on/off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = str(action.help or "")  # may be a LazyHelp (app/commands/_common.py)
+        if (not action.option_strings or action.nargs == 0 or action.default in (None, argparse.SUPPRESS)
+                or "default" in text.lower()):
+            return text
+        default = action.default
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += [sub, *_subparsers(sub)]
+    return found
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,25 +58,71 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    for p in [parser, *_subparsers(parser)]:
+        p.formatter_class = HelpFormatter
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from probes.errors import GlasshouseError
+def _file_error(exc: OSError) -> str:
+    path = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if getattr(exc, "errno", None) == 28:  # ENOSPC
+        return f"{path}: no space left on the device. Free some space or write to another --out folder."
+    return f"{path}: {reason}. Check that the path exists and that you may read (or write) it."
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+
+def _memory_error(exc: BaseException) -> str:
+    where = "GPU" if "cuda" in type(exc).__name__.lower() or "CUDA" in str(exc) else "main"
+    return (f"out of {where} memory. Use fewer or shorter sequences (--n, --seq-len), a smaller --batch-size, "
+            "--dtype bfloat16, or a smaller model.")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command inside the error boundary; return its exit status."""
+    from probes.errors import GlasshouseError, UsageError
+
+    name = " ".join(str(getattr(args, k)) for k in ("command", "bb_command", "sae_command")
+                    if getattr(args, k, None))
+    prefix = f"glasshouse {name}: error:" if name else "glasshouse: error:"
     try:
         return int(args.func(args) or 0)
-    except GlasshouseError as exc:
-        print(f"glasshouse: error: {exc}", file=sys.stderr)
+    except UsageError as exc:
+        print(f"{prefix} {exc}", file=sys.stderr)
+        return 2
+    except GlasshouseError as exc:  # BudgetError too: its message says what to reduce
+        print(f"{prefix} {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("glasshouse: interrupted; finished results and checkpoints are kept.", file=sys.stderr)
         return 130
+    except OSError as exc:
+        print(f"{prefix} {_file_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if _is_oom(exc):
+            print(f"{prefix} {_memory_error(exc)}", file=sys.stderr)
+            return 1
+        import traceback
+
+        traceback.print_exc()
+        print(REPORT, file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, message already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_command(args)
 
 
 def entry() -> None:

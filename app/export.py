@@ -1,6 +1,6 @@
 """Static figure export (PNG, SVG, PDF) through kaleido 1.x and the system's Chromium.
 
-Spec: issue 9 and docs/batch.md. kaleido 1.x drives a Chromium through choreographer; it is pointed
+Spec: docs/batch.md. kaleido 1.x drives a Chromium through choreographer; it is pointed
 at the system browser with BROWSER_PATH (set here from `chromium_path()` when unset) and never
 downloads one. MathJax is switched off and plotly.js is read from the installed plotly package, so
 rendering contacts no network host. One browser is started on first use and kept for the process.
@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from probes.errors import GlasshouseError
+from probes.extras import MissingExtraError, require_extra
 from probes.io import atomic_write
 
 STATIC_FORMATS = ("png", "svg", "pdf")
@@ -65,9 +66,9 @@ def _start_renderer() -> None:
     if _server_started:
         return
     try:
-        import kaleido
-    except ImportError as exc:
-        raise ExportError("PNG/SVG/PDF export needs kaleido>=1: pip install kaleido (HTML needs nothing).") from exc
+        kaleido = require_extra("kaleido", "export", "PNG/SVG/PDF figure export (HTML needs nothing)")
+    except MissingExtraError as exc:
+        raise ExportError(str(exc)) from exc
     browser = chromium_path()
     os.environ.setdefault("BROWSER_PATH", browser)
     import plotly

@@ -1,7 +1,8 @@
-"""The Glasshouse Streamlit app (issue 8): start it with `glasshouse app`.
+"""The Glasshouse Streamlit app (docs/app.md): start it with `glasshouse app`.
 
 Entry script: draws the shared sidebar, stores its settings for the pages, and runs the page
 the user picked. Each analysis page checks whether its module has landed and says so if not.
+Icons are emoji: Streamlit fetches a Material favicon from fonts.gstatic.com, which fails offline.
 """
 
 from __future__ import annotations
@@ -22,20 +23,20 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 
 def main() -> None:
-    st.set_page_config(page_title="Glasshouse", page_icon=":material/eco:", layout="wide")
+    st.set_page_config(page_title="Glasshouse", page_icon="🌿", layout="wide")
     sinks_landed = import_optional("probes.sinks") is not None
-    model_page = st.Page(PAGES / "model.py", title="Model", icon=":material/memory:", default=not sinks_landed)
+    model_page = st.Page(PAGES / "model.py", title="Model", icon="🧠", default=not sinks_landed)
     pages = {
         "Model": [model_page],
         "Analyses": [
-            st.Page(PAGES / "sinks.py", title="Attention sinks", icon=":material/vertical_align_top:",
+            st.Page(PAGES / "sinks.py", title="Attention sinks", icon="⚓",
                     default=sinks_landed),
-            st.Page(PAGES / "extreme.py", title="Extreme tokens", icon=":material/bolt:"),
-            st.Page(PAGES / "dormant.py", title="Active/dormant heads", icon=":material/bedtime:"),
-            st.Page(PAGES / "successor.py", title="Successor heads", icon=":material/trending_flat:"),
-            st.Page(PAGES / "circuits.py", title="Circuits", icon=":material/account_tree:"),
-            st.Page(PAGES / "saes.py", title="SAE features", icon=":material/grain:"),
-            st.Page(PAGES / "bblab.py", title="BB lab", icon=":material/science:"),
+            st.Page(PAGES / "extreme.py", title="Extreme tokens", icon="⚡"),
+            st.Page(PAGES / "dormant.py", title="Active/dormant heads", icon="💤"),
+            st.Page(PAGES / "successor.py", title="Successor heads", icon="➡️"),
+            st.Page(PAGES / "circuits.py", title="Circuits", icon="🕸️"),
+            st.Page(PAGES / "saes.py", title="SAE features", icon="🧩"),
+            st.Page(PAGES / "bblab.py", title="BB lab", icon="🧪"),
         ],
     }
     nav = st.navigation(pages)

@@ -1,10 +1,11 @@
-"""Benchmarks of the Glasshouse Triton kernels against their baselines (spec: ../shared/specs/kernels.md).
+"""Benchmarks of the Glasshouse Triton kernels against their baselines (spec: docs/methods/kernels.md).
 
-Usage (from the repository root, on a machine with an NVIDIA GPU; H100 figures in benchmarks/RESULTS.md):
+Usage (from the repository root, on a machine with an NVIDIA GPU; figures in benchmarks/RESULTS.md, which
+also says how scripts/gpu_check.sh runs this script with everything else of the GPU check):
     PYTHONPATH=$PWD python benchmarks/kernels.py [--only encode decode attention] [--json out.json]
 Prints, per case, the median time (triton.testing.do_bench), peak memory above the inputs
-(torch.cuda.max_memory_allocated), achieved TFLOP/s or GB/s with the fraction of the H100 roofline
-(989 TFLOP/s dense bf16, 3.35 TB/s HBM), and our kernel's speed-up over each baseline.
+(torch.cuda.max_memory_allocated), achieved TFLOP/s or GB/s with the fraction of the roofline
+(989 TFLOP/s dense bf16; HBM 3.35 TB/s on an H100, 4.8 TB/s on an H200), and our kernel's speed-up over each baseline.
 Without CUDA it says so, runs a tiny CPU smoke check of the same code paths (torch references;
 the Triton kernels too when TRITON_INTERPRET=1) and exits 0. `--dry-run` runs the full benchmark
 code at tiny shapes on the CPU with a wall-clock timer (numbers meaningless; checks the script).
@@ -31,8 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from probes.kernels.attention import attention_stats  # noqa: E402
 from saes.kernels import jumprelu_encode, relu_encode, sparse_decode, topk_encode  # noqa: E402
 
-PEAK_TFLOPS = 989.0  # H100 SXM dense bf16
-PEAK_GBS = 3350.0  # H100 SXM HBM3
+PEAK_TFLOPS = 989.0  # H100 / H200 SXM dense bf16 (datasheet)
+PEAK_GBS = 3350.0  # H100 SXM HBM3; set_peaks() switches to the H200's 4800 GB/s HBM3e
+
+
+def set_peaks(device_name: str) -> None:
+    """The roofline's memory bandwidth for the GPU in use (the bf16 peak is the same on H100 and H200)."""
+    global PEAK_GBS
+    PEAK_GBS = 4800.0 if "H200" in device_name else 3350.0
 
 
 @dataclass
@@ -307,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     elif torch.cuda.is_available():
         bench, shapes, dtype = Bench("cuda"), Shapes(), torch.bfloat16
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+        set_peaks(torch.cuda.get_device_name())
+        print(f"roofline: {PEAK_TFLOPS:.0f} TFLOP/s dense bf16, {PEAK_GBS:.0f} GB/s")
     else:
         print("benchmarks/kernels.py needs an NVIDIA GPU (CUDA): none here. Running a tiny CPU smoke check instead.")
         smoke_check()
@@ -319,9 +328,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows += fn(bench, shapes, dtype)
             if bench.device == "cuda":
                 torch.cuda.empty_cache()
+            if args.json:  # after every part: a run stopped at its time limit keeps the rows it has
+                args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+            print(f"{part}: done", flush=True)
     print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return 0
 
 

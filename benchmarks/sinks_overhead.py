@@ -1,6 +1,6 @@
 """Overhead of a full sink report against a bare HF forward with output_attentions=True.
 
-Spec: issue 3 (target: under 50% overhead). Both run in the same process over the same inputs
+Spec: docs/sinks.md (target: under 50% overhead). Both run in the same process over the same inputs
 (natural prose, n x T, default 100 x 64): Glasshouse's compute_sinks on the embedded model (bridge
 hooks reduce each layer's pattern to alpha) and an independently loaded plain HF model (eager
 attention) whose forward returns every layer's attentions. Each side gets one warm-up batch; the

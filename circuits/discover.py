@@ -17,6 +17,7 @@ from circuits.eap import as_forward
 from circuits.eap_ig import eap_ig
 from circuits.export import circuit_to_dict
 from circuits.faithfulness import Baselines, Curve, baselines, curve
+from circuits.patching import ABLATIONS
 from circuits.peap import peap
 from circuits.scores import EdgeScores
 from circuits.selection import greedy
@@ -25,6 +26,7 @@ from probes.errors import InputError
 from probes.results import result_metadata
 
 METHODS = ("eap", "eap-ig")
+DEFAULT_COUNTS = (10, 30, 100, 300, 1000, 3000, 10000)
 WHICH = {"both": (False, True), "aware": (True,), "agnostic": (False,)}
 
 
@@ -66,24 +68,35 @@ def _eap(model: Any, task: TaskData, progress: bool) -> EdgeScores:
 
 
 def discover(model: Any, task: str | TaskData, n: int = 16, method: str = "eap", steps: int = 5,
-             which: str = "both", counts: Sequence[int] = (10, 30, 100, 300, 1000), seed: int = 0,
-             draw: int | None = None, progress: bool = True) -> Discovery:
+             which: str = "both", counts: Sequence[int] = DEFAULT_COUNTS, seed: int = 0,
+             draw: int | None = None, progress: bool = True, extend_to: float | None = 0.8,
+             ablation: str = "corrupted") -> Discovery:
     """Score edges, measure greedy circuits at each edge count, export the drawn circuit of each kind
-    (`draw` edges, default the smallest count reaching faithfulness 0.8, else the largest count)."""
+    (`draw` edges, default the smallest count reaching faithfulness 0.8, else the largest count).
+
+    extend_to: a curve that reaches no such faithfulness on `counts` goes on along the 1-3-10 grid
+    until it does (None: exactly `counts`). ablation: "corrupted" (each example's corrupted
+    activations) or "mean" (means over the corrupted prompts of the same template, per span and
+    offset; spec: circuits.md, "Position-aware EAP").
+    """
     if which not in WHICH:
         raise InputError(f"Unknown circuit kind '{which}'. Use one of {list(WHICH)}.")
+    if ablation not in ABLATIONS:
+        raise InputError(f"Unknown ablation '{ablation}'. Use one of {ABLATIONS}.")
+    if not counts or min(counts) < 1:
+        raise InputError(f"The curve needs positive edge counts (got {list(counts)}).")
     gf = as_forward(model)
     data = make_task(task, gf.model, n=n, seed=seed) if isinstance(task, str) else task
     kinds = WHICH[which]
     scores = score_edges(gf, data, method, steps, position_aware=True in kinds, progress=progress)
-    base = baselines(gf, data)
+    base = baselines(gf, data, ablation=ablation)
     curves, circuits = [], {}
     for aware in kinds:
-        c = curve(gf, data, scores, list(counts), aware, base, progress=progress)
+        c = curve(gf, data, scores, list(counts), aware, base, progress=progress, extend_to=extend_to)
         curves.append(c)
-        size = draw or c.edges_to_80 or max(counts)
+        size = draw or c.edges_to_80 or max(c.edges)
         circ = greedy(scores, size, aware)
         circuits[c.label] = circuit_to_dict(circ, data.schema)
     settings = {"task": data.name, "n": len(data), "method": method, "steps": steps, "which": which,
-                "counts": list(counts), "draw": draw}
+                "counts": list(counts), "draw": draw, "extend_to": extend_to, "ablation": ablation}
     return Discovery(data, scores, base, curves, circuits, result_metadata(gf.model, settings, seed))

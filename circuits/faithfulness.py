@@ -89,20 +89,47 @@ def faithfulness(model: Any, task: TaskData, circuit: Circuit, base: Baselines) 
     return (value - base.baseline) / (base.clean - base.baseline)
 
 
+def next_count(count: int) -> int:
+    """The next edge count on the 1-3-10 grid above `count` (10 -> 30 -> 100 -> 300 ...)."""
+    step = 1
+    while True:
+        for c in (step, 3 * step):
+            if c > count:
+                return c
+        step *= 10
+
+
 def curve(model: Any, task: TaskData, scores: EdgeScores, counts: Sequence[int], position_aware: bool,
-          base: Baselines, label: str = "", progress: bool = False) -> Curve:
+          base: Baselines, label: str = "", progress: bool = False, extend_to: float | None = None) -> Curve:
     """Faithfulness of greedy circuits of each size in `counts` (area by the trapezoid rule over
-    the edge-count axis scaled to 0..1)."""
+    the edge-count axis scaled to 0..1).
+
+    extend_to: when no count reaches this faithfulness, keep adding counts on the 1-3-10 grid
+    (`next_count`) until one does or the greedy order runs out (its full length is the last count).
+    """
+    if not counts or min(counts) < 1:
+        raise InputError(f"A curve needs positive edge counts (got {list(counts)}).")
     gf = as_forward(model)
-    order = greedy_order(scores, position_aware, limit=max(counts) * 20)
+    counts = sorted(set(map(int, counts)))
+    limit = 200_000 if extend_to is not None else max(counts) * 20
+    order = greedy_order(scores, position_aware, limit=max(limit, max(counts) * 20))
     values, sizes = [], []
-    for n in tqdm(counts, desc=f"curve {label}", disable=not progress):
+
+    def measure(n: int) -> None:
         circ = greedy(scores, n, position_aware, order=order)
         sizes.append(len(circ.edges))
         values.append(faithfulness(gf, task, circ, base))
+
+    for n in tqdm(counts, desc=f"curve {label}", disable=not progress):
+        measure(n)
+    if extend_to is not None:
+        while max(values) < extend_to and counts[-1] < len(order):
+            counts.append(min(next_count(counts[-1]), len(order)))
+            measure(counts[-1])
     x = np.asarray(counts, dtype=float)
     span = x[-1] - x[0] if len(x) > 1 else 1.0
     area = float(np.trapezoid(values, x) / span) if len(x) > 1 else float(values[0])
     reach = next((int(c) for c, v in zip(counts, values, strict=True) if v >= 0.8), None)
     return Curve(label or ("position-aware" if position_aware else "position-agnostic"), list(map(int, counts)),
-                 values, area, reach, {"pruned_sizes": sizes, "method": scores.method, "ablation": base.ablation})
+                 values, area, reach, {"pruned_sizes": sizes, "method": scores.method, "ablation": base.ablation,
+                                       "greedy_order_length": len(order), "extend_to": extend_to})

@@ -2,10 +2,18 @@
 input is a sum of upstream outputs, so single edges can be substituted (spec: circuits.md).
 
 Built from the HookedModel's canonical weights (W_Q, W_K, W_V with grouped-query heads
-expanded, W_O) and its HF sub-modules (attention-input norms, `apply_mlp`, final norm,
-unembedding, the HF rotary module). Supported families: llama (Llama, Mistral, Qwen2,
-SmolLM2) and gpt2. Gemma is refused: its post-attention norm acts on the sum of the heads,
-so a head's contribution to the residual stream is not its own.
+expanded, W_O) and what the model says of its attention: the attention-input norm, the q/k
+norms on each head (Qwen3), the rotary embedding (partial rotary: the first rotary_dim features),
+the softmax scale and the sliding window of every layer (Mistral), `apply_mlp`, the final norm
+and the unembedding. Sequential blocks whose heads add into the residual stream one by one are
+supported (Llama, Mistral, Qwen2, Qwen3, SmolLM2, Phi-3, StableLM, GPT-2, OPT). Refused: models
+with a post-attention norm (Gemma 2/3: it acts on the sum of the heads, so a head's
+contribution is not its own), parallel attention and MLP (GPT-NeoX, Phi, Falcon: the graph's
+head -> same-layer MLP edges do not exist) and attention soft-capping.
+
+Self-check: on construction the clean graph run of a probe prompt is compared with the model's
+own forward (`HookedModel.reference_logits`); beyond `SELF_CHECK_TOL` (relative to the logits'
+scale) the graph forward refuses, naming the family, rather than give the circuits of another model.
 
 Constant terms (the attention output bias b_O) are the same on every run and are added to
 every later input outside any edge. Right padding is safe: attention is causal, so padded
@@ -21,6 +29,7 @@ keep = 0 everywhere the corrupted one (by construction).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +38,29 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuits.graph import Graph
+from probes.architecture import apply_rotary as rotary
+from probes.architecture import rotate_half  # noqa: F401  (re-exported: the graph forward's RoPE helper)
 from probes.errors import InputError
 from probes.hooked_model import holds_model_lock
 
-SUPPORTED = ("llama", "gpt2")
+SELF_CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-6}  # max |diff| / max(1, max |logit|); else 2e-2
+PROBE_LENGTH = 24
+_CHECKED: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()  # model -> self-check error
+
+
+def refusal(model: Any) -> str | None:
+    """Why the graph forward cannot run this model (None when it can)."""
+    f = model.facts
+    name = f"{model.spec} ({f.architecture}, family {f.family})"
+    if f.parallel_residual:
+        return (f"Circuit discovery does not support {name}: its attention and MLP run in parallel on the same "
+                "residual, so the graph's head -> same-layer MLP edges do not exist.")
+    if model.attn_out_norm(0) is not None:
+        return (f"Circuit discovery does not support {name}: its post-attention norm acts on the sum of the heads, "
+                "so a head's contribution to the residual stream is not its own.")
+    if f.attn_softcap:
+        return f"Circuit discovery does not support {name}: it soft-caps its attention logits."
+    return None
 
 
 @dataclass
@@ -64,71 +92,106 @@ class GraphRun:
     logits_input: Tensor | None
 
 
-def rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def apply_rotary(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+    """HF's rotary on the first rotary_dim features of each head (all of them unless partial rotary)."""
+    return rotary(x, rope[0], rope[1])
 
 
 class GraphForward:
     """Runs a HookedModel as a graph of nodes and edges (see the module docstring)."""
 
-    def __init__(self, model: Any) -> None:
-        family = model.facts.family
-        if family not in SUPPORTED:
-            raise InputError(
-                f"Circuit discovery supports the {', '.join(SUPPORTED)} families; {model.spec} is {family}. "
-                "Its head outputs do not add into the residual stream one by one (or its blocks run in parallel)."
-            )
+    def __init__(self, model: Any, check: bool = True) -> None:
+        reason = refusal(model)
+        if reason:
+            raise InputError(reason + " Use another model for `glasshouse circuit`.")
         self.model = model
         self.graph = Graph.from_model(model)
         f = model.facts
         self.L, self.H, self.d, self.dh = f.n_layers, f.n_heads, f.d_model, f.d_head
-        self.family = family
+        self.family = f.family
         self.W_Q, self.W_K, self.W_V, self.W_O = model.W_Q, model.W_K, model.W_V, model.W_O
         self.b_Q, self.b_K, self.b_V, self.b_O = model.b_Q, model.b_K, model.b_V, model.b_O
-        self.scale = self.dh**-0.5
+        self.scales = [model.attn_scale(layer) for layer in range(self.L)]
+        self.scale = self.scales[0]
+        if check:
+            self.self_check()
+
+    def self_check(self) -> float:
+        """Compare the clean graph run of a probe prompt with the model's own logits; refuse beyond tolerance."""
+        key = self.model
+        if key not in _CHECKED:
+            f = self.model.facts
+            n = min(PROBE_LENGTH, f.n_ctx)
+            ids = (torch.arange(n) * 7919 + 11)[None] % f.d_vocab
+            with torch.no_grad():
+                ref = self.model.reference_logits(ids).float()
+                out = self.run(self.embed(ids)).logits.float()
+            _CHECKED[key] = float((out - ref).abs().max()) / max(1.0, float(ref.abs().max()))
+        err, tol = _CHECKED[key], SELF_CHECK_TOL.get(self.model.dtype, 2e-2)
+        if not err <= tol:
+            f = self.model.facts
+            raise InputError(
+                f"Circuit discovery's graph forward does not reproduce {self.model.spec} ({f.architecture}, family "
+                f"{f.family}): on a probe prompt its logits differ from the model's by {err:.3g} (relative; tolerance "
+                f"{tol:g}). This family is not supported by `glasshouse circuit`."
+            )
+        return err
 
     # --- pieces ------------------------------------------------------------------------------
     @holds_model_lock
     def embed(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         """The input node's output: token embeddings (plus learned positions for GPT-2)."""
         x = self.model.embed_tokens(ids)
-        pos_embed = self.model.adapter.pos_embed()
-        if pos_embed is not None:
-            x = x + pos_embed(torch.arange(ids.shape[1], device=x.device))[None]
-        return x
+        pos = self.model.position_embeddings(ids.shape[1])
+        return x if pos is None else x + pos.to(x.dtype)[None]
 
     def _norm(self, module: Any, x: Tensor) -> Tensor:
         shape = x.shape
         return module(x.reshape(shape[0], -1, shape[-1])).reshape(shape)
 
     def _rotary(self, batch: int, pos: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
-        if self.family != "llama":
+        """cos, sin [1, pos, 1, rotary_dim] (None for learned positions)."""
+        cs = self.model.rotary_cos_sin(pos, like)
+        if cs is None:
             return None
-        rot = self.model.hf_model.model.rotary_emb
-        ids = torch.arange(pos, device=like.device)[None].expand(batch, pos)
-        cos, sin = rot(like, ids)
-        return cos[:, :, None, :], sin[:, :, None, :]
+        return cs[0].to(like.dtype)[None, :, None, :], cs[1].to(like.dtype)[None, :, None, :]
 
     def project(self, layer: int, normed: Tensor, which: str) -> Tensor:
-        """normed [..., H, d_model] -> [..., H, d_head] through W_Q/W_K/W_V (and bias)."""
+        """normed [..., H, d_model] -> [..., H, d_head] through W_Q/W_K/W_V (and bias; q/k norms where the
+        model has them)."""
         w = {"q": self.W_Q, "k": self.W_K, "v": self.W_V}[which][layer]
         b = {"q": self.b_Q, "k": self.b_K, "v": self.b_V}[which]
         out = torch.einsum("...hm,hme->...he", normed, w)
-        return out + b[layer] if b is not None else out
+        out = out + b[layer] if b is not None else out
+        return self.head_norm(layer, out, which)
+
+    def head_norm(self, layer: int, x: Tensor, which: str) -> Tensor:
+        """The model's norm on each query or key head (x [..., H, d_head]); identity without one."""
+        if which == "v":
+            return x
+        norm = self.model.qk_norms(layer)[0 if which == "q" else 1]
+        if norm is None:
+            return x
+        per_head = getattr(norm, "norms", None)  # StableLM: one LayerNorm per (key/value) head
+        if per_head is None:
+            return norm(x)
+        group = self.H // len(per_head)
+        return torch.stack([per_head[h // group](x[..., h, :]) for h in range(self.H)], dim=-2)
+
+    def masked(self, layer: int, scores: Tensor) -> Tensor:
+        """Scores [..., q, k] with keys outside the causal (and sliding) window at -inf."""
+        n = scores.shape[-1]
+        hidden = ~self.model.key_visible(layer, n).to(scores.device)
+        return scores.masked_fill(hidden, float("-inf"))
 
     def attend(
-        self, q: Tensor, k: Tensor, v: Tensor, rope: tuple[Tensor, Tensor] | None
+        self, q: Tensor, k: Tensor, v: Tensor, rope: tuple[Tensor, Tensor] | None, layer: int = 0
     ) -> tuple[Tensor, Tensor]:
-        """q, k, v [b, p, H, dh] -> (z [b, p, H, dh], pattern [b, H, p, p]), causal."""
+        """q, k, v [b, p, H, dh] -> (z [b, p, H, dh], pattern [b, H, p, p]), causal (and windowed)."""
         if rope is not None:
-            cos, sin = rope
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
-        n = scores.shape[-1]
-        causal = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
-        pattern = scores.masked_fill(causal, float("-inf")).softmax(-1)
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scales[layer]
+        pattern = self.masked(layer, scores).softmax(-1)
         return torch.einsum("bhqk,bkhe->bqhe", pattern, v), pattern
 
     def head_out(self, layer: int, z: Tensor) -> Tensor:
@@ -196,11 +259,11 @@ class GraphForward:
     def _heads(
         self, layer: int, xq: Tensor, xk: Tensor, xv: Tensor, rope: tuple[Tensor, Tensor] | None
     ) -> tuple[Tensor, Tensor]:
-        norm = self.model.adapter.attn_in_norm(layer)
+        norm = self.model.attn_in_norm(layer)
         q = self.project(layer, self._norm(norm, xq), "q")
         k = self.project(layer, self._norm(norm, xk), "k")
         v = self.project(layer, self._norm(norm, xv), "v")
-        z, pattern = self.attend(q, k, v, rope)
+        z, pattern = self.attend(q, k, v, rope, layer)
         return self.head_out(layer, z), pattern
 
     # --- patched inputs ------------------------------------------------------------------------
@@ -235,7 +298,7 @@ class GraphForward:
             x = self._patched_slots(acts, n, keep, patch, const)
             return self._heads(layer, x[:, :, :H], x[:, :, H : 2 * H], x[:, :, 2 * H :], rope)[0]
         xq = self._patched_slots(acts, n, keep[..., :H], patch, const)
-        norm = self.model.adapter.attn_in_norm(layer)
+        norm = self.model.attn_in_norm(layer)
         q = self.project(layer, self._norm(norm, xq), "q")
         b, p = xq.shape[:2]
         z = q.new_zeros(b, p, H, self.dh)
@@ -259,5 +322,5 @@ class GraphForward:
         xv = self._patched_slots(acts, n, kv[:, :, 1], patch, const)
         k = self.project(layer, self._norm(norm, xk), "k")
         v = self.project(layer, self._norm(norm, xv), "v")
-        return self.attend(q, k, v, rope)[0]
+        return self.attend(q, k, v, rope, layer)[0]
 

@@ -10,21 +10,53 @@ import torch
 from torch import Tensor
 
 from circuits.forward import GraphForward, Patch
+from circuits.schema import span_ids
 from circuits.scores import batches, plain_run
-from circuits.tasks.base import Batch, TaskData, metric_values
+from circuits.tasks.base import TaskData, metric_values
 from probes.errors import InputError
 
 ABLATIONS = ("corrupted", "mean")
 
 
-def span_mean(acts: Tensor, batch: Batch, n_spans: int) -> Tensor:
-    """Mean activation of each span over its positions and all examples: [S, F, d]."""
-    out = acts.new_zeros(n_spans, acts.shape[2], acts.shape[3])
-    for s in range(n_spans):
-        rows = (batch.span_ids == s) & batch.valid
-        if rows.any():
-            out[s] = acts[rows].mean(0)
-    return out
+def mean_keys(task: TaskData) -> tuple[list[list[int]], int]:
+    """The key of every position of every example for mean ablation, and the number of keys.
+
+    Positions share a key when their examples come from the same template and they sit in the same
+    span at the same offset from the span's first token (spec: circuits.md, "Position-aware EAP":
+    means over counterfactual prompts with the same template).
+    """
+    index: dict[tuple[int, int, int], int] = {}
+    keys = []
+    for i, ids in enumerate(task.clean):
+        spans = span_ids(task.starts[i], len(ids), len(ids)).tolist()
+        row = [index.setdefault((task.template_of(i), s, p - task.starts[i][s]), len(index))
+               for p, s in enumerate(spans)]
+        keys.append(row)
+    return keys, len(index)
+
+
+def template_means(gf: GraphForward, task: TaskData, batch_size: int = 16) -> tuple[Tensor, list[list[int]]]:
+    """Mean corrupted output of every node at every mean-ablation key ([n_keys, F, d]) and the keys
+    of each example's positions (see `mean_keys`)."""
+    keys, n_keys = mean_keys(task)
+    sums = torch.zeros(n_keys, gf.graph.n_forward, gf.d)
+    counts = torch.zeros(n_keys)
+    for idx in batches(task, batch_size):
+        batch = task.batch(idx)
+        acts = plain_run(gf, batch.corrupted, batch).acts.float().cpu()
+        for j, i in enumerate(idx):
+            k = torch.tensor(keys[i])
+            sums.index_add_(0, k, acts[j, : len(k)])
+            counts.index_add_(0, k, torch.ones(len(k)))
+    return sums / counts[:, None, None], keys
+
+
+def _gather_means(means: Tensor, keys: list[list[int]], idx: list[int], length: int, like: Tensor) -> Tensor:
+    """[batch, pos, F, d] mean-ablation values for the examples `idx` (padding: key 0, never read)."""
+    k = torch.zeros(len(idx), length, dtype=torch.long)
+    for j, i in enumerate(idx):
+        k[j, : len(keys[i])] = torch.tensor(keys[i])
+    return means[k].to(device=like.device, dtype=like.dtype)
 
 
 def patched_metric(model: Any, task: TaskData, keep: Tensor, kv: Tensor | None = None,
@@ -32,31 +64,26 @@ def patched_metric(model: Any, task: TaskData, keep: Tensor, kv: Tensor | None =
     """Mean metric over the task with every edge outside `keep` (and `kv`) substituted.
 
     ablation "corrupted": each example's corrupted activations; "mean": the mean corrupted
-    activation of the span (over all positions of that span in all examples of the task).
+    activation over the task's examples of the same template, at the same span and offset within
+    the span (`mean_keys`).
     """
     if ablation not in ABLATIONS:
         raise InputError(f"Unknown ablation '{ablation}'. Use one of {ABLATIONS}.")
     gf = model if isinstance(model, GraphForward) else GraphForward(model)
-    S = len(task.schema)
-    means = _task_means(gf, task, S) if ablation == "mean" else None
+    means = template_means(gf, task, batch_size) if ablation == "mean" else None
     total = 0.0
     for idx in batches(task, batch_size):
         batch = task.batch(idx)
-        corr = plain_run(gf, batch.corrupted, batch).acts
-        if means is not None:
-            corr = means[batch.span_ids]
         clean_in = gf.embed(batch.clean.to(gf.model.device))
+        if means is None:
+            corr = plain_run(gf, batch.corrupted, batch).acts
+        else:
+            corr = _gather_means(means[0], means[1], idx, batch.clean.shape[1], clean_in)
         patch = Patch(corrupted=corr, keep=keep.to(corr.dtype), span_ids=batch.span_ids, kv=kv)
         with torch.no_grad():
             run = gf.run(clean_in, last=batch.last, patch=patch)
         total += float(metric_values(run.logits, batch).sum())
     return total / len(task)
-
-
-def _task_means(gf: GraphForward, task: TaskData, S: int) -> Tensor:
-    batch = task.batch()
-    acts = plain_run(gf, batch.corrupted, batch).acts
-    return span_mean(acts, batch, S)
 
 
 def full_keep(gf: GraphForward, n_spans: int) -> Tensor:

@@ -21,7 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuits.eap import as_forward
-from circuits.forward import GraphForward
+from circuits.forward import GraphForward, apply_rotary
 from circuits.scores import (
     EdgeScores,
     batches,
@@ -63,8 +63,9 @@ def crossing_scores(gf: GraphForward, clean_acts: Tensor, delta: Tensor, head_gr
     """Summed (not averaged) crossing scores of one batch: [S_src, S_dst, F, 2, L, H]."""
     g = gf.graph
     out = clean_acts.new_zeros(n_spans, n_spans, g.n_forward, 2, g.n_layers, g.n_heads)
-    onehot = torch.nn.functional.one_hot(batch.span_ids, n_spans).to(clean_acts.dtype)
-    onehot = onehot * batch.valid[..., None].to(clean_acts.dtype)  # [b, p, S]
+    dev = clean_acts.device
+    onehot = torch.nn.functional.one_hot(batch.span_ids.to(dev), n_spans).to(clean_acts.dtype)
+    onehot = onehot * batch.valid.to(dev)[..., None].to(clean_acts.dtype)  # [b, p, S]
     const = clean_acts.new_zeros(gf.d)
     with torch.no_grad():
         for layer in range(g.n_layers):
@@ -85,14 +86,15 @@ def _group_project(gf: GraphForward, layer: int, normed: Tensor, which: str) -> 
     group = gf.H // gf.model.facts.n_kv_heads
     heads = torch.arange(gf.H, device=normed.device) // group
     out = torch.einsum("bpnm,gme->bpnge", normed, w[::group])[:, :, :, heads]
-    return out + bias[layer] if bias is not None else out
+    out = out + bias[layer] if bias is not None else out
+    return gf.head_norm(layer, out, which)
 
 
 def _layer_crossing(gf: GraphForward, layer: int, x: Tensor, delta: Tensor, grad_out: Tensor,
                     onehot: Tensor) -> tuple[Tensor, Tensor]:
     """k and v crossing scores of one layer's heads for upstream nodes 0..n-1: each [S, S, n, H]."""
     b, p, n, _ = delta.shape
-    norm = gf.model.adapter.attn_in_norm(layer)
+    norm = gf.model.attn_in_norm(layer)
     normed = gf._norm(norm, x)
     normed_new = gf._norm(norm, x[:, :, None, :] + delta)  # [b, p, n, d]
     heads_in = normed[:, :, None, :].expand(b, p, gf.H, gf.d)
@@ -101,14 +103,12 @@ def _layer_crossing(gf: GraphForward, layer: int, x: Tensor, delta: Tensor, grad
     v_new = _group_project(gf, layer, normed_new, "v")
     rope = gf._rotary(b, p, x)
     if rope is not None:
-        cos, sin = rope
-        q = q * cos + _rot(q) * sin
-        k = k * cos + _rot(k) * sin
-        k_new = k_new * cos[:, :, None] + _rot(k_new) * sin[:, :, None]
-    causal = torch.ones(p, p, dtype=torch.bool, device=x.device).triu(1)
-    logits = torch.einsum("bqhe,bkhe->bhqk", q, k) * gf.scale
-    logits_new = torch.einsum("bqhe,bknhe->bnhqk", q, k_new) * gf.scale
-    pattern = logits.masked_fill(causal, float("-inf")).softmax(-1)
+        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        k_new = apply_rotary(k_new, (rope[0][:, :, None], rope[1][:, :, None]))
+    hidden = ~gf.model.key_visible(layer, p).to(x.device)  # causal and the layer's sliding window
+    logits = torch.einsum("bqhe,bkhe->bhqk", q, k) * gf.scales[layer]
+    logits_new = torch.einsum("bqhe,bknhe->bnhqk", q, k_new) * gf.scales[layer]
+    pattern = logits.masked_fill(hidden, float("-inf")).softmax(-1)
     g_z = torch.einsum("bqhm,hem->bqhe", grad_out, gf.W_O[layer])  # gradient w.r.t. z
     gv = torch.einsum("bqhe,bkhe->bhqk", g_z, v)
     clean_term = (pattern * gv).sum(-1)  # [b, H, q]
@@ -119,7 +119,7 @@ def _layer_crossing(gf: GraphForward, layer: int, x: Tensor, delta: Tensor, grad
         if not cols.any():
             continue
         mixed = torch.where(cols[:, None, None, None, :], logits_new, logits[:, None])
-        pat = mixed.masked_fill(causal, float("-inf")).softmax(-1)
+        pat = mixed.masked_fill(hidden, float("-inf")).softmax(-1)
         change = (pat * gv[:, None]).sum(-1) - clean_term[:, None]  # [b, n, H, q]
         k_scores[src] = torch.einsum("bnhq,bqt->tnh", change, onehot)
     dv = v_new - v[:, :, None]  # [b, k, n, H, dh]
@@ -127,7 +127,3 @@ def _layer_crossing(gf: GraphForward, layer: int, x: Tensor, delta: Tensor, grad
     v_scores = torch.einsum("bnhqk,bks,bqt->stnh", g_dv, onehot, onehot)
     return k_scores, v_scores
 
-
-def _rot(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -1,13 +1,42 @@
 """Glasshouse probes: the hooked-model layer every analysis stands on, and the attention probes.
 
 Nothing in probes imports circuits, saes or app.
+
+The names below are imported on first use (PEP 562), so `import probes.errors` or
+`import probes.model_specs` (what the command line needs to build its parser and check
+arguments) does not import torch; `from probes import load_model` imports what it needs then.
 """
 
-from probes.capture import CaptureResult, capture, estimate_capture_bytes
-from probes.errors import BudgetError, CheckpointError, GlasshouseError, InputError, ModelLoadError
-from probes.hooked_model import HookedModel, ModelFacts, Tokens
-from probes.loading import clear_cache, load_model, loaded_models
-from probes.model_specs import DEFAULT_MODEL, EMBEDDED
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probes.capture import CaptureResult, capture, estimate_capture_bytes
+    from probes.errors import BudgetError, CheckpointError, GlasshouseError, InputError, ModelLoadError
+    from probes.hooked_model import HookedModel, ModelFacts, Tokens
+    from probes.loading import clear_cache, load_model, loaded_models
+    from probes.model_specs import DEFAULT_MODEL, EMBEDDED
+
+_WHERE = {
+    "CaptureResult": "probes.capture",
+    "capture": "probes.capture",
+    "estimate_capture_bytes": "probes.capture",
+    "BudgetError": "probes.errors",
+    "CheckpointError": "probes.errors",
+    "GlasshouseError": "probes.errors",
+    "InputError": "probes.errors",
+    "ModelLoadError": "probes.errors",
+    "HookedModel": "probes.hooked_model",
+    "ModelFacts": "probes.hooked_model",
+    "Tokens": "probes.hooked_model",
+    "clear_cache": "probes.loading",
+    "load_model": "probes.loading",
+    "loaded_models": "probes.loading",
+    "DEFAULT_MODEL": "probes.model_specs",
+    "EMBEDDED": "probes.model_specs",
+}
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -27,3 +56,16 @@ __all__ = [
     "load_model",
     "loaded_models",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from probes.errors import ModelLoadError
@@ -111,6 +112,76 @@ class ArchAdapter:
         """Repeat key/value heads so that index h is query head h's group (HF repeat_kv order)."""
         return w.repeat_interleave(self.n_heads // self.n_kv_heads, dim=0)
 
+    # --- attention and block layout (read by HookedModel's "architecture facts") ----------------
+    parallel_residual = False  # attention and MLP read the same residual (no mid residual)
+
+    def config(self) -> Any:
+        cfg = self.hf.config
+        return getattr(cfg, "text_config", None) or cfg
+
+    def is_parallel(self) -> bool:
+        return self.parallel_residual
+
+    def window(self, layer: int) -> int:
+        """The layer's sliding window (0 = full causal attention): key j is visible from query i when
+        i - j < window. HF puts it on the attention module (Qwen, Gemma: per layer type) or, for families
+        that slide on every layer (Mistral, Phi-3), only in the config."""
+        attn = self.attn(layer)
+        if hasattr(attn, "sliding_window"):
+            return int(attn.sliding_window or 0)
+        return int(getattr(self.config(), "sliding_window", None) or 0)
+
+    def q_norm(self, layer: int) -> Any:
+        """The norm on each query head (Qwen3, Gemma 3: q_norm; Phi, StableLM: q_layernorm) or None."""
+        attn = self.attn(layer)
+        return getattr(attn, "q_norm", None) or getattr(attn, "q_layernorm", None)
+
+    def k_norm(self, layer: int) -> Any:
+        attn = self.attn(layer)
+        return getattr(attn, "k_norm", None) or getattr(attn, "k_layernorm", None)
+
+    def rotary(self) -> Any:
+        """The HF rotary-embedding module, called as rotary(x, position_ids) -> (cos, sin), or None."""
+        return None
+
+    def attn_softcap(self) -> float:
+        return float(getattr(self.config(), "attn_logit_softcapping", None) or 0.0)
+
+    def final_softcap(self) -> float:
+        return float(getattr(self.config(), "final_logit_softcapping", None) or 0.0)
+
+    def attn_scale(self, layer: int) -> float:
+        """The factor on q.k before the softmax (HF's `scaling`; else 1/sqrt(d_head))."""
+        scaling = getattr(self.attn(layer), "scaling", None)
+        if scaling is None:
+            pre = getattr(self.config(), "query_pre_attn_scalar", None)
+            scaling = (pre if pre else self.d_head) ** -0.5
+        return float(scaling)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """HF's rotary on the first rotary_dim = cos.shape[-1] features of each head (all unless partial rotary);
+    cos and sin broadcast against x[..., :rotary_dim]."""
+    rd = cos.shape[-1]
+    if rd == x.shape[-1]:
+        return x * cos + rotate_half(x) * sin
+    rot, rest = x[..., :rd], x[..., rd:]
+    return torch.cat((rot * cos + rotate_half(rot) * sin, rest), dim=-1)
+
+
+def norm_eps(norm: Any) -> float:
+    """The epsilon of an HF norm module (LayerNorm: eps; RMSNorm: eps or variance_epsilon)."""
+    for name in ("eps", "variance_epsilon", "epsilon"):
+        value = getattr(norm, name, None)
+        if isinstance(value, int | float):
+            return float(value)
+    raise ModelLoadError(f"The norm module {type(norm).__name__} carries no epsilon (eps / variance_epsilon).")
+
 
 class LlamaLikeAdapter(ArchAdapter):
     """Llama, Mistral, Qwen2, SmolLM2: model.layers[i].self_attn.{q,k,v,o}_proj, SwiGLU MLP, RMSNorm."""
@@ -138,6 +209,9 @@ class LlamaLikeAdapter(ArchAdapter):
 
     def embed(self) -> Any:
         return self.hf.model.embed_tokens
+
+    def rotary(self) -> Any:
+        return getattr(self.hf.model, "rotary_emb", None)
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         a = self.attn(layer)
@@ -243,6 +317,12 @@ class NeoXAdapter(ArchAdapter):
 
     family = "neox"
 
+    def is_parallel(self) -> bool:
+        return bool(getattr(self.config(), "use_parallel_residual", True))
+
+    def rotary(self) -> Any:
+        return self.hf.gpt_neox.rotary_emb
+
     def layers(self) -> Any:
         return self.hf.gpt_neox.layers
 
@@ -334,6 +414,158 @@ class OPTAdapter(ArchAdapter):
         }
 
 
+def _split_fused_rows(w: Tensor, sizes: list[int]) -> list[Tensor]:
+    """Split an nn.Linear's [out, in] weight (or [out] bias) along out into consecutive blocks."""
+    return list(torch.split(w, sizes, dim=0))
+
+
+class Phi3Adapter(LlamaLikeAdapter):
+    """Phi-3: Llama-like with a fused qkv_proj ([q; k; v] rows) and a fused gate_up_proj ([gate; up])."""
+
+    family = "phi3"
+
+    def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        lin = self.attn(layer).qkv_proj
+        sizes = [self.n_heads * self.d_head, self.n_kv_heads * self.d_head, self.n_kv_heads * self.d_head]
+        wq, wk, wv = (x.detach().T for x in _split_fused_rows(lin.weight, sizes))
+        return (_split_heads_in_out(wq, self.n_heads, self.d_head), _split_heads_in_out(wk, self.n_kv_heads, self.d_head),
+                _split_heads_in_out(wv, self.n_kv_heads, self.d_head), None, None, None)
+
+    def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
+        m = self.mlp(layer)
+        gate, up = m.gate_up_proj.weight.detach().chunk(2, dim=0)
+        return {"W_in": up.T, "W_gate": gate.T, "W_out": _linear_in_out(m.down_proj), "b_in": None, "b_out": None}
+
+
+class StableLmAdapter(LlamaLikeAdapter):
+    """StableLM: Llama-like names with LayerNorms, partial rotary, optional q/k/v biases, optional parallel
+    residual (config.use_parallel_residual) and optional per-head q/k LayerNorms."""
+
+    family = "stablelm"
+    norm_type = "layernorm"
+
+    def is_parallel(self) -> bool:
+        return bool(getattr(self.config(), "use_parallel_residual", False))
+
+    def mlp_in_norm(self, layer: int) -> Any:
+        norm = self.block(layer).post_attention_layernorm
+        return norm if norm is not None else self.attn_in_norm(layer)
+
+
+class PhiAdapter(ArchAdapter):
+    """Phi-1/1.5/2: parallel attention and MLP behind one input LayerNorm, partial rotary, biases everywhere."""
+
+    family = "phi"
+    parallel_residual = True
+
+    def layers(self) -> Any:
+        return self.hf.model.layers
+
+    def attn(self, layer: int) -> Any:
+        return self.block(layer).self_attn
+
+    def mlp(self, layer: int) -> Any:
+        return self.block(layer).mlp
+
+    def attn_in_norm(self, layer: int) -> Any:
+        return self.block(layer).input_layernorm
+
+    def mlp_in_norm(self, layer: int) -> Any:
+        return self.block(layer).input_layernorm  # the same norm feeds both branches
+
+    def final_norm(self) -> Any:
+        return self.hf.model.final_layernorm
+
+    def embed(self) -> Any:
+        return self.hf.model.embed_tokens
+
+    def rotary(self) -> Any:
+        return self.hf.model.rotary_emb
+
+    def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        return LlamaLikeAdapter.qkv(self, layer)  # type: ignore[arg-type]
+
+    def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
+        dense = self.attn(layer).dense
+        return _linear_in_out(dense).reshape(self.n_heads, self.d_head, -1), dense.bias.detach()
+
+    def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
+        m = self.mlp(layer)
+        return {"W_in": _linear_in_out(m.fc1), "W_gate": None, "W_out": _linear_in_out(m.fc2),
+                "b_in": m.fc1.bias.detach(), "b_out": m.fc2.bias.detach()}
+
+
+class FalconAdapter(ArchAdapter):
+    """Falcon: fused query_key_value (multi-query, per-head [q, k, v], or grouped for the new decoder
+    architecture), GELU MLP, LayerNorms, rotary; attention and MLP in parallel unless parallel_attn is off."""
+
+    family = "falcon"
+
+    def is_parallel(self) -> bool:
+        cfg = self.config()
+        return bool(cfg.new_decoder_architecture or cfg.parallel_attn)
+
+    def layers(self) -> Any:
+        return self.hf.transformer.h
+
+    def attn(self, layer: int) -> Any:
+        return self.block(layer).self_attention
+
+    def mlp(self, layer: int) -> Any:
+        return self.block(layer).mlp
+
+    def attn_in_norm(self, layer: int) -> Any:
+        blk = self.block(layer)
+        return getattr(blk, "ln_attn", None) or blk.input_layernorm
+
+    def mlp_in_norm(self, layer: int) -> Any:
+        blk = self.block(layer)
+        for name in ("ln_mlp", "post_attention_layernorm", "input_layernorm"):
+            if getattr(blk, name, None) is not None:
+                return getattr(blk, name)
+        raise ModelLoadError("This Falcon block has no MLP input norm.")
+
+    def final_norm(self) -> Any:
+        return self.hf.transformer.ln_f
+
+    def embed(self) -> Any:
+        return self.hf.transformer.word_embeddings
+
+    def rotary(self) -> Any:
+        return getattr(self.hf.transformer, "rotary_emb", None)
+
+    def _qkv_index(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Row blocks (of d_head rows) of query_key_value that hold each q head, k head and v head."""
+        cfg, H, KV = self.config(), self.n_heads, self.n_kv_heads
+        if cfg.new_decoder_architecture:
+            g = H // KV
+            q = torch.tensor([kv * (g + 2) + j for kv in range(KV) for j in range(g)])
+            return q, torch.arange(KV) * (g + 2) + g, torch.arange(KV) * (g + 2) + g + 1
+        if cfg.multi_query:
+            return torch.arange(H), torch.tensor([H]), torch.tensor([H + 1])
+        return torch.arange(H) * 3, torch.arange(H) * 3 + 1, torch.arange(H) * 3 + 2
+
+    def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        lin = self.attn(layer).query_key_value
+        w = lin.weight.detach().reshape(-1, self.d_head, lin.weight.shape[1])  # [blocks, d_head, d_model]
+        b = None if lin.bias is None else lin.bias.detach().reshape(-1, self.d_head)
+        idx = self._qkv_index()
+        ws = [w[i].transpose(1, 2) for i in idx]
+        bs: list[Tensor | None] = [None if b is None else b[i] for i in idx]
+        return ws[0], ws[1], ws[2], bs[0], bs[1], bs[2]
+
+    def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
+        dense = self.attn(layer).dense
+        return _linear_in_out(dense).reshape(self.n_heads, self.d_head, -1), (
+            None if dense.bias is None else dense.bias.detach())
+
+    def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
+        m = self.mlp(layer)
+        return {"W_in": _linear_in_out(m.dense_h_to_4h), "W_gate": None, "W_out": _linear_in_out(m.dense_4h_to_h),
+                "b_in": None if m.dense_h_to_4h.bias is None else m.dense_h_to_4h.bias.detach(),
+                "b_out": None if m.dense_4h_to_h.bias is None else m.dense_4h_to_h.bias.detach()}
+
+
 ADAPTERS: dict[str, type[ArchAdapter]] = {
     "LlamaForCausalLM": LlamaLikeAdapter,
     "MistralForCausalLM": LlamaLikeAdapter,
@@ -344,6 +576,10 @@ ADAPTERS: dict[str, type[ArchAdapter]] = {
     "GPT2LMHeadModel": GPT2Adapter,
     "GPTNeoXForCausalLM": NeoXAdapter,
     "OPTForCausalLM": OPTAdapter,
+    "Phi3ForCausalLM": Phi3Adapter,
+    "PhiForCausalLM": PhiAdapter,
+    "StableLmForCausalLM": StableLmAdapter,
+    "FalconForCausalLM": FalconAdapter,
 }
 
 

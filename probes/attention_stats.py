@@ -1,20 +1,23 @@
 """`attention_statistics(model, tokens, ...)`: per-head attention statistics without the T x T pattern.
 
-Spec: ../shared/specs/kernels.md ("Attention statistics") and issue 7; ../shared/specs/attention-sinks.md
+Spec: docs/methods/kernels.md ("Attention statistics") and docs/kernels.md; docs/methods/attention-sinks.md
 for alpha_k. Hooks the post-rotary q and k and the v of each asked-for layer (TL bridge hooks
 blocks.{l}.attn.hook_rot_q / hook_rot_k / hook_v), and as soon as a layer's three are seen computes
 its statistics with the Triton kernel (CUDA) or the chunked torch reference (elsewhere), then drops
 them; the forward pass stops after the last asked-for layer. Memory is linear in T (the reference's
 query chunks are bounded in size).
 
-Scale: the HF attention module's `scaling` when it has one (Gemma: query_pre_attn_scalar**-0.5),
-else config.query_pre_attn_scalar**-0.5, else 1/sqrt(d_head). Sliding-window layers (Gemma's
-config.layer_types == "sliding_attention") use the window config.sliding_window (key j visible from
-query i when i - j < window, as HF masks it). Attention-logit soft-capping (Gemma 2) is refused.
+Scale and sliding window come from the model (`HookedModel.attn_scale`, `attention_window`: key j
+visible from query i when i - j < window, as HF masks it; Mistral and Phi-3 slide on every layer,
+Gemma and Qwen on the layers of type "sliding_attention"). Attention-logit soft-capping (Gemma 2)
+is refused. Where the bridge's post-rotary hooks never fire (GPT-NeoX, Phi-3, Falcon) or do not exist
+(learned positions: GPT-2, OPT), q and k are read from hook_q / hook_k and rotated here with the
+model's own rotary cos/sin (`qk_source`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from probes.architecture import apply_rotary
 from probes.capture import _as_tokens
 from probes.errors import InputError
 from probes.hooked_model import HookedModel, Tokens
@@ -32,6 +36,32 @@ from probes.kernels.dispatch import resolve_backend
 from probes.results import result_metadata
 
 HOOKS = {"q": "attn.hook_rot_q", "k": "attn.hook_rot_k", "v": "attn.hook_v"}
+PLAIN_HOOKS = {"q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v"}
+_SOURCE: weakref.WeakKeyDictionary[HookedModel, str] = weakref.WeakKeyDictionary()
+
+
+def qk_source(model: HookedModel) -> str:
+    """Where q and k come from: "rot" (the bridge's post-rotary hooks fire), "plain" (no rotary: hook_q/hook_k
+    are what the softmax reads) or "rotate" (rotary applied here to hook_q/hook_k, from the model's own cos/sin).
+    Refuses models with q/k norms whose post-rotary hooks do not fire (where hook_q sits is then unknown)."""
+    if model in _SOURCE:
+        return _SOURCE[model]
+    names = model.bridge.hook_dict
+    fired: set[str] = set()
+    if "blocks.0.attn.hook_rot_q" in names:
+        hooks = [(f"blocks.0.{HOOKS[w]}", lambda t, hook, w=w: fired.add(w)) for w in ("q", "k")]
+        with torch.no_grad():
+            model.run_with_hooks(torch.zeros(1, 2, dtype=torch.long), fwd_hooks=hooks)
+    if fired == {"q", "k"}:
+        source = "rot"
+    elif model.facts.qk_norm:
+        raise InputError(f"Attention statistics do not support {model.spec} (family {model.facts.family}): its "
+                         "post-rotary q/k hooks do not fire and it normalizes q and k. Use capture(model, prompts, "
+                         "what=['pattern']) instead.")
+    else:
+        source = "plain" if model.rotary_cos_sin(1, torch.zeros(1)) is None else "rotate"
+    _SOURCE[model] = source
+    return source
 
 
 class _StopForward(Exception):
@@ -91,26 +121,13 @@ class AttentionStats:
         }
 
 
-def _config(model: HookedModel) -> Any:
-    cfg = model.hf_model.config
-    return getattr(cfg, "text_config", None) or cfg
-
-
 def layer_scale_and_window(model: HookedModel, layer: int) -> tuple[float, int]:
     """The softmax scale and sliding window (0 = none) of one layer; refuses logit soft-capping."""
-    cfg = _config(model)
-    if getattr(cfg, "attn_logit_softcapping", None):
-        raise InputError(f"{model.spec} soft-caps its attention logits; attention_statistics does not model "
-                         "that. Use capture(model, prompts, what=['pattern']) instead.")
-    scaling = getattr(model.adapter.attn(layer), "scaling", None)
-    if scaling is None:
-        pre = getattr(cfg, "query_pre_attn_scalar", None)
-        scaling = (pre if pre else model.facts.d_head) ** -0.5
-    window = 0
-    types = getattr(cfg, "layer_types", None)
-    if types is not None and types[layer] == "sliding_attention":
-        window = int(cfg.sliding_window)
-    return float(scaling), window
+    if model.facts.attn_softcap:
+        raise InputError(f"{model.spec} (family {model.facts.family}) soft-caps its attention logits; attention "
+                         "statistics (probes.attention_stats.attention_statistics) do not model that. Use "
+                         "capture(model, prompts, what=['pattern']) instead.")
+    return model.attn_scale(layer), model.attention_window(layer)
 
 
 def attention_statistics(
@@ -166,9 +183,18 @@ def _run_batch(
     lengths = batch.attention_mask.sum(dim=1)
     last = max(layers)
 
+    source = qk_source(model)
+    rope = None
+    if source == "rotate":
+        cs = model.rotary_cos_sin(batch.ids.shape[1], torch.zeros(1, device=model.device, dtype=model.dtype))
+        rope = None if cs is None else (cs[0][None, :, None, :], cs[1][None, :, None, :])
+
     def make_hook(layer: int, which: str) -> Any:
         def hook(tensor: Tensor, hook: Any) -> Tensor:
-            seen[layer][which] = tensor.detach()
+            x = tensor.detach()
+            if rope is not None and which in ("q", "k"):
+                x = apply_rotary(x, rope[0].to(x.dtype), rope[1].to(x.dtype))
+            seen[layer][which] = x
             if len(seen[layer]) == 3:
                 q, k, v = (seen[layer].pop(x).transpose(1, 2) for x in ("q", "k", "v"))  # [b, head, pos, d]
                 scale, window = plan[layer]
@@ -180,16 +206,19 @@ def _run_batch(
 
         return hook
 
-    hooks = [(f"blocks.{layer}.{HOOKS[w]}", make_hook(layer, w)) for layer in layers for w in HOOKS]
+    names = HOOKS if source == "rot" else PLAIN_HOOKS
+    hooks = [(f"blocks.{layer}.{names[w]}", make_hook(layer, w)) for layer in layers for w in names]
     missing = [name for name, _ in hooks if name not in model.bridge.hook_dict]
     if missing:
-        raise InputError(f"The bridge for {model.spec} offers no hook {missing[0]}; attention statistics need "
-                         "the post-rotary q and k and the v of each layer.")
+        raise InputError(f"The bridge for {model.spec} (family {model.facts.family}) offers no hook {missing[0]}; "
+                         "attention statistics need the post-rotary q and k and the v of each layer.")
     try:
         with torch.no_grad():
             model.run_with_hooks(batch, fwd_hooks=hooks)
     except _StopForward:
         pass
     if set(results) != set(layers):
-        raise InputError(f"Layers {sorted(set(layers) - set(results))} did not produce q, k and v hooks.")
+        raise InputError(f"Attention statistics do not support {model.spec} (family {model.facts.family}): the "
+                         f"bridge never fired the q, k and v hooks of layers {sorted(set(layers) - set(results))}. "
+                         "Use capture(model, prompts, what=['pattern']) instead.")
     return results

@@ -1,6 +1,6 @@
 """`capture(model, prompts, what=[...])`: activations and attention under a memory budget.
 
-Spec: ../shared/design.md (the capture layer) and issue 2. Shapes (every tensor on the CPU, fp32):
+Spec: docs/architecture.md (the capture layer). Shapes (every tensor on the CPU, fp32):
 - resid_pre / resid_mid / resid_post / attn_out / mlp_out: [batch, layer, pos, d_model]
 - pattern / scores (pre-softmax logits): [batch, layer, head, query_pos, key_pos]
 - q / k / v / z: [batch, layer, pos, head, d_head]. q and k are taken after rotary (what the
@@ -15,6 +15,7 @@ Values at padded positions are whatever the model computed there: mask them.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,17 +75,42 @@ def _as_tokens(model: HookedModel, prompts: Any, prepend_bos: bool | None) -> To
 
 
 def _check_what(what: Sequence[str]) -> list[str]:
+    if not isinstance(what, str | Sequence):
+        raise InputError(f"what= must be a target name or a list of them (got {what!r}). Choose from: {', '.join(KNOWN)}.")
     names = [what] if isinstance(what, str) else list(what)
-    unknown = [w for w in names if w not in KNOWN]
+    unknown = [w for w in names if not isinstance(w, str) or w not in KNOWN]
     if unknown or not names:
         raise InputError(f"Unknown capture target(s) {unknown or names}. Choose from: {', '.join(KNOWN)}.")
     return names
 
 
+def _as_int(value: Any) -> int | None:
+    """An int (numpy and torch integer scalars included), or None; bools are not indices."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _check_index(values: Sequence[int] | int | None, n: int, label: str) -> list[int]:
     if values is None:
         return list(range(n))
-    items = [values] if isinstance(values, int) else list(values)
+    if isinstance(values, Tensor):
+        values = values.flatten().tolist()
+    if _as_int(values) is not None:
+        values = [values]  # type: ignore[list-item]
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InputError(f"{label}s= must be an int or a list of ints (got {values!r}); e.g. {label}s=[0, 5], "
+                         f"or leave it out for all {n}.")
+    if not values:
+        raise InputError(f"{label}s=[] selects nothing; give at least one {label} in 0..{n - 1}, or leave it out "
+                         f"for all {n}.")
+    wrong = [v for v in values if _as_int(v) is None]
+    if wrong:
+        raise InputError(f"{label}s= must hold ints; got {wrong!r}. Write {label}s=[0, 5], not strings or floats.")
+    items = [int(v) for v in values]
     bad = [v for v in items if not -n <= v < n]
     if bad:
         raise InputError(f"{label} {bad} out of range: the model has {label}s 0..{n - 1}.")
@@ -152,8 +178,8 @@ def capture(
     f = model.facts
     layer_ids = _check_index(layers, f.n_layers, "layer")
     head_ids = _check_index(heads, f.n_heads, "head")
-    if batch_size < 1:
-        raise InputError("batch_size must be at least 1.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be an int >= 1 (got {batch_size!r}).")
     n, seq = tokens.ids.shape
     sizes = estimate_capture_bytes(model, n, seq, names, len(layer_ids), len(head_ids), batch_size)
     budget = default_budget_bytes(model.device) if budget_bytes is None else int(budget_bytes)

@@ -1,6 +1,6 @@
 """Text corpora a fresh machine already has, and a deterministic sampler.
 
-Domains (issue 2; used by the sink, dormancy and SAE analyses):
+Domains (docs/architecture.md; used by the sink, dormancy and SAE analyses):
 - "prose": English paragraphs from Python's own documentation that ships with every CPython
   (`pydoc_data.topics`, the language reference as plain text) and the docstrings of the standard
   library's modules, classes and functions; indented code examples and headings are dropped.

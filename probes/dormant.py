@@ -1,6 +1,6 @@
 """Active-dormant heads (Guo et al. 2024): dormancy per head and per domain, and ablation effects.
 
-Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads in pretrained models").
+Spec: docs/methods/extreme-tokens.md ("Active-dormant heads in pretrained models").
 - dormancy[l,h] on a domain = mean over the domain's sequences (T = 64) of the mean attention on the
   sink (position 0) over the non-sink queries i >= 1 (probes.extreme.sink_attention).
 - ablation effect = mean next-token loss with the head ablated minus the clean loss, on that domain:

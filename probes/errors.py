@@ -34,3 +34,11 @@ class CheckpointError(GlasshouseError):
 
 class IsolationError(GlasshouseError, RuntimeError):
     """A shared model's modules ran outside its lock while another caller held it."""
+
+
+class UsageError(InputError):
+    """A command-line argument is not acceptable: the CLI exits with status 2 (argparse's usage status)."""
+
+
+class RunFolderError(GlasshouseError):
+    """An output or run folder cannot be used: not writable, a file, or held by another run."""

@@ -1,6 +1,6 @@
 """Extreme-token phenomena (Guo et al. 2024): attention sink, value-state drain, residual-state peak.
 
-Spec: ../shared/specs/extreme-tokens.md ("Per-token measurements on any model"). The sink is the
+Spec: docs/methods/extreme-tokens.md ("Per-token measurements on any model"). The sink is the
 first position (0-based index 0). Per batch, every quantity is reduced inside hooks, layer by layer:
 - sink attention[l,h]   = mean over non-sink queries i >= 1 of A[l,h,i,0]
 - value norm[l,h,k]     = || v_k W_O^h ||  (the head's value vector through its slice of W_O;
@@ -8,9 +8,11 @@ first position (0-based index 0). Per batch, every quantity is reduced inside ho
 - residual norm[l,k]    = || resid_post[l,k] ||  (L2 over d_model)
 - logit gap[l,h,i]      = s[i,0] - mean_{1<=j<i} s[i,j] for queries i >= 2, where s are the
                           pre-softmax attention logits (`hook_attn_scores`, scaled as the softmax reads
-                          them); NaN for i < 2 where the mean is over no keys. For OPT, whose bridge gives
-                          no logits (SCORES_HOOK_IS_PATTERN), log A[i, j] is used: the same gap, since the
-                          log-normalizer cancels (A clamped at 1e-38).
+                          them); NaN for i < 2 where the mean is over no keys. In a sliding-window layer
+                          (`HookedModel.key_visible`) the mean runs over the keys the query sees, and the gap
+                          is NaN once the sink has left the window (i >= window): masked keys never enter.
+                          For OPT, whose bridge gives no logits (SCORES_HOOK_IS_PATTERN), log A[i, j] is
+                          used: the same gap, since the log-normalizer cancels (A clamped at 1e-38).
 Ablations zero one layer's MLP output (`hook_mlp_out`) or attention output (`hook_attn_out`) and
 measure the residual norms again.
 """
@@ -40,17 +42,24 @@ def sink_attention(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
     return pattern[..., 1:, 0].float().mean(dim=-1)
 
 
-def logit_gap(scores: Float[Tensor, "... T T"], include_self: bool = False) -> Float[Tensor, "... T"]:
+def logit_gap(scores: Float[Tensor, "... T T"], include_self: bool = False,
+              visible: Tensor | None = None) -> Float[Tensor, "... T"]:
     """s[i,0] - mean_{1<=j<i} s[i,j] per query i (NaN for i < 2); self-key and sink excluded.
-    With include_self the mean runs over 1 <= j <= i (NaN only for i = 0)."""
+    With include_self the mean runs over 1 <= j <= i (NaN only for i = 0). visible [query, key]
+    (a sliding window, `HookedModel.key_visible`) keeps hidden keys out of the mean and gives NaN
+    where the query no longer sees the sink."""
     T = scores.shape[-1]
     s = scores.float()
     j = torch.arange(T, device=s.device)
     between = (j[None, :] >= 1) & (j[None, :] < j[:, None] + int(include_self))  # [query, key]
+    sees_sink = torch.ones(T, dtype=torch.bool, device=s.device)
+    if visible is not None:
+        visible = visible.to(s.device)
+        between, sees_sink = between & visible, visible[:, 0]
     count = between.sum(-1).float()
     mean_other = torch.where(between, s, torch.zeros((), device=s.device)).sum(-1) / count.clamp_min(1)
     gap = s[..., :, 0] - mean_other
-    return torch.where(count > 0, gap, torch.full_like(gap, float("nan")))
+    return torch.where((count > 0) & sees_sink, gap, torch.full_like(gap, float("nan")))
 
 
 def value_norms(model: HookedModel, layer: int, v: Float[Tensor, "b T kv d_head"]) -> Float[Tensor, "b head T"]:
@@ -111,12 +120,16 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
     def on_resid(x: Tensor, hook: Any) -> None:
         got["resid"][layer_of(hook)] = x.detach().float().norm(dim=-1).cpu()
 
+    def visible(hook: Any, n: int) -> Tensor:
+        return model.key_visible(layer_of(hook), n)
+
     def on_scores(s: Tensor, hook: Any) -> None:
-        got["gap"][layer_of(hook)] = logit_gap(s.detach()).cpu()
+        got["gap"][layer_of(hook)] = logit_gap(s.detach(), visible=visible(hook, s.shape[-1])).cpu()
 
     def on_pattern_as_scores(p: Tensor, hook: Any) -> None:
         on_pattern(p, hook)
-        got["gap"][layer_of(hook)] = logit_gap(p.detach().float().clamp_min(1e-38).log()).cpu()
+        log_p = p.detach().float().clamp_min(1e-38).log()
+        got["gap"][layer_of(hook)] = logit_gap(log_p, visible=visible(hook, p.shape[-1])).cpu()
 
     hooks = list(fwd_hooks or [])
     no_scores = model.facts.family in SCORES_HOOK_IS_PATTERN

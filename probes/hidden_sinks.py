@@ -1,6 +1,6 @@
 """Hidden sinks beyond the first token (ACT, Yu et al. 2024) and two pattern interventions.
 
-Spec: ../shared/specs/attention-sinks.md ("Hidden sinks", "First-token scaling").
+Spec: docs/methods/attention-sinks.md ("Hidden sinks", "First-token scaling").
 
 - Detection: per head, alpha_k = sum_i A[i,k] / (T - k). We read ACT's k as 0-based, so this is the
   same column mean over the queries that can see key k as Gu's alpha (probes.sinks.alpha_from_pattern).

@@ -1,6 +1,6 @@
 """`HookedModel`: one copy of a causal LM's weights, seen through TransformerLens and nnsight.
 
-Spec: ../shared/specs/embedded-model.md and ../shared/design.md ("one model interface").
+Spec: docs/methods/embedded-model.md and docs/architecture.md ("one model interface").
 Analyses take a HookedModel and ask it for what they need: tokens, canonical facts, canonical
 weights (TransformerLens conventions, see probes/architecture.py), sub-modules, and hooked runs
 through the TransformerLens bridge (`run_with_cache`, `run_with_hooks`, TL hook names).
@@ -36,7 +36,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from probes.architecture import ArchAdapter, adapter_for
+from probes.architecture import ArchAdapter, adapter_for, norm_eps
 from probes.errors import InputError, IsolationError
 
 P = ParamSpec("P")
@@ -81,6 +81,11 @@ class ModelFacts:
     n_params: int
     dtype: str
     device: str
+    # architecture facts (read through the adapter, probes/architecture.py)
+    parallel_residual: bool = False  # attention and MLP read the same residual: no blocks.{l}.hook_resid_mid
+    sliding_windows: tuple[int, ...] = ()  # per layer; 0 = full causal attention
+    qk_norm: bool = False  # a norm on each query and key head (Qwen3, Gemma 3)
+    attn_softcap: float = 0.0  # Gemma 2's attention-logit soft-capping (0 = none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,9 +174,13 @@ class HookedModel:
             normalization=self.adapter.norm_type,
             positional="learned" if self.adapter.pos_embed() is not None else "rotary",
             gated_mlp=self.adapter.mlp_weights(0)["W_gate"] is not None,
-            n_params=sum(p.numel() for p in self.hf_model.parameters()),
+            n_params=self._count_params(),
             dtype=str(param.dtype).replace("torch.", ""),
             device=str(param.device),
+            parallel_residual=self.adapter.is_parallel(),
+            sliding_windows=tuple(self.adapter.window(layer) for layer in range(int(cfg.n_layers))),
+            qk_norm=self.adapter.q_norm(0) is not None,
+            attn_softcap=self.adapter.attn_softcap(),
         )
 
     def _tokenizer_prepends_bos(self) -> bool:
@@ -534,6 +543,91 @@ class HookedModel:
             f"HookedModel({f.spec!r}: {f.architecture}, {f.n_layers} layers, {f.n_heads} heads "
             f"({f.n_kv_heads} kv), d_model {f.d_model}, {f.dtype} on {f.device})"
         )
+
+    # --- architecture facts (windows, norms, residual layout; read through the adapter) --------------
+    def _count_params(self) -> int:
+        """Parameters of the HF model, each once: the bridge adds split copies beside a fused weight
+        (q/k/v beside GPT-2's, NeoX's or Phi-3's qkv; gate/in beside Phi-3's gate_up_proj), not the model's own."""
+        splits = {"qkv": {"q", "k", "v"}, "gate_up_proj": {"gate", "in"}}
+        params = [(n.replace("._original_component", "").split("."), p) for n, p in self.hf_model.named_parameters()]
+        fused = {(".".join(parts[:-2]), parts[-2]) for parts, _ in params if len(parts) >= 3 and parts[-2] in splits}
+
+        def is_copy(parts: list[str]) -> bool:
+            parent = ".".join(parts[:-2])
+            return len(parts) >= 3 and any(parts[-2] in splits[f] for p, f in fused if p == parent)
+
+        return sum(p.numel() for parts, p in params if not is_copy(parts))
+
+    def attention_window(self, layer: int) -> int:
+        """The layer's sliding window (0 = none): key j is visible from query i when 0 <= i - j < window."""
+        return self.facts.sliding_windows[self.check_layer(layer)]
+
+    def key_visible(self, layer: int, n_pos: int) -> Tensor:
+        """[query, key] bool: causal, and inside the layer's sliding window when it has one."""
+        i = torch.arange(n_pos)
+        diff = i[:, None] - i[None, :]
+        window = self.attention_window(layer)
+        return (diff >= 0) & (diff < window) if window else diff >= 0
+
+    @property
+    def has_mid_residual(self) -> bool:
+        """Whether blocks.{l}.hook_resid_mid exists (sequential blocks) or not (parallel attention and MLP)."""
+        return not self.facts.parallel_residual
+
+    def norm_eps(self, which: str = "final", layer: int = 0) -> float:
+        """The epsilon of a norm, read from the module: which in final | attn_in | mlp_in | attn_out | mlp_out."""
+        a = self.adapter
+        modules = {"final": a.final_norm, "attn_in": a.attn_in_norm, "mlp_in": a.mlp_in_norm,
+                   "attn_out": a.attn_out_norm, "mlp_out": a.mlp_out_norm}
+        if which not in modules:
+            raise InputError(f"Unknown norm '{which}'. Use one of {', '.join(modules)}.")
+        module = modules[which]() if which == "final" else modules[which](self.check_layer(layer))  # type: ignore[operator]
+        if module is None:
+            raise InputError(f"{self.spec} ({self.facts.family}) has no {which} norm.")
+        return norm_eps(module)
+
+    def attn_in_norm(self, layer: int) -> Any:
+        """The attention-input norm module of a layer (callable on [..., d_model])."""
+        return self.adapter.attn_in_norm(self.check_layer(layer))
+
+    def attn_out_norm(self, layer: int) -> Any:
+        """Gemma's post-attention norm of a layer (on the sum of the heads), or None."""
+        return self.adapter.attn_out_norm(self.check_layer(layer))
+
+    def attn_out_norm_scale(self, layer: int) -> Tensor | None:
+        """The effective scale of the post-attention norm (Gemma's 1 + w), or None without one."""
+        norm = self.attn_out_norm(layer)
+        return None if norm is None else self.adapter.norm_scale(norm)
+
+    def qk_norms(self, layer: int) -> tuple[Any, Any]:
+        """The norms applied to each query head and each key head after projection (or None, None)."""
+        layer = self.check_layer(layer)
+        return self.adapter.q_norm(layer), self.adapter.k_norm(layer)
+
+    def attn_scale(self, layer: int) -> float:
+        """The factor on q.k before the softmax."""
+        return self.adapter.attn_scale(self.check_layer(layer))
+
+    def rotary_cos_sin(self, n_pos: int, like: Tensor) -> tuple[Tensor, Tensor] | None:
+        """cos, sin [n_pos, rotary_dim] of the model's rotary embedding (rotary_dim < d_head for partial
+        rotary: the first rotary_dim features of each head rotate), or None for learned positions."""
+        rot = self.adapter.rotary()
+        if rot is None:
+            return None
+        ids = torch.arange(n_pos, device=like.device)[None]
+        with self._lock:
+            cos, sin = rot(like, ids)
+        return cos[0], sin[0]
+
+    def position_embeddings(self, n_pos: int) -> Tensor | None:
+        """The learned position vectors added at positions 0..n_pos-1 [n_pos, d_model], or None."""
+        w = self.W_pos
+        return None if w is None else w[:n_pos].to(self.device)
+
+    def reference_logits(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
+        """The HF model's own forward on unpadded ids, no hooks (what re-implementations check themselves against)."""
+        with self._lock, torch.no_grad():
+            return self.hf_model(ids.to(self.device)).logits
 
 
 class LockedBridge:

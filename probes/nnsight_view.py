@@ -42,12 +42,16 @@ def isolated_language_model(model: HookedModel) -> Any:
         def trace(self, *args: Any, **kwargs: Any) -> Any:
             tracer = super().trace(*args, **kwargs)
             inner = getattr(tracer, "backend", None)
-            if inner is not None and not isinstance(inner, _LockedBackend):
-                tracer.backend = _LockedBackend(inner, self.__dict__["_glasshouse_model"])
+            owner = self.__dict__.get("_glasshouse_model")
+            if owner is not None and inner is not None and not isinstance(inner, _LockedBackend):
+                tracer.backend = _LockedBackend(inner, owner)
             return tracer
 
         def interleave(self, *args: Any, **kwargs: Any) -> Any:
-            with self.__dict__["_glasshouse_model"]._trace_section():
+            owner = self.__dict__.get("_glasshouse_model")
+            if owner is None:  # a copy unpickled from a request: it shares no module tree with callers
+                return super().interleave(*args, **kwargs)
+            with owner._trace_section():
                 return super().interleave(*args, **kwargs)
 
         def __getstate__(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Probe statistics computed inside an nnsight trace, so a remote run (NDIF) sends back only them.
 
-Spec: issue 9 (scale beyond one machine) and docs/batch.md. Each function here traces an nnsight
+Spec: docs/remote.md (scale beyond one machine) and docs/batch.md. Each function here traces an nnsight
 `LanguageModel`, computes its statistic inside the trace and `.save()`s only that statistic
 (a [layer, pos] or [layer, head] tensor), never whole activations or attention patterns.
 

@@ -1,6 +1,6 @@
 """Results are data: the metadata every result carries, and one way to write it.
 
-Spec: ../shared/design.md ("results as data"). A probe returns a dataclass with `to_dict()`;
+Spec: docs/architecture.md ("results as data"). A probe returns a dataclass with `to_dict()`;
 `result_metadata` gives the fields every result records (model spec, settings, versions, seed),
 and `save_result` writes the JSON atomically.
 """

@@ -1,6 +1,6 @@
 """Attention sinks: the Sink_k^eps metric of Gu et al. (2024) on any loaded model.
 
-Spec: ../shared/specs/attention-sinks.md ("Sink metric"). For N sequences of exactly T tokens,
+Spec: docs/methods/attention-sinks.md ("Sink metric"). For N sequences of exactly T tokens,
 one forward pass each, A[l,h,i,k] the attention probability from query i to key k:
 
 - alpha[l,h,k] = (1 / (T - k + 1)) * sum_{i=k..T} A[l,h,i,k]   (k 1-based: the mean of column k
@@ -81,15 +81,18 @@ def inputs_for_regime(
     return torch.cat([head, draws], dim=1).contiguous()
 
 
-def alpha_from_pattern(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, "... T"]:
+def alpha_from_pattern(pattern: Float[Tensor, "... T T"], window: int = 0) -> Float[Tensor, "... T"]:
     """Column means of a causal pattern over the queries that can see each key (spec "Sink metric").
 
     alpha[..., k] = sum_{i>=k} A[..., i, k] / (T - k) with 0-based k (= the spec's 1/(T-k+1), 1-based).
+    In a sliding-window layer (window > 0) only min(T - k, window) queries see key k.
     """
     T = pattern.shape[-1]
     lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=pattern.device))
     col = torch.where(lower, pattern.float(), torch.zeros((), device=pattern.device)).sum(dim=-2)
     seen_by = torch.arange(T, 0, -1, device=pattern.device, dtype=torch.float32)
+    if window:
+        seen_by = seen_by.clamp(max=float(window))
     return col / seen_by
 
 
@@ -180,7 +183,7 @@ def alpha_for_batch(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[Tensor
 
     def keep(pattern: Tensor, hook: Any) -> None:
         layer = int(hook.name.split(".")[1])
-        per_layer[layer] = alpha_from_pattern(pattern.detach()).cpu()
+        per_layer[layer] = alpha_from_pattern(pattern.detach(), model.attention_window(layer)).cpu()
 
     hooks = [(name, keep) for name in pattern_hook_names(model)]
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Activations at a TransformerLens hook, streamed, shuffled and optionally cached (spec saes.md; issue 6.2).
+"""Activations at a TransformerLens hook, streamed, shuffled and optionally cached (docs/methods/saes.md; docs/saes.md).
 
 Three sources share one method, `iter_batches(batch_size, seed, start_step)`, which yields
 float32 [batch_size, d_in] tensors in an order fixed by `seed`, and can start at any step (so a
@@ -172,7 +172,14 @@ class CachedActivations:
         meta_path = self.folder / "meta.json"
         if not meta_path.exists():
             raise CheckpointError(f"{self.folder} is not an activation cache (no meta.json). Build one with cache_activations().")
-        self.meta = json.loads(meta_path.read_text())
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{meta_path} cannot be read as JSON ({exc}); the cache is damaged. Delete "
+                                  f"{self.folder} to rebuild it, or pass another --cache folder.") from exc
+        if not isinstance(self.meta, dict) or not all(k in self.meta for k in ("n_tokens", "d_in", "hook_name")):
+            raise CheckpointError(f"{meta_path} lacks n_tokens, d_in or hook_name; the cache is damaged. Delete "
+                                  f"{self.folder} to rebuild it.")
         if self.meta.get("format") != CACHE_FORMAT:
             raise CheckpointError(f"{meta_path} has format {self.meta.get('format')!r}, expected {CACHE_FORMAT!r}.")
         try:
@@ -239,6 +246,9 @@ def cache_activations(
     if target.exists():
         target.rmdir()
     os.replace(tmp, target)
+    from probes.io import fsync_dir
+
+    fsync_dir(target.parent)
     return CachedActivations(target)
 
 

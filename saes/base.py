@@ -1,4 +1,4 @@
-"""The one SAE interface every architecture implements (spec saes.md, "Architectures").
+"""The one SAE interface every architecture implements (docs/methods/saes.md, "Architectures").
 
 x in R^d_in (raw activation at a hook), F = d_sae features:
     x_n   = x * s                          (s = cfg.norm_scale, recorded with the SAE)
@@ -36,9 +36,18 @@ class SAEOutput:
     """What `SAE.loss` returns: the reconstruction (raw units), the features, and the loss terms."""
 
     x_hat: Float[Tensor, "batch d_in"]
-    feature_acts: Float[Tensor, "batch d_sae"]
+    feature_acts: Float[Tensor, "batch d_sae"] | None
     loss: Float[Tensor, ""]
     terms: dict[str, Tensor] = field(default_factory=dict)
+    # The sparse step (TopK `loss_sparse`) gives the codes as (values, indices) [batch, k] and no dense matrix.
+    codes: tuple[Tensor, Tensor] | None = None
+
+    def l0(self) -> float:
+        """Mean number of active features per token in this batch."""
+        if self.codes is not None:
+            return float((self.codes[0] > 0).sum(-1).float().mean())
+        assert self.feature_acts is not None
+        return float((self.feature_acts > 0).sum(-1).float().mean())
 
 
 class SAE(nn.Module):
@@ -145,17 +154,35 @@ class SAE(nn.Module):
 
     # --- firing statistics ---------------------------------------------------------------
     @torch.no_grad()
-    def update_stats(self, f: Float[Tensor, "batch d_sae"], momentum: float = 0.99) -> None:
-        """Count tokens since each feature last fired, and an EMA of each feature's firing density."""
-        fired = (f > 0).any(dim=0)
-        self.tokens_since_fired += f.shape[0]
+    def update_stats(self, f: Float[Tensor, "batch d_sae"] | SAEOutput, momentum: float = 0.99) -> None:
+        """Count tokens since each feature last fired, and an EMA of each feature's firing density.
+
+        Takes the dense codes, or a loss output (dense or sparse codes: the counts are the same).
+        """
+        if isinstance(f, SAEOutput):
+            if f.codes is None:
+                assert f.feature_acts is not None
+                return self.update_stats(f.feature_acts.detach(), momentum)
+            values, indices = f.codes
+            counts = torch.bincount(indices[values > 0], minlength=self.cfg.d_sae).float()
+            n_tokens = values.shape[0]
+        else:
+            counts = (f > 0).float().sum(dim=0)
+            n_tokens = f.shape[0]
+        fired = counts > 0
+        self.tokens_since_fired += n_tokens
         self.tokens_since_fired[fired] = 0
-        density = (f > 0).float().mean(dim=0)
+        density = counts / n_tokens
         if int(self.stats_steps) == 0:
             self.density_ema.copy_(density)
         else:
             self.density_ema.mul_(momentum).add_(density, alpha=1 - momentum)
         self.stats_steps += 1
+
+    @torch.no_grad()
+    def adapt_sparsity(self, l0: float) -> None:
+        """After a training step with batch L0 `l0`: steer the sparsity coefficient to a target L0 (no-op here)."""
+        return None
 
     def dead_mask(self, window_tokens: int) -> Bool[Tensor, "*d_sae"]:
         """Features that have not fired on any of the last `window_tokens` training tokens."""

@@ -1,4 +1,4 @@
-"""SAE configuration: the fields every architecture shares (spec saes.md, "Architectures").
+"""SAE configuration: the fields every architecture shares (docs/methods/saes.md, "Architectures").
 
 Each architecture extends `SAEConfig` with its own dataclass (see saes/architectures/*). The
 config is written into `cfg.json` beside the weights (SAELens layout, saes/saelens_io.py), so
@@ -8,8 +8,11 @@ every field must be JSON-ready.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from torch import Tensor
 
 from probes.errors import InputError
 
@@ -62,6 +65,20 @@ class SAEConfig:
         """Build from a dict, ignoring keys this dataclass does not have (e.g. SAELens-only keys)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def adapt_scale(scale: Tensor, l0: float, target: float | None, rate: float) -> None:
+    """Steer a sparsity coefficient to a target L0 (Standard, JumpReLU; docs/saes.md), in place.
+
+    With `target_l0` set in their config, the SAE keeps a buffer `sparsity_scale` (starting at 1,
+    saved in checkpoints) that multiplies its coefficient, and after each training step with batch
+    L0 `l0`:  log scale += rate * log(l0 / target), clamped to [1e-4, 1e4] (a proportional
+    controller in log space: an L0 above the target raises the penalty). No-op without a target.
+    """
+    if target is None or target <= 0:
+        return
+    step = rate * math.log(max(l0, 1e-3) / target)
+    scale.copy_((scale.log() + step).clamp(math.log(1e-4), math.log(1e4)).exp())
 
 
 def hook_layer(hook_name: str) -> int | None:

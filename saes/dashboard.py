@@ -1,4 +1,4 @@
-"""Feature dashboards as data (spec saes.md, "Feature dashboards"; issue 6.5).
+"""Feature dashboards as data (docs/methods/saes.md, "Feature dashboards"; docs/saes.md).
 
 `feature_dashboards(model, sae, ids, features)` returns a JSON-ready dict the app reads, per feature:
 - "top_examples": the `n_top` token positions with the largest activation, each with its context

@@ -1,4 +1,4 @@
-"""SAE evaluation (spec saes.md, "Metrics"; issue 6.4). Every definition is stated here and tested.
+"""SAE evaluation (docs/methods/saes.md, "Metrics"; docs/saes.md). Every definition is stated here and tested.
 
 On a set of activations X [n, d_in] with reconstructions X_hat and features F:
 - L0: mean over tokens of the number of features with f > 0.
@@ -60,8 +60,17 @@ def reconstruction_metrics(
     sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, dense_threshold: float = 0.1, bins: int = 30
 ) -> ReconstructionMetrics:
     """L0, MSE, FVU, explained variance, cosine, dead/dense counts and the log10 density histogram."""
+    if acts.ndim != 2 or acts.shape[1] != sae.cfg.d_in:
+        raise InputError(f"acts must have shape [n, d_in={sae.cfg.d_in}], got {tuple(acts.shape)}.")
     if acts.shape[0] < 2:
         raise InputError("Need at least 2 activations to measure variance.")
+    finite = torch.isfinite(acts).all(dim=-1)
+    if not bool(finite.all()):
+        rows = (~finite).nonzero().flatten()
+        raise InputError(
+            f"acts hold NaN or inf in {rows.numel()} of {acts.shape[0]} rows (first: row {int(rows[0])}); the metrics "
+            "would be NaN. Capture the activations in float32 or drop those rows first."
+        )
     was_training = sae.training
     sae.eval()
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Architectures by name (spec saes.md; SAELens style).
+"""Architectures by name (docs/methods/saes.md; SAELens style).
 
 A registry maps an architecture name to its SAE class and its config dataclass. A new variant is
 one new file under saes/architectures/ that calls `register(...)` at import time and is listed

@@ -1,18 +1,38 @@
-"""SAELens-compatible save and load (spec saes.md, "Interoperability"; issue 6.6).
+"""SAELens-compatible save and load, SAELens 6 both ways (docs/methods/saes.md, "Interoperability"; docs/saes.md).
 
 A folder holds `cfg.json` and `sae_weights.safetensors` with W_enc [d_in, d_sae], b_enc [d_sae],
-W_dec [d_sae, d_in], b_dec [d_in], and `threshold` [d_sae] for SAEs that use one at inference
-(JumpReLU; BatchTopK / Mutual Choice write their global threshold expanded to d_sae, Feature
-Choice its per-feature thresholds). Hooks are named with TransformerLens names.
+W_dec [d_sae, d_in], b_dec [d_in], and `threshold` [d_sae] for SAEs that use one at inference.
 
-Saving folds the activation norm scale s into the weights (W_enc * s, W_dec / s, b_dec / s; as
-SAELens does after training), so the folder takes raw activations and records
-"normalize_activations": "none"; the folded value is kept as "glasshouse_folded_norm_scale".
-cfg.json carries the SAELens keys (architecture, d_in, d_sae, hook_name, hook_layer,
-model_name, dtype, device, apply_b_dec_to_input, normalize_activations, activation_fn_str,
-activation_fn_kwargs, k, ...) plus our config fields, and "weights_sha256", the SHA-256 of the
-weights file: a file that no longer matches it is reported as altered. Folders written by SAELens
-(no checksum) are checked for readability, names and shapes only.
+Writing (`save_sae`) produces the SAELens 6 layout: hook_name, model_name, hook_head_index and
+prepend_bos under "metadata" (with "sae_lens_version": "6.0.0", the layout's version, so that
+SAELens reads it as a v6 config), and an "architecture" SAELens 6 knows: standard, topk (with "k"
+and "rescale_acts_by_decoder_norm": false) or jumprelu. BatchTopK, Mutual Choice and Feature
+Choice are written as "jumprelu" with their inference thresholds (a global one expanded to
+d_sae), as SAELens itself stores a BatchTopK SAE; "glasshouse_architecture" keeps the real name
+and all our config fields sit at the top level (SAELens ignores keys it does not know), so our
+own round trip is lossless. The activation norm scale s is folded into the weights (W_enc * s,
+W_dec / s, b_dec / s; "normalize_activations": "none"); "glasshouse_folded_norm_scale" records
+s. The rows of W_dec in the file then have norm 1/s, so "decoder_norm" says "free" there and
+"glasshouse_trained_decoder_norm" keeps the trained setting; `load_sae` unfolds both for our own
+folders. "weights_sha256" is the SHA-256 of the weights file.
+
+Reading (`load_sae`) takes our folders, SAELens 6 folders (inference and training ones) and the
+pre-6 flat layout. Every field that changes what SAELens computes is reproduced or refused with an
+InputError naming it:
+- architecture standard / topk / jumprelu, and the training-only "batchtopk" (its topk_threshold
+  becomes the JumpReLU threshold, as SAELens's save_inference_model does); others are refused;
+- rescale_acts_by_decoder_norm (topk, batchtopk): SAELens multiplies the pre-activations by
+  n_j = ||W_dec[j]|| before the selection and the codes by 1/n_j before decoding; folded as
+  SAELens folds it (W_enc[:, j] * n_j, b_enc[j] * n_j, W_dec[j] / n_j);
+- apply_b_dec_to_input false: z = x W_enc + b_enc, folded into b_enc (b_enc + b_dec W_enc);
+- a JumpReLU "log_threshold" tensor becomes threshold = exp(log_threshold);
+- normalize_activations "none" and "expected_average_only_in" (SAELens applies nothing for it at
+  inference) are read; "constant_norm_rescale", "layer_norm" and "covariance_whitening" (a
+  per-token rescaling between encode and decode) are refused; so are reshape_activations other
+  than "none", a hook_head_index, finetuning_scaling_factor, and tensors our SAEs would not use.
+The folding runs in float64. Every folder is checked: the checksum where present, readable
+safetensors, tensor names and shapes, and finite values in every tensor (CheckpointError naming
+the tensor otherwise).
 """
 
 from __future__ import annotations
@@ -35,8 +55,13 @@ from saes.config import hook_layer
 
 WEIGHTS = "sae_weights.safetensors"
 CONFIG = "cfg.json"
-_SAELENS_NAMES = {"standard": "standard", "relu": "standard", "topk": "topk", "jumprelu": "jumprelu",
-                  "batchtopk": "batchtopk", "feature_choice": "feature_choice", "mutual_choice": "mutual_choice"}
+LAYOUT_VERSION = "6.0.0"
+_AS_JUMPRELU = ("batchtopk", "mutual_choice", "feature_choice")
+_SAELENS_ARCHS = {"standard": "standard", "relu": "standard", "topk": "topk", "jumprelu": "jumprelu",
+                  "batchtopk": "batchtopk"}
+_REFUSED_NORMS = ("constant_norm_rescale", "layer_norm", "covariance_whitening")
+_META_KEYS = ("model_name", "hook_name", "hook_head_index", "prepend_bos", "context_size", "dataset_path")
+_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "log_threshold", "topk_threshold")
 
 
 def _sha256(path: Path) -> str:
@@ -48,31 +73,35 @@ def _sha256(path: Path) -> str:
 
 
 def save_sae(sae: SAE, folder: str | os.PathLike[str]) -> Path:
-    """Write `sae` as a SAELens folder (norm scale folded in); returns the folder."""
+    """Write `sae` as a SAELens 6 folder (norm scale folded in; see module docstring); returns the folder."""
     out = Path(folder)
     s = float(sae.cfg.norm_scale)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in sae.weights().items()}
     tensors["W_enc"] = (tensors["W_enc"] * s).contiguous()
     tensors["W_dec"] = (tensors["W_dec"] / s).contiguous()
     tensors["b_dec"] = (tensors["b_dec"] / s).contiguous()
+    _check_tensors(tensors, out / WEIGHTS)
     atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
     cfg = sae.cfg.to_dict()
-    k = cfg.get("k")
+    name = sae.cfg.architecture
     cfg.update({
-        "architecture": sae.cfg.architecture,
+        "architecture": "jumprelu" if name in _AS_JUMPRELU else name,
+        "glasshouse_architecture": name,
         "hook_layer": hook_layer(sae.cfg.hook_name),
-        "hook_head_index": None,
         "device": "cpu",
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
+        "reshape_activations": "none",
         "norm_scale": 1.0,
         "glasshouse_folded_norm_scale": s,
-        "activation_fn_str": "topk" if sae.cfg.architecture == "topk" else "relu",
-        "activation_fn_kwargs": {"k": k} if k is not None else {},
-        "finetuning_scaling_factor": False,
-        "prepend_bos": False,
+        "decoder_norm": sae.cfg.decoder_norm if s == 1.0 else "free",
+        "glasshouse_trained_decoder_norm": sae.cfg.decoder_norm,
+        "metadata": {"sae_lens_version": LAYOUT_VERSION, "model_name": sae.cfg.model_name,
+                     "hook_name": sae.cfg.hook_name, "hook_head_index": None, "prepend_bos": False},
         "weights_sha256": _sha256(out / WEIGHTS),
     })
+    if name == "topk":
+        cfg["rescale_acts_by_decoder_norm"] = False
     write_json(out / CONFIG, cfg)
     return out
 
@@ -85,10 +114,40 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is truncated or altered.") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a JSON object; it is not an SAE config.")
+    data = _flatten(dict(data))
     for key in ("d_in", "d_sae", "hook_name"):
         if key not in data:
-            raise CheckpointError(f"{path} lacks '{key}'; it is not an SAE config.")
-    return dict(data)
+            raise CheckpointError(f"{path} lacks '{key}' (at the top level or under 'metadata'); it is not an SAE config.")
+    return data
+
+
+def _flatten(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Lift v6 metadata keys (hook_name, model_name, ...) to the top level; pre-6 names to v6 names."""
+    meta = cfg.get("metadata")
+    if isinstance(meta, dict):
+        for key in _META_KEYS:
+            if key in meta and key not in cfg:
+                cfg[key] = meta[key]
+    if "hook_name" not in cfg and "hook_point" in cfg:
+        cfg["hook_name"] = cfg["hook_point"]
+    if "hook_head_index" not in cfg and "hook_point_head_index" in cfg:
+        cfg["hook_head_index"] = cfg["hook_point_head_index"]
+    return cfg
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """CheckpointError naming the first tensor that is not floating point or holds NaN / inf."""
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise CheckpointError(f"{path}: tensor '{name}' has dtype {t.dtype}; SAE weights are floating point.")
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise CheckpointError(
+                f"{path}: tensor '{name}' holds {bad} NaN or inf value{'s' if bad > 1 else ''}; the SAE would "
+                "compute NaN. The file is corrupted or the run that wrote it diverged: restore it or train again."
+            )
 
 
 def _read_weights(folder: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -111,35 +170,95 @@ def _read_weights(folder: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{path} lacks the tensor '{name}' (has {sorted(tensors)}).")
         if tuple(tensors[name].shape) != shape:
             raise CheckpointError(f"{path}: {name} has shape {tuple(tensors[name].shape)}, cfg.json implies {shape}.")
-    if "threshold" in tensors and tuple(tensors["threshold"].shape) != (d_sae,):
-        raise CheckpointError(f"{path}: threshold has shape {tuple(tensors['threshold'].shape)}, expected ({d_sae},).")
-    return {k: v.float() for k, v in tensors.items()}
+    for name in ("threshold", "log_threshold"):
+        if name in tensors and tuple(tensors[name].shape) != (d_sae,):
+            raise CheckpointError(f"{path}: {name} has shape {tuple(tensors[name].shape)}, expected ({d_sae},).")
+    if "topk_threshold" in tensors and tensors["topk_threshold"].numel() != 1:
+        raise CheckpointError(f"{path}: topk_threshold has shape {tuple(tensors['topk_threshold'].shape)}, expected ().")
+    unknown = sorted(set(tensors) - set(_TENSORS))
+    if unknown:
+        raise InputError(f"{path} holds tensors {unknown} that Glasshouse's SAEs do not use (an architecture it does not "
+                         "implement); loading without them would compute something else.")
+    _check_tensors(tensors, path)
+    return {k: v.double() for k, v in tensors.items()}
 
 
 def _architecture(cfg: dict[str, Any]) -> str:
+    if cfg.get("glasshouse_architecture"):
+        return str(cfg["glasshouse_architecture"])
     name = str(cfg.get("architecture", "standard"))
-    if name == "standard" and cfg.get("activation_fn_str") == "topk":
+    act = cfg.get("activation_fn", cfg.get("activation_fn_str"))
+    if name == "standard" and act == "topk":
         name = "topk"  # older SAELens: TopK as a standard SAE with a topk activation
-    return _SAELENS_NAMES.get(name, name)
+    if name not in _SAELENS_ARCHS:
+        known = ", ".join(sorted(set(_SAELENS_ARCHS) - {"relu"}))
+        raise InputError(f"Unknown SAE architecture '{name}' in cfg.json 'architecture': Glasshouse reads the SAELens "
+                         f"architectures {known} (and its own). Convert the SAE to one of them.")
+    return _SAELENS_ARCHS[name]
+
+
+def _refuse(folder: Path, field: str, value: Any, why: str) -> None:
+    raise InputError(f"{folder / CONFIG}: '{field}' = {value!r} is not supported: {why}. Glasshouse refuses it rather "
+                     "than compute something other than what SAELens computes.")
+
+
+def _check_fields(folder: Path, cfg: dict[str, Any]) -> None:
+    """InputError for each field whose computation the reader does not reproduce (module docstring)."""
+    norm = cfg.get("normalize_activations", "none")
+    if norm in _REFUSED_NORMS:
+        _refuse(folder, "normalize_activations", norm, "it rescales every token between encode and decode")
+    if norm not in (None, False, "none", "expected_average_only_in"):
+        _refuse(folder, "normalize_activations", norm, "an unknown normalisation")
+    if cfg.get("reshape_activations", "none") not in ("none", None):
+        _refuse(folder, "reshape_activations", cfg["reshape_activations"], "only flat activations [..., d_in] are read")
+    if cfg.get("hook_head_index") is not None:
+        _refuse(folder, "hook_head_index", cfg["hook_head_index"], "per-head SAEs are not read")
+    if cfg.get("finetuning_scaling_factor"):
+        _refuse(folder, "finetuning_scaling_factor", cfg["finetuning_scaling_factor"], "a learned scale is not read")
+
+
+def _convert(cfg: dict[str, Any], name: str, t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SAELens's computation folded into ours (module docstring), in float64, returned as float32."""
+    ours = bool(cfg.get("glasshouse_architecture"))
+    if "log_threshold" in t and "threshold" not in t:
+        t["threshold"] = t.pop("log_threshold").exp()
+    if "topk_threshold" in t:
+        t["threshold"] = t.pop("topk_threshold").reshape(()).expand(int(cfg["d_sae"])).clone()
+    if name in ("topk", "batchtopk") and cfg.get("rescale_acts_by_decoder_norm") and not ours:
+        n = t["W_dec"].norm(dim=1).clamp_min(1e-8)
+        t["W_enc"], t["b_enc"], t["W_dec"] = t["W_enc"] * n[None, :], t["b_enc"] * n, t["W_dec"] / n[:, None]
+    if cfg.get("apply_b_dec_to_input", True) is False:
+        t["b_enc"] = t["b_enc"] + t["b_dec"] @ t["W_enc"]
+    s = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
+    if ours and s != 1.0:
+        t["W_enc"], t["W_dec"], t["b_dec"] = t["W_enc"] / s, t["W_dec"] * s, t["b_dec"] * s
+    return {k: v.float() for k, v in t.items()}
 
 
 def load_sae(folder: str | os.PathLike[str], model: Any = None) -> SAE:
-    """Load a SAELens-layout folder (ours or SAELens's). With `model`, check the hook and width.
+    """Load a SAELens-layout folder (ours, SAELens 6's, or pre-6). With `model`, check the hook and width.
 
-    Raises CheckpointError for a missing, truncated or altered file, InputError for an unknown
-    architecture or an SAE whose d_in does not match the model's activation at its hook.
+    Raises CheckpointError for a missing, truncated, altered or non-finite file, InputError for an
+    architecture or a field Glasshouse does not reproduce (named in the message), or an SAE whose
+    d_in does not match the model's activation at its hook.
     """
     path = Path(folder)
     cfg = _read_cfg(path)
     name = _architecture(cfg)
+    _check_fields(path, cfg)
     fields = dict(cfg)
-    fields["norm_scale"] = 1.0
+    fields["architecture"] = name
     if "k" not in fields and isinstance(cfg.get("activation_fn_kwargs"), dict) and "k" in cfg["activation_fn_kwargs"]:
         fields["k"] = cfg["activation_fn_kwargs"]["k"]
-    if "decoder_norm" not in cfg:
-        fields["decoder_norm"] = "free"  # an imported SAE's rows are taken as they are
+    if "k" in fields and fields["k"] is not None:
+        fields["k"] = int(round(float(fields["k"])))  # SAELens BatchTopK keeps k as a float
+    if cfg.get("glasshouse_architecture"):
+        fields["norm_scale"] = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
+        fields["decoder_norm"] = cfg.get("glasshouse_trained_decoder_norm", cfg.get("decoder_norm", "unit"))
+    else:  # an imported SAE: raw activations, rows taken as they are
+        fields.update(norm_scale=1.0, decoder_norm="free", normalization="none")
     sae_cfg = registry.make_config(name, **fields)
-    tensors = _read_weights(path, cfg)
+    tensors = _convert(cfg, name, _read_weights(path, cfg))
     sae = registry.build(sae_cfg)
     sae.load_weights(tensors)
     sae.eval()

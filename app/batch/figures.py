@@ -1,6 +1,6 @@
 """Figures of the built-in batch probes, drawn from result rows alone (one unit's rows).
 
-Spec: issue 9. Each function takes the rows of one unit and a title suffix naming the unit.
+Spec: docs/batch.md. Each function takes the rows of one unit and a title suffix naming the unit.
 """
 
 from __future__ import annotations

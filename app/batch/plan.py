@@ -1,6 +1,6 @@
 """Batch plans: read a TOML file, check every part of it, expand it into units.
 
-Spec: issue 9 and docs/batch.md (the plan format). A unit is one (model, corpus, seed, probe,
+Spec: docs/batch.md (the plan format). A unit is one (model, corpus, seed, probe,
 settings) combination; its id is a hash of exactly those, so the same unit in a later run (or an
 extended plan) has the same id and is not recomputed.
 """

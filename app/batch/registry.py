@@ -1,6 +1,6 @@
 """The probe registry: name -> settings schema, run function, optional figure and remote run.
 
-Spec: issue 9 and docs/batch.md. A probe is one `ProbeEntry`; an analysis joins batch plans by
+Spec: docs/batch.md. A probe is one `ProbeEntry`; an analysis joins batch plans by
 calling `register(ProbeEntry(...))` in a module listed in `ENTRY_MODULES` (imported on first use).
 
 run(model, settings, corpus, seed) returns rows: dicts with at least "metric" and "value", and

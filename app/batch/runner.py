@@ -1,6 +1,6 @@
 """Run a checked plan unit by unit, resumably, with a progress bar and figures per unit.
 
-Spec: issue 9 and docs/batch.md. Order per unit: compute rows -> write its figures (atomic) ->
+Spec: docs/batch.md. Order per unit: compute rows -> write its figures (atomic) ->
 append its rows (one fsync'd append) -> append its done-marker (fsync'd). A kill anywhere leaves a
 folder that the next run of the same plan completes without recomputing or duplicating a unit.
 """
@@ -21,6 +21,7 @@ from app.batch.plan import Plan, Unit
 from app.batch.store import ResultStore
 from probes.io import write_json
 from probes.results import versions
+from probes.runfolder import hold
 
 Loader = Callable[[Plan, str], Any]
 Hook = Callable[[str, int, Unit], None]
@@ -72,9 +73,15 @@ def run_plan(
 
     loader(plan, spec) gives the model object the probes get (default: `default_loader`).
     hook(stage, k, unit) is called at each stage of unit k (tests inject failures through it).
+    The folder is held for the run (probes.runfolder.hold): a second run on it is refused, a stale
+    lock of a killed run is taken over, and the killed run's temporary files are removed.
     """
+    with hold(folder, "run folder") as out:
+        return _run_held(plan, out, loader, progress, hook)
+
+
+def _run_held(plan: Plan, out: Path, loader: Loader | None, progress: bool, hook: Hook | None) -> RunSummary:
     start = time.time()
-    out = Path(folder)
     store = ResultStore(out)
     recovered = store.recover()
     write_json(out / "plan.json", plan.to_dict())

@@ -1,6 +1,6 @@
 """The result store of a batch run: results.jsonl plus done.txt, written so that a kill never harms them.
 
-Spec: issue 9 and docs/batch.md (resume). A finished unit is written as ONE append of all its rows
+Spec: docs/batch.md (resume). A finished unit is written as ONE append of all its rows
 to results.jsonl, fsync'd, and only then its id is appended to done.txt and fsync'd. On open,
 `recover()` keeps the rows of units named in done.txt and drops everything else (a torn last line,
 rows of a unit killed before its done-marker), so a resumed run recomputes exactly those units:
@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from probes.io import atomic_write, to_jsonable
+from probes.io import atomic_write, fsync_dir, to_jsonable
 
 RESULTS = "results.jsonl"
 DONE = "done.txt"
 
 
 def _append(path: Path, data: bytes) -> None:
-    """Append bytes in one O_APPEND write loop and fsync before returning."""
+    """Append bytes in one O_APPEND write loop and fsync before returning (and the folder, for a new file)."""
+    new = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         view = memoryview(data)
@@ -31,6 +33,8 @@ def _append(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    if new:
+        fsync_dir(path.parent)
 
 
 def _complete_lines(path: Path) -> tuple[list[bytes], bool]:
@@ -55,14 +59,20 @@ class ResultStore:
         self.done: set[str] = set()
 
     def recover(self) -> dict[str, int]:
-        """Read the done-markers, drop rows not backed by one (and torn lines); return what was dropped."""
+        """Read the done-markers, drop rows not backed by one (and torn lines); return what was dropped.
+
+        A unit marked done twice (two runs on one folder before run folders were locked) whose rows
+        are one block written twice keeps one copy.
+        """
         lines, torn_done = _complete_lines(self.done_file)
-        self.done = {line.decode().strip() for line in lines}
-        if torn_done:
-            text = "".join(f"{u}\n" for u in sorted(self.done))
+        marks = [line.decode().strip() for line in lines]
+        self.done = set(marks)
+        twice = {uid: n for uid, n in Counter(marks).items() if n > 1}
+        if torn_done or twice:
+            text = "".join(f"{u}\n" for u in dict.fromkeys(marks))
             atomic_write(self.done_file, lambda tmp: tmp.write_text(text))
         rows, torn = _complete_lines(self.results)
-        kept: list[bytes] = []
+        kept: dict[str, list[bytes]] = {}
         orphans = 0
         for line in rows:
             try:
@@ -71,13 +81,20 @@ class ResultStore:
                 orphans += 1
                 continue
             if uid in self.done:
-                kept.append(line)
+                kept.setdefault(uid, []).append(line)
             else:
                 orphans += 1
-        if torn or orphans:
-            blob = b"".join(line + b"\n" for line in kept)
+        duplicates = 0
+        for uid, n in twice.items():
+            block = _repeated_block(kept.get(uid, []), n)
+            if block is not None:
+                duplicates += len(kept[uid]) - len(block)
+                kept[uid] = block
+        if torn or orphans or duplicates:
+            blob = b"".join(line + b"\n" for unit_rows in kept.values() for line in unit_rows)
             atomic_write(self.results, lambda tmp: tmp.write_bytes(blob))
-        return {"torn_lines": int(torn) + int(torn_done), "orphan_rows": orphans, "done_units": len(self.done)}
+        return {"torn_lines": int(torn) + int(torn_done), "orphan_rows": orphans, "duplicate_rows": duplicates,
+                "done_units": len(self.done)}
 
     def append_unit(self, uid: str, rows: list[dict[str, Any]]) -> None:
         """Write all rows of a finished unit in one append (fsync'd)."""
@@ -104,6 +121,14 @@ class ResultStore:
             if row.get("unit") in done:
                 out.append(row)
         return out
+
+
+def _repeated_block(lines: list[bytes], times: int) -> list[bytes] | None:
+    """The block that `lines` repeats exactly `times` times, else None."""
+    if not lines or len(lines) % times:
+        return None
+    block = lines[: len(lines) // times]
+    return block if block * times == lines else None
 
 
 def read_results(folder: str | Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.commands._common import add_device_args, int_range
 from probes.model_specs import DEFAULT_MODEL
 
 APP_PATH = Path(__file__).resolve().parents[1] / "streamlit_app.py"
@@ -19,13 +20,12 @@ APP_PATH = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("app", help="start the Streamlit app in a browser (default model: the embedded one)")
-    p.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    p.add_argument("--port", type=int_range(1, 65535), default=8501, help="port to serve on")
     p.add_argument("--address", default="localhost",
                    help="address to listen on (default localhost; 0.0.0.0 to serve other machines)")
     p.add_argument("--browser", action="store_true", help="open a browser tab (default: headless, print the URL)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model the sidebar starts with (default {DEFAULT_MODEL})")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model the sidebar starts with")
+    add_device_args(p)
     p.add_argument("--no-prewarm", action="store_true", help="do not load the model before the first page opens")
     p.set_defaults(func=run_app)
 
@@ -49,14 +49,14 @@ def streamlit_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run_app(args: argparse.Namespace) -> int:
-    from streamlit.web import cli as streamlit_cli
+    from app.commands._common import check_device
+    from probes.extras import require_extra
 
+    streamlit_cli = require_extra("streamlit.web.cli", "app", "glasshouse app")
     from app.ui import prewarm
     from app.ui.sidebar import devices
-    from probes.errors import InputError
 
-    if not 0 < args.port < 65536:
-        raise InputError(f"--port {args.port} is not a port number; give 1..65535 (default 8501).")
+    check_device(args.device)
     argv = streamlit_argv(args)
     print(f"glasshouse app: http://{args.address}:{args.port}  ({shlex.join(argv)})", flush=True)
     if not args.no_prewarm:

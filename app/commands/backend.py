@@ -42,6 +42,16 @@ def open_remote(args: argparse.Namespace) -> Any:
     return RemoteModel(model.nnsight, spec=args.model)
 
 
+def _seq_len(args: argparse.Namespace) -> int:
+    return int(getattr(args, "seq_len", None) or args.T)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A comma-separated string or an already parsed list of names."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(r).strip() for r in items if str(r).strip())
+
+
 def _layers(args: argparse.Namespace) -> list[int] | None:
     text = getattr(args, "layers", None)
     return [int(x) for x in text.split(",") if x.strip()] if text else None
@@ -68,10 +78,10 @@ def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     from probes.sinks import inputs_for_regime
 
     want_bos = model.facts.prepends_bos if args.prepend_bos is None else bool(args.prepend_bos)
-    regimes = tuple(r.strip() for r in args.regimes.split(",") if r.strip())
+    regimes = _names(args.regimes)
     results = {}
     for r in regimes:
-        ids = inputs_for_regime(model, r, args.n, args.T, seed=args.seed, prepend_bos=want_bos)
+        ids = inputs_for_regime(model, r, args.n, _seq_len(args), seed=args.seed, prepend_bos=want_bos)
         results[r] = remote_sinks(model, ids, eps=args.eps, prepend_bos=want_bos, regime=r,
                                   batch_size=args.batch_size, layers=_layers(args), remote=remote)
     bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
@@ -92,7 +102,7 @@ def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
 def _dormant(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     from probes.remote_analyses import remote_dormancy_by_domain
 
-    stats = remote_dormancy_by_domain(model, n=args.n, T=args.T, seed=args.seed, prepend_bos=args.prepend_bos,
+    stats = remote_dormancy_by_domain(model, n=args.n, T=_seq_len(args), seed=args.seed, prepend_bos=args.prepend_bos,
                                       layers=_layers(args), remote=remote)
     a, b = list(stats)
     diff = stats[a]["dormancy"] - stats[b]["dormancy"]
@@ -121,9 +131,11 @@ def _extreme(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     if args.prompt:
         ids = model.tokens_from_ids([model.tokenizer(args.prompt, add_special_tokens=False).input_ids]).ids
     else:
-        ids = inputs_for_regime(model, "natural", args.n, args.T, seed=args.seed, prepend_bos=args.prepend_bos)
+        ids = inputs_for_regime(model, "natural", args.n, _seq_len(args), seed=args.seed, prepend_bos=args.prepend_bos)
     res = remote_extreme_tokens(model, ids, layers=_layers(args), remote=remote)
-    layers = [int(x) for x in args.ablate_layers.split(",") if x.strip()] if args.ablate_layers else None
+    layers = args.ablate_layers
+    if isinstance(layers, str):
+        layers = [int(x) for x in layers.split(",") if x.strip()]
     ablation = remote_peak_ablation(model, ids[:4], layers=layers, remote=remote)
     _write(args, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()},
            {"residual_norm_heatmap": residual_norm_heatmap(res), "residual_norm_lines": residual_norm_lines(res),
@@ -138,7 +150,8 @@ def _successor(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     from app.figures.successor import dla_heatmap
     from probes.remote_analyses import remote_in_context_scores
 
-    ic = remote_in_context_scores(model, max_prompts=args.max_prompts, layers=_layers(args), remote=remote)
+    n_prompts = getattr(args, "max_prompts", None) or args.n
+    ic = remote_in_context_scores(model, max_prompts=n_prompts, layers=_layers(args), remote=remote)
     icd = ic.to_dict()
     _write(args, "successor", {"in_context": icd}, {"successor_in_context_dla": dla_heatmap(icd)})
     top = ic.ranking(1)[0]

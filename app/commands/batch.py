@@ -1,4 +1,4 @@
-"""`glasshouse batch PLAN.toml`: run a sweep of probes, resumably (issue 9, docs/batch.md)."""
+"""`glasshouse batch PLAN.toml`: run a sweep of probes, resumably (docs/batch.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_batch(args: argparse.Namespace) -> int:
+    from probes.errors import InputError
+
+    if not Path(args.plan).is_file():  # before app.batch (and torch) is imported
+        raise InputError(f"No plan file at {args.plan}. Write a TOML plan (see docs/batch.md).")
     from app.batch import read_plan, run_plan
 
     plan = read_plan(args.plan)
@@ -27,7 +31,10 @@ def run_batch(args: argparse.Namespace) -> int:
         for unit in units:
             print(f"  {unit.uid}  {unit.label()}")
         return 0
+    from probes.runfolder import hold
+
     out = Path(args.out) if args.out else Path("runs") / "batch" / plan.name
-    summary = run_plan(plan, out, progress=not args.no_progress)
+    with hold(out, "--out" if args.out else "run folder"):  # before any model loads
+        summary = run_plan(plan, out, progress=not args.no_progress)
     print(json.dumps(summary.to_dict(), indent=2))
     return 0

@@ -1,6 +1,6 @@
-"""`glasshouse bb train` and `glasshouse bb eval`: the Bigram-Backcopy toy lab (issue 3).
+"""`glasshouse bb train` and `glasshouse bb eval`: the Bigram-Backcopy toy lab (docs/sinks.md).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task"; docs/bb_lab.md.
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task"; docs/bb_lab.md.
 """
 
 from __future__ import annotations
@@ -10,60 +10,93 @@ import os
 from pathlib import Path
 from typing import Any
 
-from probes.errors import InputError
+from app.commands._common import SEED, LazyChoices, LazyHelp, add_option, float_range, int_range
+
+
+def _optimizers() -> tuple[str, ...]:
+    from probes.bb.options import OPTIMIZERS  # torch-free
+
+    return OPTIMIZERS
+
+
+def _attentions() -> tuple[str, ...]:
+    from probes.bb.options import ATTENTIONS  # torch-free
+
+    return ATTENTIONS
+
+
+def _presets() -> list[str]:
+    from probes.bb.options import PRESETS  # torch-free
+
+    return list(PRESETS)
+
+
+def _sized(name: str, what: str) -> LazyHelp:
+    def text() -> str:
+        from probes.bb.options import PRESETS  # torch-free
+
+        return f"{what} (default by --preset: " + " / ".join(f"{p} {PRESETS[p][name]}" for p in PRESETS) + ")"
+
+    return LazyHelp(text)
+
+
+def _preset_help() -> str:
+    from probes.bb.options import DEFAULT_PRESET  # torch-free
+
+    return ("sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 11 min on 2 CPU cores) or spec (d 256, 257 "
+            f"tokens, batch 512, 10k steps; a GPU job). Default {DEFAULT_PRESET}; the options below override it")
 
 
 def register(subparsers: Any) -> None:
     bb = subparsers.add_parser("bb", help="Bigram-Backcopy toy lab: train small models, watch attention sinks form")
     sub = bb.add_subparsers(dest="bb_command", metavar="ACTION")
-    from probes.bb.model import ATTENTIONS
-    from probes.bb.train import DEFAULT_PRESET, OPTIMIZERS, PRESETS
-
-    def sized(name: str) -> str:
-        return " / ".join(f"{p} {PRESETS[p][name]}" for p in PRESETS)
 
     train = sub.add_parser("train", help="train (or resume) one BB model; checkpoints and metrics.jsonl in --out")
-    train.add_argument("--layers", type=int, default=1, help="1 or 3 in the spec (default 1)")
-    train.add_argument("--optimizer", default="adamw", help=f"one of {', '.join(OPTIMIZERS)} (default adamw)")
-    train.add_argument("--attention", default="softmax", help=f"one of {', '.join(ATTENTIONS)} (default softmax)")
-    train.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                       help=f"sizes: cpu (d 64, 65 tokens, batch 512, 2000 steps; about 11 min on 2 CPU cores) or spec "
-                            f"(d 256, 257 tokens, batch 512, 10k steps; a GPU job). Default {DEFAULT_PRESET}; the "
-                            "options below override it")
-    train.add_argument("--steps", type=int, default=None, help=f"training steps ({sized('steps')})")
-    train.add_argument("--batch", type=int, default=None, help=f"sequences per step ({sized('batch')})")
-    train.add_argument("--d-model", type=int, default=None, help=f"model width ({sized('d_model')})")
-    train.add_argument("--seq-len", type=int, default=None, help=f"tokens per sequence incl. <s> ({sized('seq_len')})")
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default: the spec's for the optimizer)")
-    train.add_argument("--eval-every", type=int, default=None, help=f"steps between measurements ({sized('eval_every')})")
-    train.add_argument("--checkpoint-every", type=int, default=None,
-                       help=f"steps between checkpoints ({sized('checkpoint_every')})")
-    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--layers", type=int_range(1), default=1, help="transformer layers: 1 or 3 in the spec")
+    train.add_argument("--optimizer", default="adamw", choices=LazyChoices(_optimizers), metavar="OPTIMIZER",
+                       help="%(choices)s")
+    train.add_argument("--attention", default="softmax", choices=LazyChoices(_attentions), metavar="ATTENTION",
+                       help="%(choices)s")
+    train.add_argument("--preset", default=None, choices=LazyChoices(_presets), metavar="PRESET",
+                       help=LazyHelp(_preset_help))
+    train.add_argument("--steps", type=int_range(1), default=None, help=_sized("steps", "training steps"))
+    add_option(train, "--batch-size", aliases=("--batch",), type=int_range(1), default=None,
+               help=_sized("batch", "sequences per step"))
+    train.add_argument("--d-model", type=int_range(1), default=None, help=_sized("d_model", "model width"))
+    train.add_argument("--seq-len", type=int_range(2), default=None, help=_sized("seq_len", "tokens per sequence incl. <s>"))
+    train.add_argument("--lr", type=float_range(0, lo_open=True), default=None,
+                       help="learning rate (default: the spec's for the optimizer)")
+    train.add_argument("--eval-every", type=int_range(1), default=None, help=_sized("eval_every", "steps between measurements"))
+    train.add_argument("--checkpoint-every", type=int_range(1), default=None, help=_sized("checkpoint_every", "steps between checkpoints"))
+    train.add_argument("--seed", type=SEED, default=0, help="random seed")
     train.add_argument("--out", default=None, help="run folder (default runs/bb/<attention>-<optimizer>-L<layers>)")
     train.set_defaults(func=run_train)
 
     ev = sub.add_parser("eval", help="measure checkpoints (step or run folders) and draw their training curves")
     ev.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders or run folders")
-    ev.add_argument("--n", type=int, default=128, help="fresh evaluation sequences (default 128)")
-    ev.add_argument("--seed", type=int, default=12345, help="seed of the evaluation sequences")
+    ev.add_argument("--n", type=int_range(1), default=128, help="fresh evaluation sequences")
+    ev.add_argument("--seed", type=SEED, default=12345, help="seed of the evaluation sequences")
     ev.add_argument("--out", default=None, help="output folder (default runs/bb/eval)")
     ev.set_defaults(func=run_eval)
     bb.set_defaults(func=lambda args: bb.print_help() or 2)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from app.commands._common import write_outputs
-    from app.figures.bb import sink_formation_figure
-    from probes.bb.train import TrainSettings, train
+    from probes.runfolder import hold
 
-    settings = TrainSettings.from_preset(
-        args.preset, layers=args.layers, optimizer=args.optimizer, attention=args.attention, steps=args.steps,
-        batch=args.batch, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr, seed=args.seed,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
-    out = Path(args.out or os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}"))
-    result = train(settings, out)
-    label = f"{args.attention}+{args.optimizer}"
-    write_outputs(out, "bb_train", result, {"bb_sink_formation": sink_formation_figure({label: result.metrics})})
+    default = os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}")
+    with hold(Path(args.out or default), "--out" if args.out else "output folder") as out:
+        from app.commands._common import write_outputs
+        from app.figures.bb import sink_formation_figure
+        from probes.bb.train import DEFAULT_PRESET, TrainSettings, train
+
+        settings = TrainSettings.from_preset(
+            args.preset or DEFAULT_PRESET, layers=args.layers, optimizer=args.optimizer, attention=args.attention,
+            steps=args.steps, batch=args.batch_size, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr,
+            seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+        result = train(settings, out)
+        label = f"{args.attention}+{args.optimizer}"
+        write_outputs(out, "bb_train", result, {"bb_sink_formation": sink_formation_figure({label: result.metrics})})
     last = result.metrics[-1]
     print(f"{out}: step {last['step']}, attention on <s> non-trigger {last['attn_sink_nontrigger'][-1]:.3f} "
           f"trigger {last['attn_sink_trigger'][-1]:.3f}, back-copy risk {last['backcopy_risk']:.3f}, "
@@ -72,15 +105,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from probes.runfolder import hold
+
+    missing = [c for c in args.checkpoints if not Path(c).exists()]
+    if missing:
+        from probes.errors import CheckpointError
+
+        raise CheckpointError(f"no such checkpoint or run folder: {', '.join(missing)}. Give folders written by "
+                         "`glasshouse bb train`.")
+    with hold(Path(args.out or os.path.join("runs", "bb", "eval")), "--out" if args.out else "output folder") as out:
+        return _evaluate(args, out)
+
+
+def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from app.commands._common import write_outputs
     from app.figures.bb import sink_by_position_figure, sink_formation_figure, token_attention_figure
     from probes.bb.evaluate import evaluate
 
-    if args.n < 1:
-        raise InputError(f"--n must be at least 1 (got {args.n}).")
     evals = [evaluate(c, args.n, args.seed) for c in args.checkpoints]
-    out = Path(args.out or os.path.join("runs", "bb", "eval"))
-    out.mkdir(parents=True, exist_ok=True)
     labels = [f"{e.settings['attention']}+{e.settings['optimizer']} L{e.settings['layers']} d{e.settings['d_model']} "
               f"batch {e.settings['batch']} ({Path(e.checkpoint).parent.name})" for e in evals]
     figures: dict[str, Any] = {"bb_sink_formation": sink_formation_figure(

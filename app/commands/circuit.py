@@ -11,43 +11,74 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    LazyChoices,
+    LazyHelp,
+    add_model_args,
+    int_list,
+    int_range,
+    load_from_args,
+    prepared,
+    write_outputs,
+)
+
+
+def _tasks() -> list[str]:
+    from circuits.tasks import TASKS
+
+    return list(TASKS)
+
+
+def _methods() -> tuple[str, ...]:
+    from circuits.discover import METHODS
+
+    return METHODS
+
+
+TASKS = LazyChoices(_tasks)
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("circuit", help="position-aware circuit discovery on a generated task")
-    p.add_argument("task", help="ioi, greater_than or succession")
+    # checked in run_circuit, before the model loads, so that a bad option fails without importing circuits
+    p.add_argument("task", metavar="TASK", help=LazyHelp(lambda: "the generated task: " + ", ".join(TASKS)))
     add_model_args(p)
-    p.add_argument("--n", type=int, default=16, help="number of examples (default 16)")
-    p.add_argument("--method", choices=("eap", "eap-ig"), default="eap", help="edge scores (default eap)")
-    p.add_argument("--steps", type=int, default=5, help="EAP-IG interpolation steps (default 5)")
+    p.add_argument("--n", type=int_range(1), default=16, help="number of examples")
+    p.add_argument("--method", choices=LazyChoices(_methods), default="eap", metavar="METHOD",
+                   help="edge scores: %(choices)s")
+    p.add_argument("--steps", type=int_range(1), default=5, help="EAP-IG interpolation steps")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--position-aware", dest="which", action="store_const", const="aware",
                        help="only the position-aware circuit")
     which.add_argument("--agnostic", dest="which", action="store_const", const="agnostic",
                        help="only the position-agnostic circuit")
     p.set_defaults(which="both")
-    p.add_argument("--points", default="10,30,100,300,1000", help="edge counts of the curve (comma separated)")
-    p.add_argument("--draw", type=int, default=None, help="edges in the drawn circuit (default: smallest count "
+    p.add_argument("--points", type=_counts, default="10,30,100,300,1000",
+                   help="edge counts of the curve (comma separated)")
+    p.add_argument("--draw", type=int_range(1), default=None, help="edges in the drawn circuit (default: smallest count "
                    "reaching 0.8, else the largest)")
     p.set_defaults(func=run_circuit)
 
 
 def run_circuit(args: argparse.Namespace) -> int:
-    from app.figures.circuits import circuit_figure, curves_figure
-    from circuits.discover import discover
+    from probes.errors import UsageError
 
-    counts = _counts(args.points)
-    model = load_from_args(args)
-    result = discover(model, args.task, n=args.n, method=args.method, steps=args.steps, which=args.which,
-                      counts=counts, seed=args.seed, draw=args.draw)
-    figures = {"faithfulness_curves": curves_figure([c.to_dict() for c in result.curves],
-                                                    f"{args.task}: faithfulness against circuit size")}
-    for label, data in result.circuits.items():
-        figures[f"circuit_{label.replace('-', '_')}"] = circuit_figure(data, f"{args.task}, {label} circuit")
-    out = output_dir(args, "circuit")
-    for path in write_outputs(out, "circuit", result, figures):
-        print(path)
+    if args.task not in TASKS:
+        raise UsageError(f"argument TASK: invalid choice: {args.task!r} (choose from {', '.join(TASKS)})")
+    counts = args.points  # parsed by _counts (argparse applies the type to the string default too)
+    with prepared(args, "circuit") as out:
+        from app.figures.circuits import circuit_figure, curves_figure
+        from circuits.discover import discover
+
+        model = load_from_args(args)
+        result = discover(model, args.task, n=args.n, method=args.method, steps=args.steps, which=args.which,
+                          counts=counts, seed=args.seed, draw=args.draw)
+        figures = {"faithfulness_curves": curves_figure([c.to_dict() for c in result.curves],
+                                                        f"{args.task}: faithfulness against circuit size")}
+        for label, data in result.circuits.items():
+            figures[f"circuit_{label.replace('-', '_')}"] = circuit_figure(data, f"{args.task}, {label} circuit")
+        for path in write_outputs(out, "circuit", result, figures):
+            print(path)
     for c in result.curves:
         print(f"{c.label}: area {c.area:.3f}, edges to 0.8: {c.edges_to_80}, "
               f"faithfulness {[round(v, 3) for v in c.faithfulness]} at {c.edges}")
@@ -55,12 +86,5 @@ def run_circuit(args: argparse.Namespace) -> int:
 
 
 def _counts(text: str) -> list[int]:
-    from probes.errors import InputError
-
-    try:
-        counts = sorted({int(c) for c in text.split(",") if c.strip()})
-    except ValueError as exc:
-        raise InputError(f"--points must be comma-separated edge counts, like 10,100,1000 (got {text!r}).") from exc
-    if not counts or counts[0] < 1:
-        raise InputError(f"--points needs at least one positive edge count (got {text!r}).")
-    return counts
+    """--points: sorted distinct positive edge counts."""
+    return sorted(set(int_list(1, "edge counts")(text)))

@@ -1,6 +1,6 @@
 """`glasshouse dormant`: active-dormant heads, prose vs code, with ablation effects on next-token loss.
 
-Spec: ../shared/specs/extreme-tokens.md ("Active-dormant heads"). Writes dormant.json and HTML figures.
+Spec: docs/methods/extreme-tokens.md ("Active-dormant heads"). Writes dormant.json and HTML figures.
 """
 
 from __future__ import annotations
@@ -9,20 +9,26 @@ import argparse
 import re
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    add_model_args,
+    add_option,
+    int_range,
+    load_from_args,
+    prepared,
+    write_outputs,
+)
 from app.commands.backend import add_backend_arg, is_remote, run_remote
-from probes.errors import InputError
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("dormant", help="active-dormant heads: dormancy per head on prose vs code, ablations")
     add_model_args(p)
     add_backend_arg(p)
-    p.add_argument("--n", type=int, default=16, help="sequences per domain (default 16)")
-    p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
-    p.add_argument("--top", type=int, default=5, help="heads with the largest dormancy difference to ablate")
-    p.add_argument("--controls", type=int, default=2, help="control heads (small difference) to ablate")
-    p.add_argument("--heads", default="", help="more heads to ablate, e.g. L26H7,L23H4")
+    add_option(p, "--n", type=int_range(1), default=16, help="sequences per domain")
+    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per sequence")
+    p.add_argument("--top", type=int_range(0), default=5, help="heads with the largest dormancy difference to ablate")
+    p.add_argument("--controls", type=int_range(0), default=2, help="control heads (small difference) to ablate")
+    p.add_argument("--heads", type=heads_type, default=[], help="more heads to ablate, e.g. L26H7,L23H4 (default none)")
     p.add_argument("--no-ablate", dest="ablate", action="store_false", help="dormancy only")
     bos = p.add_mutually_exclusive_group()
     bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
@@ -32,6 +38,8 @@ def register(subparsers: Any) -> None:
 
 def parse_heads(text: str) -> list[tuple[int, int]]:
     """'L26H7,L3H0' -> [(26, 7), (3, 0)]."""
+    from probes.errors import InputError
+
     heads = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         match = re.fullmatch(r"[Ll](\d+)[Hh](\d+)", item)
@@ -41,18 +49,36 @@ def parse_heads(text: str) -> list[tuple[int, int]]:
     return heads
 
 
+def heads_type(text: str) -> list[tuple[int, int]]:
+    """argparse type for --heads (the range against the model is checked once it is loaded)."""
+    try:
+        return parse_heads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def check_heads(heads: list[tuple[int, int]], n_layers: int, n_heads: int) -> None:
+    """Refuse --heads outside the model, naming the flag."""
+    from probes.errors import UsageError
+
+    bad = [f"L{layer}H{head}" for layer, head in heads if not (0 <= layer < n_layers and 0 <= head < n_heads)]
+    if bad:
+        raise UsageError(f"--heads {','.join(bad)}: the model has layers 0..{n_layers - 1} and heads "
+                         f"0..{n_heads - 1} per layer.")
+
+
 def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "dormant")
-    from app.figures.sinks import dormancy_scatter
-    from probes.dormant import ABLATIONS, dormant_heads
+    with prepared(args, "dormant") as out:
+        from app.figures.sinks import dormancy_scatter
+        from probes.dormant import ABLATIONS, dormant_heads
 
-    heads = parse_heads(args.heads)
-    model = load_from_args(args)
-    res = dormant_heads(model, n=args.n, T=args.T, seed=args.seed, top=args.top, controls=args.controls,
-                        prepend_bos=args.prepend_bos, ablate=args.ablate, heads=heads)
-    out = output_dir(args, "dormant")
-    write_outputs(out, "dormant", res, {"dormancy_scatter": dormancy_scatter(res)})
+        model = load_from_args(args)
+        check_heads(args.heads, model.facts.n_layers, model.facts.n_heads)
+        res = dormant_heads(model, n=args.n, T=args.seq_len, seed=args.seed, top=args.top, controls=args.controls,
+                            prepend_bos=args.prepend_bos, ablate=args.ablate, heads=args.heads)
+        write_outputs(out, "dormant", res, {"dormancy_scatter": dormancy_scatter(res)})
     a, b = res.domains
     print(f"base loss: {a} {res.base_loss[a]:.3f}, {b} {res.base_loss[b]:.3f} nats")
     print(f"{'head':<8}{'role':<9}{a:>7}{b:>7}  " + "  ".join(f"{d}:{m}" for d in res.domains for m in ABLATIONS))

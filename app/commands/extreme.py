@@ -1,6 +1,6 @@
 """`glasshouse extreme`: residual-state peaks, value-state drains, attention-logit gaps and the peak ablation.
 
-Spec: ../shared/specs/extreme-tokens.md. Writes extreme.json and HTML figures.
+Spec: docs/methods/extreme-tokens.md. Writes extreme.json and HTML figures.
 """
 
 from __future__ import annotations
@@ -8,7 +8,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    add_model_args,
+    add_option,
+    int_list,
+    int_range,
+    load_from_args,
+    prepared,
+    write_outputs,
+)
 from app.commands.backend import add_backend_arg, is_remote, run_remote
 
 
@@ -16,10 +24,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("extreme", help="extreme tokens: residual peak, value drain, logit gap, ablations")
     add_model_args(p)
     add_backend_arg(p)
-    p.add_argument("--prompt", default=None, help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.')")
-    p.add_argument("--n", type=int, default=8, help="prose windows (default 8)")
-    p.add_argument("--T", type=int, default=64, help="tokens per window (default 64)")
-    p.add_argument("--ablate-layers", default=None,
+    p.add_argument("--prompt", type=_prompt, default=None,
+                   help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.'; default: windows)")
+    add_option(p, "--n", type=int_range(1), default=8, help="prose windows")
+    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per window")
+    p.add_argument("--ablate-layers", type=int_list(0, "layer numbers"), default=None,
                    help="comma-separated layers whose MLP / attention output is zeroed in turn "
                         "(default: 0, 1 and the layer where the first-token norm jumps, with the one before)")
     bos = p.add_mutually_exclusive_group()
@@ -28,30 +37,46 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _prompt(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give some text, or leave --prompt out to use corpus windows")
+    return text
+
+
+def _check_layers(layers: list[int] | None, n_layers: int) -> None:
+    from probes.errors import UsageError
+
+    bad = [layer for layer in layers or [] if layer >= n_layers]
+    if bad:
+        raise UsageError(f"--ablate-layers {bad}: the model has layers 0..{n_layers - 1}.")
+
+
 def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "extreme")
-    from app.figures.sinks import (
-        peak_ablation_figure,
-        residual_norm_heatmap,
-        residual_norm_lines,
-        value_norm_figure,
-    )
-    from probes.extreme import extreme_tokens, peak_ablation
-    from probes.sinks import inputs_for_regime
+    with prepared(args, "extreme") as out:
+        from app.figures.sinks import (
+            peak_ablation_figure,
+            residual_norm_heatmap,
+            residual_norm_lines,
+            value_norm_figure,
+        )
+        from probes.extreme import extreme_tokens, peak_ablation
+        from probes.sinks import inputs_for_regime
 
-    model = load_from_args(args)
-    if args.prompt:
-        ids = model.to_tokens(args.prompt, prepend_bos=args.prepend_bos).ids
-    else:
-        ids = inputs_for_regime(model, "natural", args.n, args.T, seed=args.seed, prepend_bos=args.prepend_bos)
-    res = extreme_tokens(model, ids)
-    layers = [int(x) for x in args.ablate_layers.split(",") if x.strip()] if args.ablate_layers else None
-    ablation = peak_ablation(model, ids[:4], layers=layers)
-    figures = {"residual_norm_heatmap": residual_norm_heatmap(res), "residual_norm_lines": residual_norm_lines(res),
-               "value_norms": value_norm_figure(res), "peak_ablation": peak_ablation_figure(ablation)}
-    out = output_dir(args, "extreme")
-    write_outputs(out, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()}, figures)
+        model = load_from_args(args)
+        _check_layers(args.ablate_layers, model.facts.n_layers)
+        if args.prompt:
+            ids = model.to_tokens(args.prompt, prepend_bos=args.prepend_bos).ids
+        else:
+            ids = inputs_for_regime(model, "natural", args.n, args.seq_len, seed=args.seed,
+                                    prepend_bos=args.prepend_bos)
+        res = extreme_tokens(model, ids)
+        ablation = peak_ablation(model, ids[:4], layers=args.ablate_layers)
+        figures = {"residual_norm_heatmap": residual_norm_heatmap(res),
+                   "residual_norm_lines": residual_norm_lines(res), "value_norms": value_norm_figure(res),
+                   "peak_ablation": peak_ablation_figure(ablation)}
+        write_outputs(out, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()}, figures)
     s, at = res.summary(), ablation.measure_layer
     print(f"first token {res.str_tokens[0][0]!r}: ||resid|| peaks at layer {s['peak_layer']} "
           f"({float(s['resid_sink'][s['peak_layer']]):.1f}; largest other {float(s['resid_rest_max'][s['peak_layer']]):.1f})")

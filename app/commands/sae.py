@@ -1,12 +1,35 @@
-"""`glasshouse sae train|eval|dashboard`: sparse autoencoders on a model's activations (issue 6)."""
+"""`glasshouse sae train|eval|dashboard`: sparse autoencoders on a model's activations (docs/saes.md)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    LazyChoices,
+    add_model_args,
+    add_option,
+    float_range,
+    int_range,
+    load_from_args,
+    output_dir,
+    prepared,
+    write_outputs,
+)
+
+
+def _architectures() -> list[str]:
+    from saes.registry import names
+
+    return names()
+
+
+def _domains() -> tuple[str, ...]:
+    from probes.corpus import DOMAINS
+
+    return DOMAINS
 
 
 def register(subparsers: Any) -> None:
@@ -15,33 +38,113 @@ def register(subparsers: Any) -> None:
 
     tr = sub.add_parser("train", help="train an SAE at a hook (resumes from a checkpoint in --out)")
     add_model_args(tr)
-    tr.add_argument("--arch", default="topk", help="architecture (standard, topk, batchtopk, jumprelu, feature_choice, mutual_choice)")
-    tr.add_argument("--hook", default="blocks.6.hook_resid_post", help="TransformerLens hook name")
-    tr.add_argument("--d-sae", type=int, default=2304)
-    tr.add_argument("--k", type=int, default=32, help="active features per token (TopK family)")
-    tr.add_argument("--tokens", type=int, default=65536, help="training tokens")
-    tr.add_argument("--batch", type=int, default=1024)
-    tr.add_argument("--lr", type=float, default=2e-3)
-    tr.add_argument("--cache", default=None, help="activation cache folder (built there if missing)")
-    tr.add_argument("--domains", nargs="*", default=["prose", "code"])
-    tr.add_argument("--context-length", type=int, default=128, help="tokens per corpus window when caching")
-    tr.set_defaults(func=run_train)
+    tr.add_argument("--arch", default="topk", choices=LazyChoices(_architectures), metavar="ARCH",
+                    help="architecture: %(choices)s")
+    tr.add_argument("--hook", default="blocks.6.hook_resid_post", type=_hook, help="TransformerLens hook name")
+    tr.add_argument("--d-sae", type=int_range(1), default=2304, help="dictionary size (features)")
+    tr.add_argument("--k", type=int_range(1), default=32, help="active features per token (TopK family)")
+    tr.add_argument("--tokens", type=int_range(1), default=65536, help="training tokens")
+    add_option(tr, "--batch-size", aliases=("--batch",), dest="batch", type=int_range(1), default=1024,
+               help="activations (tokens) per training step")
+    tr.add_argument("--lr", type=float_range(0, lo_open=True), default=2e-3, help="peak learning rate")
+    tr.add_argument("--cache", default=None, help="activation cache folder (default <out>/activations; built if missing)")
+    tr.add_argument("--domains", nargs="+", default=["prose", "code"], choices=LazyChoices(_domains),
+                    metavar="DOMAIN", help="corpus domains the activations come from: %(choices)s")
+    add_option(tr, "--seq-len", aliases=("--context-length",), dest="context_length", type=int_range(2), default=128,
+               help="tokens per corpus window when caching")
+    tr.add_argument("--checkpoint-every", type=int_range(1), default=20,
+                    help="steps between checkpoints (a killed run resumes from the last)")
+    tr.add_argument("--sparsity", type=float_range(0, lo_open=True), default=None,
+                    help="fixed sparsity coefficient: L1 for standard, L0 for jumprelu (default: steered to L0 = --k)")
+    tr.set_defaults(func=_train)
 
+    cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
     ev = sub.add_parser("eval", help="L0, FVU, CE loss recovered, dead/dense features of a saved SAE")
-    add_model_args(ev)
+    add_model_args(ev, model_default=None, model_help=cfg_model)
     ev.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
-    ev.add_argument("--prompts", type=int, default=16)
-    ev.add_argument("--length", type=int, default=64)
-    ev.add_argument("--ablation", default="zero", choices=["zero", "mean"])
-    ev.set_defaults(func=run_eval)
+    add_option(ev, "--n", aliases=("--prompts",), dest="prompts", type=int_range(1), default=16,
+               help="corpus windows (half prose, half code)")
+    add_option(ev, "--seq-len", aliases=("--length",), dest="length", type=int_range(2), default=64,
+               help="tokens per window")
+    ev.add_argument("--ablation", default="zero", choices=["zero", "mean"], help="the baseline CE loss recovered compares with")
+    ev.set_defaults(func=_eval)
 
     da = sub.add_parser("dashboard", help="dashboard JSON for features, HTML for each")
-    add_model_args(da)
-    da.add_argument("sae", help="SAE folder")
-    da.add_argument("--features", type=int, nargs="+", default=[0, 1, 2])
-    da.add_argument("--prompts", type=int, default=32)
-    da.add_argument("--length", type=int, default=64)
-    da.set_defaults(func=run_dashboard)
+    add_model_args(da, model_default=None, model_help=cfg_model)
+    da.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
+    da.add_argument("--features", type=int_range(0), nargs="+", default=[0, 1, 2], help="feature indices")
+    add_option(da, "--n", aliases=("--prompts",), dest="prompts", type=int_range(1), default=32,
+               help="corpus windows (half prose, half code)")
+    add_option(da, "--seq-len", aliases=("--length",), dest="length", type=int_range(2), default=64,
+               help="tokens per window")
+    da.set_defaults(func=_dashboard)
+    sae.set_defaults(func=lambda args: sae.print_help() or 2)
+
+
+def _hook(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[\w]+)*", text):
+        raise argparse.ArgumentTypeError(f"is not a TransformerLens hook name like blocks.6.hook_resid_post: {text!r}")
+    return text
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Checks that need no model (sizes, the cache folder), then run_train holding the output folder."""
+    from probes.errors import UsageError
+
+    if args.sparsity is not None and args.arch not in ("standard", "jumprelu"):
+        raise UsageError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+    if args.k > args.d_sae:
+        raise UsageError(f"--k {args.k} exceeds --d-sae {args.d_sae}: a token cannot use more features than exist.")
+    if args.tokens < args.batch:
+        raise UsageError(f"--tokens ({args.tokens}) must be at least --batch-size ({args.batch}); raise --tokens "
+                         "or lower --batch-size.")
+    with prepared(args, "sae") as out:
+        cache_dir = Path(args.cache) if args.cache else out / "activations"
+        if (cache_dir / "meta.json").exists():
+            from saes.activation_store import CachedActivations
+
+            CachedActivations(cache_dir)  # a damaged cache is refused here, before the model loads
+        return run_train(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _sae_folder(args)
+    with prepared(args, "sae_eval"):
+        return run_eval(args)
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    _sae_folder(args)
+    with prepared(args, "sae_dashboard"):
+        return run_dashboard(args)
+
+
+def _sae_folder(args: argparse.Namespace) -> dict[str, Any]:
+    """Read the SAE folder's cfg.json before any model loads; fill --model from it unless given."""
+    import json
+
+    from probes.errors import CheckpointError, UsageError
+
+    folder = Path(args.sae)
+    cfg_path = folder / "cfg.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{folder} is not an SAE folder (no cfg.json). Give a folder written by `glasshouse sae "
+                              "train` (its <out>/<arch>/sae) or a SAELens SAE folder.")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path} cannot be read as JSON ({exc}); the file is truncated or altered.") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} holds no SAE config (a JSON object with d_in, d_sae, hook_name).")
+    if args.model is None:
+        if not cfg.get("model_name"):
+            raise UsageError(f"{cfg_path} does not record its model; pass --model.")
+        args.model = str(cfg["model_name"])
+    d_sae = cfg.get("d_sae")
+    bad = [f for f in getattr(args, "features", []) if f >= d_sae] if isinstance(d_sae, int) else []
+    if bad and isinstance(d_sae, int):
+        raise UsageError(f"--features {bad}: this SAE has features 0..{d_sae - 1}.")
+    return cfg
 
 
 def _ids(model: Any, n: int, length: int, seed: int) -> Any:
@@ -72,17 +175,27 @@ def run_train(args: argparse.Namespace) -> int:
         store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
         cache = cache_activations(store, cache_dir, args.tokens)
     tokens = min(args.tokens, len(cache))
-    cfg = TrainConfig(sae={"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
-                           "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed},
-                      total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                      out_dir=str(out / args.arch))
+    sae_fields = {"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
+                  "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed}
+    sparsity = getattr(args, "sparsity", None)
+    if sparsity is not None:
+        if args.arch not in ("standard", "jumprelu"):
+            raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+        sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
+    elif args.arch in ("standard", "jumprelu"):
+        sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
+    cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20))
     res = train(cfg, TensorSource(cache.rows(0, tokens)))
     last = _last_metrics(out / args.arch / "metrics.jsonl")
     result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
               "cache": str(cache_dir), "steps": res.steps, "tokens": res.tokens, "seconds": res.seconds,
-              "resumed_from_step": res.resumed_from, "final_batch_metrics": last}
+              "resumed_from_step": res.resumed_from, "steps_this_run": res.steps_this_run,
+              "tokens_this_run": res.tokens_this_run, "final_batch_metrics": last}
     write_outputs(out / args.arch, "sae_train", result, {})
-    print(f"trained {args.arch} on {res.tokens} tokens in {res.seconds:.0f} s; SAE in {out / args.arch / 'sae'}")
+    resumed = f" (resumed at step {res.resumed_from}; {res.tokens} tokens in all)" if res.resumed_from else ""
+    print(f"trained {args.arch} on {res.tokens_this_run} tokens in this run{resumed} in {res.seconds:.0f} s; "
+          f"SAE in {out / args.arch / 'sae'}")
     return 0
 
 

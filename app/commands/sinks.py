@@ -1,6 +1,6 @@
 """`glasshouse sinks`: Sink_k^eps by input regime, per-head first-token maps, hidden sinks and interventions.
 
-Spec: ../shared/specs/attention-sinks.md. Writes sinks.json and HTML figures into the output folder.
+Spec: docs/methods/attention-sinks.md. Writes sinks.json and HTML figures into the output folder.
 """
 
 from __future__ import annotations
@@ -8,22 +8,44 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    LazyChoices,
+    add_model_args,
+    add_option,
+    float_range,
+    int_range,
+    load_from_args,
+    name_list,
+    prepared,
+    write_outputs,
+)
 from app.commands.backend import add_backend_arg, is_remote, run_remote
+
+
+def _regimes() -> tuple[str, ...]:
+    from probes.sinks import REGIMES
+
+    return REGIMES
+
+
+REGIMES = LazyChoices(_regimes)
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sinks", help="attention sinks: Sink_k^eps by input regime, hidden sinks, interventions")
     add_model_args(p)
     add_backend_arg(p)
-    p.add_argument("--n", type=int, default=100, help="sequences per regime (default 100)")
-    p.add_argument("--T", type=int, default=64, help="tokens per sequence (default 64)")
-    p.add_argument("--eps", type=float, default=0.3, help="threshold on alpha, in (0, 1) (default 0.3)")
-    p.add_argument("--regimes", default="natural,random,repeat", help="comma-separated: natural, random, repeat")
+    add_option(p, "--n", type=int_range(1), default=100, help="sequences per regime")
+    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per sequence")
+    p.add_argument("--eps", type=float_range(0, 1, lo_open=True, hi_open=True), default=0.3,
+                   help="threshold on alpha, in (0, 1)")
+    p.add_argument("--regimes", type=name_list(REGIMES, "regime"), default=("natural", "random", "repeat"),
+                   help="comma-separated input regimes, from: natural, random, repeat (default all three)")
     bos = p.add_mutually_exclusive_group()
     bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
     bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS (first text token is first)")
-    p.add_argument("--batch-size", type=int, default=8)
+    add_option(p, "--batch-size", aliases=("--batch",), type=int_range(1), default=8,
+               help="sequences per forward pass")
     p.add_argument("--interventions", action="store_true",
                    help="also detect hidden sinks, search calibration heads and measure loss before/after "
                         "calibration and first-token scaling (gamma 0.5 and 1.5) on 8 natural sequences")
@@ -51,22 +73,22 @@ def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> di
 def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "sinks")
-    from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
-    from probes.sinks import sinks_by_regime
+    with prepared(args, "sinks") as out:
+        from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+        from probes.sinks import sinks_by_regime
 
-    model = load_from_args(args)
-    regimes = tuple(r.strip() for r in args.regimes.split(",") if r.strip())
-    results = sinks_by_regime(model, n=args.n, T=args.T, eps=args.eps, seed=args.seed,
-                              prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size)
-    bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
-                              "sink1": {r: res.sink1 for r, res in results.items()}}
-    if args.interventions:
-        bundle["interventions"] = interventions(model, args.T, args.seed, args.prepend_bos)
-    first = results[regimes[0]]
-    figures = {"sink_rate_by_regime": sink_rate_by_regime(results), "first_token_heatmap": first_token_heatmap(first),
-               "token_view": token_view(first)}
-    out = output_dir(args, "sinks")
-    write_outputs(out, "sinks", bundle, figures)
+        model = load_from_args(args)
+        regimes = tuple(args.regimes)
+        results = sinks_by_regime(model, n=args.n, T=args.seq_len, eps=args.eps, seed=args.seed,
+                                  prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size)
+        bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
+                                  "sink1": {r: res.sink1 for r, res in results.items()}}
+        if args.interventions:
+            bundle["interventions"] = interventions(model, args.seq_len, args.seed, args.prepend_bos)
+        first = results[regimes[0]]
+        figures = {"sink_rate_by_regime": sink_rate_by_regime(results),
+                   "first_token_heatmap": first_token_heatmap(first), "token_view": token_view(first)}
+        write_outputs(out, "sinks", bundle, figures)
     for r, res in results.items():
         print(f"Sink_1^{args.eps} {r:<8} {res.sink1:6.2f}%  (n={res.alpha.shape[0]}, T={res.T}, "
               f"first token BOS: {res.first_is_bos})")

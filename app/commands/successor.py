@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.commands._common import add_model_args, load_from_args, output_dir, write_outputs
+from app.commands._common import (
+    add_model_args,
+    add_option,
+    float_range,
+    int_range,
+    load_from_args,
+    prepared,
+    write_outputs,
+)
 from app.commands.backend import add_backend_arg, is_remote, run_remote
 
 
@@ -16,15 +24,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--norm", default="auto", choices=["auto", "none", "mlp", "all"],
                    help="norms on the OV path (auto: none for LayerNorm models, all for RMSNorm)")
     p.add_argument("--source", default="mlp0", choices=["mlp0", "resid"], help="what a head reads for a token")
-    p.add_argument("--threshold", type=float, default=0.4, help="score listing a head as a successor head")
-    p.add_argument("--max-prompts", type=int, default=20, help="in-context prompts per task")
-    p.add_argument("--natural", type=int, default=8, help="corpus windows for the natural-text view (0: skip)")
+    p.add_argument("--threshold", type=float_range(0, 1), default=0.4,
+                   help="score (in [0, 1]) listing a head as a successor head")
+    add_option(p, "--n", aliases=("--max-prompts",), type=int_range(1), default=20, help="in-context prompts per task")
+    p.add_argument("--natural", type=int_range(0), default=8, help="corpus windows for the natural-text view (0: skip)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "successor")
+    with prepared(args, "successor") as out:
+        return _run(args, out)
+
+
+def _run(args: argparse.Namespace, out: Any) -> int:
     from app.figures.successor import confusion_figure, dla_heatmap, score_heatmap, task_bars, top_head_bars
     from probes.successor import (
         OVSettings,
@@ -37,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_from_args(args)
     settings = OVSettings(norm=args.norm, source=args.source)
     scores = score_heads(model, settings=settings, threshold=args.threshold, progress=True)
-    ic = in_context_scores(model, max_prompts=args.max_prompts, progress=True)
+    ic = in_context_scores(model, max_prompts=args.n, progress=True)
     mod10 = mod10_analysis(model, head=scores.top_head, dataset=scores.dataset, settings=settings, seed=args.seed)
     ic_top = ic.ranking(1)[0]
     natural = (natural_text_effects(model, ic_top["layer"], ic_top["head"], n=args.natural, seed=args.seed)
@@ -53,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
                                                           "rank accuracy (fraction of prompts)")}
     for task in sd["top_confusion"]:
         figures[f"successor_confusion_{task}"] = confusion_figure(sd, task)
-    out = output_dir(args, "successor")
     paths = write_outputs(out, "successor", result, figures)
     top = sd["ranking"][0]
     print(f"first-order top head L{top['layer']}H{top['head']} score {top['score']:.3f} (chance {sd['chance']:.3f})")

@@ -1,6 +1,6 @@
 """Figures of the BB lab: the sink forming over training steps, and attention on <s> per query token.
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
 """
 
 from __future__ import annotations

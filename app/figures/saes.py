@@ -30,17 +30,29 @@ def feature_activation_histogram(entry: dict[str, Any]) -> go.Figure:
     return apply_theme(fig)
 
 
+def _cell(token: str, focus: bool, width: int = 10) -> str:
+    text = token_label(token, quoted=False)
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return f"<b>{text}</b>" if focus else text
+
+
 def feature_top_tokens(entry: dict[str, Any]) -> go.Figure:
-    """Heatmap of the top-activating contexts, token strings on hover."""
+    """Heatmap of the top-activating contexts: one row per example, the token strings written in the cells
+    (the top-activating token in bold) on a pale scale so the text stays readable, a titled colorbar."""
     examples = entry["top_examples"]
     width = max((len(e["tokens"]) for e in examples), default=1)
     z = [e["activations"] + [None] * (width - len(e["activations"])) for e in examples]
-    text = [[token_label(t, quoted=False) for t in e["tokens"]] + [""] * (width - len(e["tokens"])) for e in examples]
-    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", colorscale="Oranges",
-                               hovertemplate="token %{text}<br>activation %{z:.3f}<extra></extra>"))
-    fig.update_layout(title=f"Feature {entry['feature']}: top-activating contexts", xaxis_title="position in window (tokens)",
-                      yaxis_title="example (rank)", yaxis_autorange="reversed")
-    return apply_theme(fig, height=120 + 40 * max(1, len(examples)))
+    text = [[_cell(t, i == e.get("focus")) for i, t in enumerate(e["tokens"])] + [""] * (width - len(e["tokens"]))
+            for e in examples]
+    hover = [[token_label(t) for t in e["tokens"]] + [""] * (width - len(e["tokens"])) for e in examples]
+    fig = go.Figure(go.Heatmap(z=z, text=text, customdata=hover, texttemplate="%{text}",
+                               textfont={"size": 13, "color": "#1F1F1F"}, xgap=2, ygap=2,
+                               colorscale=[[0.0, "#FFFFFF"], [1.0, "#F0A35E"]], zmin=0.0,
+                               colorbar={"title": {"text": "activation<br>(SAE units)", "side": "right"}},
+                               hovertemplate="token %{customdata}<br>activation %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=f"Feature {entry['feature']}: top-activating contexts (bold: the top token)",
+                      xaxis_title="position in window (tokens)", yaxis_title="example (rank)", yaxis_autorange="reversed")
+    return apply_theme(fig, height=140 + 44 * max(1, len(examples)))
 
 
 def architecture_comparison(rows: list[dict[str, Any]]) -> go.Figure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import plotly.graph_objects as go
+import torch
 
 from app.figures.theme import DIVERGING_SCALE, HEATMAP_SCALE, apply_theme, token_label
 from probes.dormant import DormantResult
@@ -141,13 +142,20 @@ def dormancy_scatter(res: DormantResult) -> go.Figure:
     marked = [float(abs(da[i // H, i % H] - db[i // H, i % H])) for i in range(L * H)]
     fig = go.Figure(go.Scatter(x=da.flatten().tolist(), y=db.flatten().tolist(), mode="markers",
                                marker={"color": marked, "colorscale": DIVERGING_SCALE, "showscale": True,
-                                       "colorbar": {"title": "|difference|"}},
+                                       "colorbar": {"title": {"text": "|difference|", "side": "right"}}},
                                hovertext=hover, hoverinfo="text", name="heads"))
     for row in res.rows:
         fig.add_annotation(x=row.dormancy[a], y=row.dormancy[b], text=f"L{row.layer}H{row.head}", showarrow=True)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="equal"))
+    values = torch.cat([da.flatten(), db.flatten()]).float()
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.02 * max(hi - lo, 1e-6)
+    fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
+                             line={"dash": "dot", "color": "grey"}, name="equal (same dormancy on both)"))
     fig.update_layout(title=f"Dormancy per head: {a} vs {b} (mean attention on the first token)",
                       xaxis_title=f"dormancy on {a} (attention on sink, 0-1)",
-                      yaxis_title=f"dormancy on {b} (attention on sink, 0-1)")
-    return apply_theme(fig)
+                      yaxis_title=f"dormancy on {b} (attention on sink, 0-1)",
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.16, "yanchor": "top"})
+    fig = apply_theme(fig)
+    fig.update_layout(margin={"b": 110})  # room for the legend under the x-axis title
+    return fig
 

@@ -109,6 +109,8 @@ st.title("BB lab")
 st.caption("The Bigram-Backcopy task (Guo et al. 2024): after a trigger character the next token copies the one "
            "before the trigger, otherwise it follows the bigram law. Train a small transformer and watch whether "
            "non-trigger queries start parking their attention on <s> (an attention sink) while trigger queries do not.")
+st.caption("Input: sequences generated from the BB task (its bigram law estimated from the prose corpus), not the "
+           "sidebar input or the sidebar model: the page trains its own small model.")
 if require("probes.bb") is None:
     st.stop()
 train_mod = importlib.import_module("probes.bb.train")
@@ -167,7 +169,7 @@ last = rows[-1]
 status = {"done": "finished", "stopped": "stopped", "running": "running"}[job["status"]]
 st.subheader(f"{label(s)}, lr {s.learning_rate:g}: {status} at step {job['step']} of {s.steps} "
              f"({job['seconds']:.1f} s of training)")
-m = st.columns(4)
+m = st.columns(2) + st.columns(2)  # two rows: the long labels stay whole
 m[0].metric("Attention on <s>, non-trigger queries", f"{last['attn_sink_nontrigger'][-1]:.3f}",
             help="Last layer, mean over query positions i >= 1 whose token is not a trigger (last measured step).")
 m[1].metric("Attention on <s>, trigger queries", f"{last['attn_sink_trigger'][-1]:.3f}")

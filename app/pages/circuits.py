@@ -23,6 +23,8 @@ from app.ui.pending import require
 from app.ui.sidebar import current_settings
 from probes.errors import InputError
 
+MAX_COUNTS = 20
+MAX_DRAWN_EDGES = 2000  # edges the circuit graph draws (each is a line and a hover label)
 KINDS = {"agnostic": "position-agnostic only", "aware": "position-aware only", "both": "both kinds"}
 
 
@@ -34,6 +36,8 @@ def parse_counts(text: str) -> tuple[int, ...]:
         raise InputError(f"Edge counts must be comma-separated whole numbers, like 10,100,1000 (got {text!r}).") from None
     if not counts or counts[0] < 1:
         raise InputError(f"Give at least one positive edge count, like 10,100,1000 (got {text!r}).")
+    if len(counts) > MAX_COUNTS:
+        raise InputError(f"Give at most {MAX_COUNTS} edge counts (got {len(counts)}); each one is a faithfulness run.")
     return tuple(counts)
 
 
@@ -64,7 +68,7 @@ def circuit_result(spec: str, device: str, dtype: str, task: str, n: int, method
         bar.progress((3 + i) / total, text=f"Faithfulness of {kind} circuits at {len(counts)} sizes ...")
         c = faith.curve(gf, data, scores, list(counts), aware, base)
         curves.append(c)
-        circ = selection.greedy(scores, draw or c.edges_to_80 or max(counts), aware)
+        circ = selection.greedy(scores, min(MAX_DRAWN_EDGES, draw or c.edges_to_80 or max(counts)), aware)
         circuits[c.label] = export.circuit_to_dict(circ, data.schema)
     bar.empty()
     settings = {"task": data.name, "n": len(data), "method": method, "steps": steps, "which": which,
@@ -81,6 +85,8 @@ settings = current_settings()
 st.title("Circuits")
 st.caption("Edge attribution patching scores every edge of the model's graph; greedy circuits grown from the logits "
            "are measured by normalized faithfulness (1: the full model, 0: every edge patched with the corrupted run).")
+st.caption("Input: the task's own clean/corrupted prompt pairs (drawn from its templates with the seed), not the "
+           "sidebar input: attribution needs matched pairs whose answers differ.")
 if require("circuits") is None or require("circuits.discover") is None:
     st.stop()
 task_names = list(importlib.import_module("circuits.tasks").TASKS)
@@ -97,8 +103,9 @@ with st.form("circ_inputs"):
     c2 = st.columns(4)
     which = str(c2[0].selectbox("Circuits", list(KINDS), format_func=KINDS.__getitem__, key="circ_which"))
     counts_text = c2[1].text_input("Edge counts on the curve", value="10,100,1000", key="circ_counts")
-    draw = int(c2[2].number_input("Edges in the drawn circuit (0: first count reaching 0.8)", min_value=0, value=0,
-                                 key="circ_draw"))
+    draw = int(c2[2].number_input("Edges in the drawn circuit (0: first count reaching 0.8)", min_value=0,
+                                  max_value=MAX_DRAWN_EDGES, value=0, key="circ_draw",
+                                  help=f"At most {MAX_DRAWN_EDGES:,}: the graph draws every edge."))
     seed = int(c2[3].number_input("Seed", min_value=0, value=0, key="circ_seed"))
     st.form_submit_button("Find circuit", type="primary", on_click=submit)
 if not st.session_state.get("circ_run"):

@@ -1,14 +1,20 @@
-"""Model page: the loaded model's canonical facts and a quick attention explorer (probes.capture)."""
+"""Model page: the loaded model's canonical facts and a quick attention explorer (probes.capture) on the
+sidebar input. The pattern heatmap draws at most PATTERN_MAX_TOKENS positions (a window the user
+picks); the full pattern is a download."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.ui.downloads import json_download, plot, table
+from app.ui.downloads import json_download, plot, slug, table
 from app.ui.errors import shown_errors
 from app.ui.figures import attention_pattern_figure
-from app.ui.model import current_model, head_patterns, input_rows
+from app.ui.inputs import PATTERN_MAX_TOKENS, describe_input, sidebar_rows, token_window
+from app.ui.model import current_model, head_patterns
 from app.ui.sidebar import current_settings
 
 settings = current_settings()
@@ -29,7 +35,8 @@ with st.expander("All canonical facts (model.facts)"):
     json_download(facts.to_dict(), f"facts_{facts.spec}", label="Facts JSON")
 
 st.header("Attention explorer")
-rows = input_rows(model, settings)
+rows = sidebar_rows(model, settings)
+st.caption(f"Input: {describe_input(settings, rows)}; change it in the sidebar.")
 left, mid, right = st.columns(3)
 seq = 0
 if len(rows.rows) > 1:
@@ -39,13 +46,36 @@ layer = int(mid.number_input("Layer", min_value=0, max_value=facts.n_layers - 1,
 group = facts.n_heads // facts.n_kv_heads
 head = int(right.number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="head",
                               help=f"Query head; {group} query heads share each key/value head." if group > 1 else None))
-with shown_errors(), st.spinner("Running the model ..."):
+with shown_errors(), st.spinner(f"Running the model on {len(rows.rows[seq])} tokens (layer {layer} patterns) ..."):
     patterns, str_tokens = head_patterns(settings.spec, settings.device, settings.dtype, rows.rows[seq],
                                          rows.prepend_bos, layer)
 name = f"attention_{facts.spec}_L{layer}H{head}"
 kv = f", key/value head {model.kv_group(head)}" if facts.n_kv_heads < facts.n_heads else ""
-plot(attention_pattern_figure(patterns[head], str_tokens,
-                              f"{facts.spec}: layer {layer}, head {head}{kv} - attention pattern"), name)
+start, stop = token_window(len(str_tokens), PATTERN_MAX_TOKENS, key="pattern_start", what="The heatmap")
+window = "" if (start, stop) == (0, len(str_tokens)) else f" (positions {start}..{stop - 1})"
+plot(attention_pattern_figure(patterns[head], str_tokens, f"{facts.spec}: layer {layer}, head {head}{kv} - "
+                              f"attention pattern{window}", start=start, stop=stop), name)
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def _pattern_csv(a: np.ndarray) -> str:
+    q, k = np.tril_indices(a.shape[0])
+    return pd.DataFrame({"query": q, "key": k, "attention": a[q, k]}).to_csv(index=False)
+
+
+full = patterns[head]
+c1, c2, _ = st.columns([1, 1, 3])
+c1.download_button("Full pattern (NPY)", data=lambda: _npy(full), file_name=f"{slug(name)}_pattern.npy",
+                   mime="application/octet-stream", key="dl-pattern-npy", on_click="ignore",
+                   help=f"[query, key] float32, all {len(str_tokens)} positions.", icon=":material/download:")
+c2.download_button("Full pattern (CSV)", data=lambda: _pattern_csv(full), file_name=f"{slug(name)}_pattern.csv",
+                   mime="text/csv", key="dl-pattern-csv", on_click="ignore",
+                   help="query, key, attention (the causal lower triangle).", icon=":material/download:")
 first = patterns[:, :, 0].mean(axis=1)
 st.caption(f"Mean attention on the first token ({str_tokens[0]!r}) in layer {layer}, per head: "
            + ", ".join(f"h{h} {v:.2f}" for h, v in enumerate(first)))

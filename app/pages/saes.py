@@ -6,6 +6,10 @@ resumes from its own checkpoint each chunk), or load a SAELens-format folder (sa
 checked against the model). Then: the density histogram, one feature's dashboard (top contexts,
 activation histogram, logit effects; saes.dashboard.feature_dashboards) and the prompt view (the most
 active features at each token; saes.dashboard.prompt_features). Nothing runs before a button press.
+
+Inputs: training and the evaluation windows read prose corpus windows (the page says so: an SAE
+needs thousands of tokens); the prompt view reads the sidebar input. The training tokens are checked
+against the memory budget; the prompt heatmap draws at most TOKEN_FIGURE_MAX tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from app.figures.theme import HEATMAP_SCALE, apply_theme
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.figures import show_token
+from app.ui.inputs import TOKEN_FIGURE_MAX, check_budget, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, get_model
 from app.ui.pending import require
 from app.ui.sidebar import current_settings
@@ -31,14 +36,18 @@ from app.ui.sidebar import current_settings
 EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
 
 
-def collect(model: Any, hook: str, n_tokens: int, context: int, seed: int) -> Any:
+def collect(model: Any, hook: str, n_tokens: int, context: int, seed: int, bar: Any = None) -> Any:
     """Activations at `hook` on prose windows, position 0 left out (the SAE skips it): [n, d_in]."""
     from probes.corpus import sample
     from saes.activation_store import hook_activations
 
     n = max(1, -(-n_tokens // (context - 1)))
     ids = sample("prose", n, context, model, seed=seed).ids
-    acts = [hook_activations(model, hook, ids[i : i + 8])[:, 1:] for i in range(0, n, 8)]
+    acts = []
+    for i in range(0, n, 8):
+        if bar is not None:  # step text, and a point where a rerun or Stop interrupts the collection
+            bar.progress(0.0, text=f"Collecting activations at {hook}: windows {i + 1}-{min(n, i + 8)} of {n} ...")
+        acts.append(hook_activations(model, hook, ids[i : i + 8])[:, 1:])
     import torch
 
     return torch.cat(acts).reshape(-1, acts[0].shape[-1])[:n_tokens]
@@ -51,7 +60,7 @@ def train_here(model: Any, arch: str, layer: int, d_sae: int, k: int, n_tokens: 
     store = importlib.import_module("saes.activation_store")
     hook = f"blocks.{layer}.hook_resid_post"
     bar = st.progress(0.0, text=f"Collecting {n_tokens} activations at {hook} ...")
-    acts = collect(model, hook, n_tokens, 65, seed)
+    acts = collect(model, hook, n_tokens, 65, seed, bar)
     source = store.TensorSource(acts)
     steps = max(1, len(source) // batch)
     chunk = max(1, steps // 10)
@@ -111,26 +120,31 @@ def dashboard(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, featu
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def prompt_view(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, prompt: str, top: int) -> dict[str, Any]:
+    """saes.dashboard.prompt_features: the `top` features at every token of one prompt."""
     from saes.dashboard import prompt_features
 
     return dict(prompt_features(get_model(spec, device, dtype), _sae, prompt, top=top))
 
 
-def prompt_figure(view: dict[str, Any]) -> go.Figure:
-    """Activation of the features that are top somewhere in the prompt (rows) at every token (columns)."""
-    feats = sorted({f["feature"] for t in view["tokens"] for f in t["features"]})
-    z = np.zeros((len(feats), len(view["tokens"])))
-    for col, t in enumerate(view["tokens"]):
+def prompt_figure(view: dict[str, Any], start: int = 0, stop: int | None = None) -> go.Figure:
+    """Activation of the features that are top somewhere in the window (rows) at every token of
+    positions start..stop-1 (columns; callers bound the window, app.ui.inputs.TOKEN_FIGURE_MAX)."""
+    tokens = view["tokens"][start:stop]
+    feats = sorted({f["feature"] for t in tokens for f in t["features"]})
+    row_of = {f: i for i, f in enumerate(feats)}
+    z = np.zeros((len(feats), len(tokens)))
+    for col, t in enumerate(tokens):
         for f in t["features"]:
-            z[feats.index(f["feature"]), col] = f["activation"]
-    shown = [show_token(t["token"]) for t in view["tokens"]]
+            z[row_of[f["feature"]], col] = f["activation"]
+    shown = [show_token(t["token"]) for t in tokens]
     custom = [[shown[c] for c in range(len(shown))] for _ in feats]
-    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(shown))), y=[str(f) for f in feats], customdata=custom,
+    pos = [t["position"] for t in tokens]
+    fig = go.Figure(go.Heatmap(z=z, x=pos, y=[str(f) for f in feats], customdata=custom,
                                colorscale=HEATMAP_SCALE, colorbar={"title": {"text": "activation"}},
                                hovertemplate="token %{x} %{customdata}<br>feature %{y}<br>activation %{z:.3f}"
                                              "<extra></extra>"))
     fig.update_layout(title="Top features per token (0: not among that token's top features)",
-                      xaxis={"title": "token (position)", "tickmode": "array", "tickvals": list(range(len(shown))),
+                      xaxis={"title": "token (position)", "tickmode": "array", "tickvals": pos,
                              "ticktext": shown},
                       yaxis={"title": "feature (index)", "type": "category"})
     return apply_theme(fig, height=int(min(900, 160 + 22 * max(1, len(feats)))))
@@ -191,9 +205,13 @@ if source == "train":
         go_train = st.form_submit_button("Train SAE", type="primary")
     st.caption("The default (8,192 prose tokens, 512 features) trains in well under a minute on CPU: a toy to "
                "explore the views, not a good SAE (`glasshouse sae train` for real runs).")
+    st.caption("Training reads prose corpus windows (seed as set), not the sidebar input: an SAE needs thousands "
+               "of tokens. The prompt view below reads the sidebar input.")
     if go_train:
         key = f"train:{facts.spec}:{arch}:{layer}:{d_sae}:{k}:{n_tokens}:{batch}:{seed}"
         with shown_errors():
+            check_budget(model, max(1, n_tokens // 64), 65, 4 * n_tokens * (facts.d_model + 2 * d_sae),
+                         what="SAE training")
             st.session_state["sae_loaded"] = (key, train_here(model, arch, layer, d_sae, k, n_tokens, batch, seed))
 else:
     path = st.text_input("SAELens folder", value="", key="sae_path", placeholder="runs/sae/topk/sae")
@@ -239,11 +257,19 @@ table(pd.DataFrame([{"direction": d, **r} for d in ("top", "bottom") for r in en
 json_download(entry, f"sae_feature_{tag}_f{feature}", label="Dashboard JSON")
 
 st.header("Prompt view")
-prompt = st.text_input("Prompt", value=settings.prompt, key="sae_prompt")
+given = sidebar_rows(model, settings)
+seq = 0
+if len(given.rows) > 1:
+    seq = int(st.selectbox("Sequence", range(len(given.rows)), format_func=lambda i: given.labels[i], key="sae_seq"))
+prompt = settings.prompt if settings.source == "prompt" else model.to_string(
+    list(given.rows[seq][int(given.prepend_bos):]))
+st.caption(f"Input: {describe_input(settings, given)}" + ("" if settings.source == "prompt" else
+           f", sequence {seq} decoded to text and tokenized again") + "; change it in the sidebar.")
 top = int(st.number_input("Top features per token", min_value=1, max_value=20, value=3, key="sae_top"))
-with shown_errors():
+with shown_errors(), st.spinner(f"Encoding the {len(given.rows[seq])} tokens with the SAE ..."):
     view = prompt_view(settings.spec, settings.device, settings.dtype, sae_key, sae, prompt, top)
-plot(prompt_figure(view), f"sae_prompt_{tag}")
+start, stop = token_window(len(view["tokens"]), TOKEN_FIGURE_MAX, key="sae_prompt_start")
+plot(prompt_figure(view, start, stop), f"sae_prompt_{tag}")
 table(pd.DataFrame([{"position": t["position"], "token": t["token"], "rank": r + 1, "feature": f["feature"],
                      "activation": f["activation"]} for t in view["tokens"] for r, f in enumerate(t["features"])],
                    columns=["position", "token", "rank", "feature", "activation"]), f"sae_prompt_{tag}")

@@ -50,7 +50,8 @@ def token_id(model: Any, text: str) -> int:
     tok = getattr(model.tokenizer, "tokenizer", model.tokenizer)
     ids = list(tok(text, add_special_tokens=False).input_ids)
     pieces = [tok.decode([i]) for i in ids]
-    raise InputError(f"{text!r} is {len(ids)} tokens ({pieces}), not one: type a single token, e.g. ' Monday' "
+    shown = " + ".join(repr(p) for p in pieces)
+    raise InputError(f"{text!r} is {len(ids)} tokens ({shown}), not one: type a single token, e.g. ' Monday' "
                      "with its leading space (the tasks' items are single tokens).")
 
 
@@ -89,6 +90,8 @@ settings = current_settings()
 st.title("Successor heads")
 st.caption("A successor head maps a token of an ordered sequence (Monday, 3, March, C) to its successor through "
            "its OV circuit: W_U . W_OV . MLP0(W_E[t]) ranks succ(t) first among the task's tokens.")
+st.caption("Input: none from the sidebar. The scores read the weights only (the effective OV circuit on the "
+           "tasks' token lists: days, months, numbers, letters); the last section reads the token you type.")
 if require("probes.successor") is None:
     st.stop()
 figs = importlib.import_module("app.figures.successor")

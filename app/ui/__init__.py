@@ -1,2 +1,2 @@
-"""Small helpers that keep the Streamlit pages short (issue 8): sidebar, model cache, errors,
+"""Small helpers that keep the Streamlit pages short (docs/app.md): sidebar, model cache, errors,
 downloads, figures for the app's own views, and the "lands with issue N" notice."""

@@ -21,28 +21,37 @@ def show_token(token: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") or "∅"
 
 
-def _token_axis(tokens: Sequence[str], limit: int = 80) -> dict:
+def _token_axis(tokens: Sequence[str], limit: int = 80, offset: int = 0) -> dict:
     step = max(1, int(np.ceil(len(tokens) / limit)))
     ticks = list(range(0, len(tokens), step))
-    return {"tickmode": "array", "tickvals": ticks, "ticktext": [show_token(tokens[i]) for i in ticks]}
+    return {"tickmode": "array", "tickvals": [offset + i for i in ticks], "ticktext": [show_token(tokens[i]) for i in ticks]}
 
 
-def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: str) -> go.Figure:
-    """Heatmap of one head's attention [query, key] with the token strings on both axes and in hover."""
-    n = len(tokens)
-    shown = [show_token(t) for t in tokens]
+def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: str, start: int = 0,
+                             stop: int | None = None) -> go.Figure:
+    """Heatmap of one head's attention [query, key] with the token strings on both axes and in hover.
+
+    start/stop: the window of positions drawn (queries and keys alike; default all). Callers bound it
+    (app.ui.inputs.PATTERN_MAX_TOKENS): the hover data grows with the square of the window."""
+    stop = len(tokens) if stop is None else min(stop, len(tokens))
+    pos = list(range(start, stop))
+    n = len(pos)
+    shown = [show_token(tokens[i]) for i in pos]
     custom = np.empty((n, n, 2), dtype=object)
     for i in range(n):
         for j in range(n):
             custom[i, j] = (shown[i], shown[j])
-    z = np.where(np.tril(np.ones((n, n), dtype=bool)), pattern[:n, :n], np.nan)
+    causal = np.array(pos)[:, None] >= np.array(pos)[None, :]
+    z = np.where(causal, pattern[start:stop, start:stop], np.nan)
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(n)), y=list(range(n)), customdata=custom, colorscale=HEATMAP_SCALE, zmin=0.0, zmax=1.0,
+        z=z, x=pos, y=pos, customdata=custom, colorscale=HEATMAP_SCALE, zmin=0.0, zmax=1.0,
         colorbar={"title": {"text": "attention<br>probability"}},
         hovertemplate="query %{y} %{customdata[0]}<br>key %{x} %{customdata[1]}<br>attention %{z:.4f}<extra></extra>",
     ))
-    fig.update_layout(title=title, xaxis={"title": "key token (position)", **_token_axis(tokens)},
-                      yaxis={"title": "query token (position)", "autorange": "reversed", **_token_axis(tokens)})
+    window = [tokens[i] for i in pos]
+    fig.update_layout(title=title, xaxis={"title": "key token (position)", **_token_axis(window, offset=start)},
+                      yaxis={"title": "query token (position)", "autorange": "reversed",
+                             **_token_axis(window, offset=start)})
     side = int(min(900, max(420, 14 * n + 200)))
     return apply_theme(fig, height=side)
 

@@ -52,7 +52,7 @@ def _has_public_names(module: ModuleType) -> bool:
 
 
 def lands_with(name: str) -> str:
-    """The notice for a module that has not landed: 'Successor heads land with issue 5.'"""
+    """The notice for a module that has not landed: 'Successor heads are not installed.'"""
     what, issue = ISSUES.get(name, (name, 0))
     number = f"issue {issue}" if issue else "a later issue"
     return f"`{name}` is not here yet: {what} lands with {number}. This page fills in once it merges."

@@ -78,7 +78,11 @@ def render_sidebar(defaults: Defaults) -> Settings:
                       format_func=lambda s: {"prompt": "Prompt", "corpus": "Corpus sample"}[s])
     prompt, domain, n, length, seed = DEFAULT_PROMPT, DOMAINS[0], 4, 64, 0
     if source == "prompt":
-        prompt = sb.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=100)
+        prompt = sb.text_area("Prompt", value=DEFAULT_PROMPT, key="prompt", height=100,
+                              help="Read by the Model, Attention sinks, Extreme tokens, Active/dormant and SAE pages "
+                                   "(each says which input it uses). At most 1,024 tokens, or the model's context "
+                                   "if shorter.")
+        _flag_prompt(prompt)
     else:
         domain = sb.selectbox("Domain", DOMAINS, key="domain",
                               help="prose: Python's documentation and docstrings; code: the standard library.")
@@ -88,6 +92,18 @@ def render_sidebar(defaults: Defaults) -> Settings:
         seed = int(sb.number_input("Seed", min_value=0, value=0, key="corpus_seed"))
     return Settings(spec=spec, device=str(device), dtype=str(dtype), source=str(source), prompt=prompt,
                     domain=str(domain), n=n, length=length, seed=seed)
+
+
+def _flag_prompt(prompt: str) -> None:
+    """Show under the prompt box, on every page, what the pages will refuse (checks needing no model)."""
+    from app.ui.errors import human_message
+    from app.ui.inputs import check_prompt_text
+    from probes.errors import InputError
+
+    try:
+        check_prompt_text(prompt)
+    except InputError as exc:
+        st.sidebar.error(human_message(str(exc)), icon=":material/error:")
 
 
 def current_settings() -> Settings:

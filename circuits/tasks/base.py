@@ -50,6 +50,7 @@ class TaskData:
     clean_text: list[str] = field(default_factory=list)
     corrupted_text: list[str] = field(default_factory=list)
     notes: str = ""
+    templates: list[int] = field(default_factory=list)  # template index of each example (empty: all one)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -64,6 +65,13 @@ class TaskData:
         check_aligned(self.clean, self.corrupted, self.starts, self.starts)
         if any(len(a) != len(s) or not a for a, s in zip(self.answer_ids, self.answer_signs, strict=True)):
             raise InputError("Each example needs answer token ids with one sign each.")
+        if self.templates and len(self.templates) != len(self.clean):
+            raise InputError(f"Task {self.name} gives {len(self.templates)} template indices for {len(self.clean)} "
+                             "examples; give one per example (or none: all examples share one template).")
+
+    def template_of(self, i: int) -> int:
+        """The template index of example i (0 when the task records none)."""
+        return self.templates[i] if self.templates else 0
 
     def __len__(self) -> int:
         return len(self.clean)
@@ -75,6 +83,7 @@ class TaskData:
             [self.starts[i] for i in pick], [self.answer_ids[i] for i in pick], [self.answer_signs[i] for i in pick],
             [self.clean_text[i] for i in pick] if self.clean_text else [],
             [self.corrupted_text[i] for i in pick] if self.corrupted_text else [], self.notes,
+            [self.templates[i] for i in pick] if self.templates else [],
         )
 
     def batch(self, indices: Sequence[int] | None = None, pad_id: int = 0) -> Batch:
@@ -105,7 +114,7 @@ class TaskData:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "schema": list(self.schema.names), "metric": self.metric,
                 "n_examples": len(self), "clean_text": self.clean_text[:5], "corrupted_text": self.corrupted_text[:5],
-                "starts": self.starts[:5], "notes": self.notes}
+                "starts": self.starts[:5], "n_templates": len(set(self.templates)) or 1, "notes": self.notes}
 
 
 def metric_values(logits: Float[Tensor, "batch d_vocab"], batch: Batch) -> Float[Tensor, " batch"]:

@@ -31,9 +31,10 @@ def make_ioi(model: Any, n: int = 32, seed: int = 0) -> TaskData:
     r = rng(seed)
     tokens = single_token_words(encoder(model), NAMES)
     names = need(tokens, 3, "names", model.spec)
-    clean, corr, starts, ans, signs, ct, xt = [], [], [], [], [], [], []
+    clean, corr, starts, ans, signs, ct, xt, which = [], [], [], [], [], [], [], []
     for _ in range(n):
         t = r.choice(TEMPLATES)
+        which.append(TEMPLATES.index(t))
         io, s, c = r.sample(names, 3)
         vals = {"IO": " " + io, "S": " " + s, "place": " " + r.choice(PLACES), "object": " " + r.choice(OBJECTS)}
         a, b, sa, _ = fill_pair(model, t, _strip(vals), _strip(vals))
@@ -48,7 +49,7 @@ def make_ioi(model: Any, n: int = 32, seed: int = 0) -> TaskData:
         ct.append(t.format(**_plain(vals)))
         xt.append(_abc_text(t, _plain(vals), c))
     return TaskData("ioi", schema_from_template(TEMPLATES[0]), "logit_diff", clean, corr, starts, ans, signs, ct, xt,
-                    notes="ABC corruption: the second S is replaced by a third single-token name.")
+                    notes="ABC corruption: the second S is replaced by a third single-token name.", templates=which)
 
 
 def _strip(vals: dict[str, str]) -> dict[str, str]:

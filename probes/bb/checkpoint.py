@@ -1,6 +1,6 @@
 """BB checkpoints: an OPT folder that `probes.load_model(folder)` loads like any model, plus training state.
 
-Spec: ../shared/specs/extreme-tokens.md (BB task, model) and ../shared/specs/embedded-model.md (a
+Spec: docs/methods/extreme-tokens.md (BB task, model) and docs/methods/embedded-model.md (a
 Glasshouse checkpoint is an HF folder with `glasshouse.json`).
 
 The lab's BBModel maps exactly onto HF's OPTForCausalLM with enable_bias=False, do_layer_norm_before=True,

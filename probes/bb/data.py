@@ -1,6 +1,6 @@
 """The Bigram-Backcopy (BB) task: vocabulary, bigram statistics and the exact sequence generator.
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
 
 Choices where the spec leaves room (documented in docs/bb_lab.md and tested):
 - Corpus: the texts of `probes.corpus.documents("prose")` (Python's documentation and docstrings),

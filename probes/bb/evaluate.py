@@ -1,6 +1,6 @@
 """Evaluating a BB checkpoint with the lab's own module (works for softmax and ReLU attention).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Measurements of the extreme-token phenomena in a BB model (one evaluation batch).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task" (what emerges, risks).
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task" (what emerges, risks).
 All numbers are per layer (head 0 for the attention numbers; the spec's model has one head):
 - attention on <s> (key 0), mean over query positions i >= 1 whose token is a trigger / is not;
 - value-state norm ||v_k W_O|| of <s> (k = 0) and the mean over the other keys;

@@ -1,6 +1,6 @@
 """The BB lab's transformer (the training module), in plain torch.
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task", model.
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task", model.
 Token + learned absolute position embeddings, pre-LayerNorm blocks, attention without biases scaled by
 1/sqrt(d_head), ReLU MLP of width 4d without biases, final LayerNorm, untied unembedding (no bias).
 LayerNorms are torch's standard ones (scale and bias), exactly as OPT's, so that a checkpoint saved as

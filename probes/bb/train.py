@@ -1,6 +1,6 @@
 """Training the BB model: softmax + AdamW, and the two mitigations (ReLU attention, SGD).
 
-Spec: ../shared/specs/extreme-tokens.md, "The Bigram-Backcopy (BB) task", training.
+Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task", training.
 - AdamW: lr 3e-4 with softmax attention, 3e-3 with ReLU attention; betas (0.9, 0.99), weight decay 1e-4.
 - SGD: momentum 0.9, lr 0.03 (no weight decay). No schedule in any case.
 - Each step's batch is generate(task, batch, seed, step): a function of (seed, step) only, so a run that

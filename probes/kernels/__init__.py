@@ -1,6 +1,6 @@
 """GPU kernels for the probes (attention statistics) and the backend dispatch shared with saes.kernels.
 
-Spec: ../shared/specs/kernels.md. Every kernel has a torch reference with the same signature;
+Spec: docs/methods/kernels.md. Every kernel has a torch reference with the same signature;
 `resolve_backend` picks one (see probes/kernels/dispatch.py).
 """
 

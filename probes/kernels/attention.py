@@ -1,6 +1,6 @@
 """`attention_stats(q, k, v, ...)`: attention statistics without the T x T pattern, kernel or reference.
 
-Spec: ../shared/specs/kernels.md ("Attention statistics") and issue 7. Inputs are post-rotary
+Spec: docs/methods/kernels.md ("Attention statistics") and docs/kernels.md. Inputs are post-rotary
 q [batch, head, pos, d_head] and k, v [batch, kv_head, pos, d_head] (grouped-query: query head h
 reads group h // (head / kv_head)). Returns fp32 tensors:
 - lse [batch, head, pos]: log-sum-exp of the scaled, masked scores of each query

@@ -1,4 +1,4 @@
-"""Choose between a Triton kernel and its torch reference (spec: ../shared/specs/kernels.md, issue 7).
+"""Choose between a Triton kernel and its torch reference (spec: docs/methods/kernels.md, docs/kernels.md).
 
 backend="auto": the Triton kernel when the tensors are on CUDA and Triton imports, else the torch
 reference. backend="torch": always the reference. backend="triton": the kernel, on CUDA tensors, or

@@ -1,4 +1,4 @@
-"""Successor heads (Gould et al. 2023): spec ../shared/specs/successor-heads.md, issue 4."""
+"""Successor heads (Gould et al. 2023): spec docs/methods/successor-heads.md, docs/successor.md."""
 
 from probes.successor.dataset import TASKS, SuccessionDataset, Task, build_dataset, build_task
 from probes.successor.in_context import InContextScores, build_prompts, head_dla, in_context_scores

@@ -1,6 +1,6 @@
 """The in-context view: each head's direct logit attribution (DLA) to the correct successor.
 
-Spec: successor-heads.md and issue 4 (item 4). The first-order circuit W_U . W_OV . MLP0(W_E[t])
+Spec: docs/methods/successor-heads.md and docs/successor.md. The first-order circuit W_U . W_OV . MLP0(W_E[t])
 can miss heads in deep, narrow models whose early layers have not finished building a token's
 representation, so this view reads what each head actually writes on succession prompts.
 
@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel
+from probes.hooked_model import HookedModel, Tokens
 from probes.results import result_metadata
 from probes.successor.dataset import TASKS
 
@@ -86,18 +86,9 @@ def build_prompts(model: HookedModel, task: str, shown: int = 4, max_prompts: in
                      [model.to_str_tokens([encoded[i][-1]])[0] for i in chosen])
 
 
-def _norm_eps(model: HookedModel) -> float:
-    cfg = model.hf_model.config
-    for name in ("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"):
-        value = getattr(cfg, name, None)
-        if value is not None:
-            return float(value)
-    raise InputError(f"Cannot find the norm epsilon of {model.spec} in its config.")
-
-
 def final_norm_linear(model: HookedModel, x_final: Float[Tensor, "b d_model"]) -> Any:
     """The final norm with its scale frozen at x_final: a function c [b, ..., d] -> normalized c (no bias)."""
-    eps = _norm_eps(model)
+    eps = model.norm_eps("final")
     w = model.norm_scales()["ln_final"].float().cpu()
     x = x_final.float()
     if model.facts.normalization == "layernorm":
@@ -116,21 +107,21 @@ def final_norm_linear(model: HookedModel, x_final: Float[Tensor, "b d_model"]) -
 
 def run_last_position(model: HookedModel, rows: list[list[int]], batch_size: int = 16) -> dict[str, Tensor]:
     """z of every head [b, layer, head, d_head] and the final residual [b, d_model] at each row's last token,
-    plus the model's logits there [b, d_vocab] and resid_pre/mid/post per layer [b, layer, d_model]."""
+    plus the model's logits there [b, d_vocab] and resid_pre/mid/post per layer [b, layer, d_model]
+    (resid_mid only for sequential blocks: parallel attention and MLP have no mid residual)."""
     f = model.facts
     tokens = model.tokens_from_ids(rows)
     last = torch.tensor(tokens.lengths) - 1
-    hooks = {f"blocks.{la}.{n}" for la in range(f.n_layers)
-             for n in ("attn.hook_z", "hook_resid_pre", "hook_resid_mid", "hook_resid_post")}
-    out: dict[str, list[Tensor]] = {"z": [], "resid_pre": [], "resid_mid": [], "resid_post": [], "logits": []}
+    resids = ("resid_pre", "resid_mid", "resid_post") if model.has_mid_residual else ("resid_pre", "resid_post")
+    hooks = {f"blocks.{la}.{n}" for la in range(f.n_layers) for n in ("attn.hook_z", *(f"hook_{r}" for r in resids))}
+    out: dict[str, list[Tensor]] = {"z": [], "logits": [], **{r: [] for r in resids}}
     for start in range(0, len(rows), batch_size):
-        ids = tokens.ids[start : start + batch_size]
-        mask = tokens.attention_mask[start : start + batch_size]
+        batch = Tokens(tokens.ids[start : start + batch_size], tokens.attention_mask[start : start + batch_size],
+                       tokens.str_tokens[start : start + batch_size], tokens.prepend_bos)
         idx = last[start : start + batch_size]
         ar = torch.arange(len(idx))
         with torch.no_grad():
-            logits, cache = model.tl.run_with_cache(ids.to(model.device), attention_mask=mask.to(model.device),
-                                                        names_filter=lambda name: name in hooks)
+            logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in hooks)
         zs = []
         for la in range(f.n_layers):
             z = cache[f"blocks.{la}.attn.hook_z"][ar, idx].float().cpu()
@@ -138,7 +129,7 @@ def run_last_position(model: HookedModel, rows: list[list[int]], batch_size: int
                 z = z.reshape(len(idx), f.n_heads, f.d_head)
             zs.append(z)
         out["z"].append(torch.stack(zs, dim=1))
-        for name in ("resid_pre", "resid_mid", "resid_post"):
+        for name in resids:
             out[name].append(torch.stack([cache[f"blocks.{la}.hook_{name}"][ar, idx].float().cpu()
                                           for la in range(f.n_layers)], dim=1))
         out["logits"].append(logits[ar, idx].float().cpu())
@@ -156,13 +147,12 @@ def head_writes(
     w_o = model.W_O[layer_ids].float().cpu()
     out = torch.einsum("blhe,lhed->blhd", z, w_o)
     b_o = model.b_O
-    if model.adapter.attn_out_norm(0) is None:
+    if model.attn_out_norm(layer_ids[0]) is None:
         return out
-    eps = _norm_eps(model)
+    eps = torch.tensor([model.norm_eps("attn_out", la) for la in layer_ids])[None]  # [1, layer]
     total = out.sum(dim=2) + (0 if b_o is None else b_o[layer_ids].float().cpu()[None])
     s = torch.rsqrt(total.pow(2).mean(dim=-1) + eps)  # [b, layer]
-    w_post = torch.stack([model.adapter.norm_scale(model.adapter.attn_out_norm(la)).float().cpu()
-                          for la in layer_ids])  # [layer, d_model]
+    w_post = torch.stack([model.attn_out_norm_scale(la).float().cpu() for la in layer_ids])  # type: ignore[union-attr]
     return out * s[:, :, None, None] * w_post[None, :, None, :]
 
 

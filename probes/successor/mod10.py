@@ -83,7 +83,7 @@ def mod10_analysis(
             f"{model.spec}'s tokenizer has {n} single-token numbers with a leading space (it splits numbers into "
             f"digits); a mod-10 probe needs at least {min_numbers}, so there is no mod-10 structure to find."),
             n_numbers=n)
-    x = mlp0_of_tokens(model, numbers.token_ids, s)
+    x = mlp0_of_tokens(model, numbers.token_ids, s).float().cpu()  # the probe is fit on the CPU
     y = torch.tensor(numbers.indices) % 10
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(y), generator=gen)
@@ -106,7 +106,7 @@ def mod10_analysis(
 def vector_arithmetic(model: HookedModel, task: Any, f: Tensor, head: tuple[int, int],
                       settings: OVSettings) -> dict[str, float]:
     """Success rates of MLP0(E(x)) - f_i + f_j through one head's OV circuit (see the module docstring)."""
-    x = mlp0_of_tokens(model, task.token_ids, settings)
+    x = mlp0_of_tokens(model, task.token_ids, settings).float().cpu()
     pos = {idx: p for p, idx in enumerate(task.indices)}
     sources, hit_j, hit_succ = [], [], []
     for p, k in enumerate(task.indices):

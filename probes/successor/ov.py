@@ -114,11 +114,11 @@ def head_outputs(
         for i, layer in enumerate(layer_ids):
             xl = x[i] if x.shape[0] == len(layer_ids) else x[layer]
             if s.norm == "all":
-                xl = model.adapter.attn_in_norm(layer)(xl.to(model.dtype).to(model.device))
+                xl = model.attn_in_norm(layer)(xl.to(model.dtype).to(model.device))
             w_v = model.W_V[layer].float().to(xl.device)  # [head, d_model, d_head]
             w_o = model.W_O[layer].float().to(xl.device)  # [head, d_head, d_model]
             out = torch.einsum("nd,hde,hem->hnm", xl.float(), w_v, w_o)
-            post = model.adapter.attn_out_norm(layer)
+            post = model.attn_out_norm(layer)
             if s.norm == "all" and post is not None:
                 out = post(out.to(model.dtype)).float()
             outs.append(out.cpu())

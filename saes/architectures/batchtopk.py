@@ -1,4 +1,4 @@
-"""BatchTopK SAE (Bussmann et al. 2024; spec saes.md).
+"""BatchTopK SAE (Bussmann et al. 2024; docs/methods/saes.md).
 
 Training (`sae.train()`): keep the k*B largest entries of ReLU(z) over the whole batch of B
 tokens (so tokens get a varying number of features, k on average). Each training batch updates

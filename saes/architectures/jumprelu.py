@@ -1,4 +1,4 @@
-"""JumpReLU SAE (Rajamanoharan et al. 2024; spec saes.md).
+"""JumpReLU SAE (Rajamanoharan et al. 2024; docs/methods/saes.md).
 
 f = z * 1[z > theta_j], theta_j = exp(log_threshold_j) > 0. The thresholds get gradients through
 straight-through estimators with a rectangle kernel K(u) = 1[|u| < 1/2] of width `bandwidth` eps:
@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from saes.base import SAE
-from saes.config import SAEConfig
+from saes.config import SAEConfig, adapt_scale
 from saes.registry import register
 
 
@@ -28,6 +28,8 @@ class JumpReLUConfig(SAEConfig):
     l0_coefficient: float = 1.0
     bandwidth: float = 0.05
     initial_threshold: float = 0.1
+    target_l0: float | None = None  # steer l0_coefficient to this L0 (saes/config.py adapt_scale)
+    target_rate: float = 0.05
 
 
 def _rectangle(u: Tensor) -> Tensor:
@@ -79,10 +81,16 @@ class JumpReLUSAE(SAE):
     """Per-feature learned thresholds, L0 penalty."""
 
     cfg: JumpReLUConfig
+    sparsity_scale: Tensor
 
     def __init__(self, cfg: JumpReLUConfig) -> None:
         super().__init__(cfg)
         self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.initial_threshold)))
+        self.register_buffer("sparsity_scale", torch.ones(()))
+
+    @torch.no_grad()
+    def adapt_sparsity(self, l0: float) -> None:
+        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate)
 
     @property
     def threshold(self) -> Tensor:
@@ -93,7 +101,7 @@ class JumpReLUSAE(SAE):
 
     def sparsity_terms(self, x_n, z, f, x_n_hat, dead_mask) -> dict[str, Tensor]:  # type: ignore[no-untyped-def]
         l0 = step(z, self.threshold, self.cfg.bandwidth).sum(-1).mean()
-        return {"l0": self.cfg.l0_coefficient * l0}
+        return {"l0": self.cfg.l0_coefficient * self.sparsity_scale * l0}
 
     def inference_threshold(self) -> Tensor | None:
         return self.threshold.detach().clone()

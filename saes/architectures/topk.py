@@ -1,21 +1,32 @@
-"""TopK SAE with the AuxK loss (Gao et al. 2024; spec saes.md).
+"""TopK SAE with the AuxK loss (Gao et al. 2024; docs/methods/saes.md).
 
 f = the k largest entries of ReLU(z) per token (ties broken by torch.topk). AuxK: the features
 that have not fired for the trainer's dead window reconstruct the detached residual
 e = x_n - x_n_hat from their own top `aux_k` pre-activations (no b_dec), and
 aux_coefficient * ||e - e_hat||^2 (sum over dims, mean over tokens; the same units as mse) is
 added. With no dead features the term is exactly zero.
+
+Sparse training step (`loss_sparse`, docs/saes.md; the trainer's default on the CPU): the same loss
+and gradients as `loss` without any batch x d_sae matrix beyond the one encoder GEMM's output z.
+The selection runs on z (no grad); the selected pre-activations get their gradients through
+`_SelectedPreacts`: db_enc = index_add of dz, dW_enc = (S^T x_c)^T with S the sparse [batch, d_sae]
+matrix of dz (torch.sparse.mm, batch*k*d_in multiply-adds), db_dec += -W_enc db_enc (since
+x_c = x_n - b_dec and only sum_b dx_c[b] is needed). The decode is F.embedding_bag over the k rows
+of W_dec per token (its backward: a gather-dot for the values and an index_add for W_dec). AuxK
+decodes its aux_k rows the same way. Dense GEMMs per step: one (the encoder forward), against
+six for the dense step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from saes.base import SAE
+from saes.base import SAE, SAEOutput
 from saes.config import SAEConfig
 from saes.registry import register
 
@@ -48,6 +59,33 @@ def auxk_term(
     f_aux = torch.zeros_like(z).scatter(-1, idx, torch.relu(vals))
     e_hat = f_aux @ W_dec
     return (e_hat - e).pow(2).sum(-1).mean()
+
+
+class _SelectedPreacts(torch.autograd.Function):
+    """z[b, idx[b, i]] with z = (x_n - b_dec) W_enc + b_enc given (values computed under no_grad)."""
+
+    @staticmethod
+    def forward(ctx: Any, x_c: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, idx: Tensor, vals: Tensor) -> Tensor:
+        ctx.save_for_backward(x_c, W_enc, idx)
+        return vals.clone()
+
+    @staticmethod
+    def backward(ctx: Any, dvals: Tensor) -> tuple[Tensor | None, ...]:
+        x_c, W_enc, idx = ctx.saved_tensors
+        n, k = idx.shape
+        d_sae = W_enc.shape[1]
+        flat = idx.reshape(-1)
+        db_enc = torch.zeros(d_sae, dtype=dvals.dtype, device=dvals.device).index_add_(0, flat, dvals.reshape(-1))
+        rows = torch.arange(n, device=idx.device).repeat_interleave(k)
+        s_t = torch.sparse_coo_tensor(torch.stack([flat, rows]), dvals.reshape(-1), (d_sae, n), check_invariants=False)
+        dW_enc = torch.sparse.mm(s_t, x_c).T
+        db_dec = -(W_enc @ db_enc)
+        return None, db_dec, dW_enc, db_enc, None, None
+
+
+def sparse_decode_rows(values: Tensor, indices: Tensor, W_dec: Tensor) -> Tensor:
+    """sum_i values[b, i] W_dec[indices[b, i]] per token (embedding_bag; differentiable in values and W_dec)."""
+    return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
 
 class TopKSAE(SAE):
@@ -89,6 +127,32 @@ class TopKSAE(SAE):
     def sparsity_terms(self, x_n, z, f, x_n_hat, dead_mask) -> dict[str, Tensor]:  # type: ignore[no-untyped-def]
         aux = auxk_term(x_n, z, x_n_hat, self.W_dec, dead_mask, self.cfg.aux_k)
         return {"auxk": self.cfg.aux_coefficient * aux}
+
+    def loss_sparse(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None) -> SAEOutput:
+        """`loss` through (values, indices): same terms and gradients, one dense GEMM (module docstring)."""
+        self._check_width(x)
+        x_n = x * self.cfg.norm_scale
+        with torch.no_grad():
+            x_c = x_n - self.b_dec
+            z = torch.addmm(self.b_enc, x_c, self.W_enc)
+            top, idx = z.topk(min(self.cfg.k, self.cfg.d_sae), dim=-1, sorted=False)
+        pre = _SelectedPreacts.apply(x_c, self.b_dec, self.W_enc, self.b_enc, idx, top)
+        values = torch.relu(pre)
+        x_n_hat = sparse_decode_rows(values, idx, self.W_dec) + self.b_dec
+        terms = {"mse": (x_n_hat - x_n).pow(2).sum(-1).mean()}
+        aux = x_n.new_zeros(())
+        if dead_mask is not None and bool(dead_mask.any()):
+            e = (x_n - x_n_hat).detach()
+            with torch.no_grad():
+                aux_top, aux_idx = z.masked_fill(~dead_mask[None, :], float("-inf")).topk(
+                    min(self.cfg.aux_k, int(dead_mask.sum())), dim=-1, sorted=False)
+            aux_pre = _SelectedPreacts.apply(x_c, self.b_dec, self.W_enc, self.b_enc, aux_idx, aux_top)
+            e_hat = sparse_decode_rows(torch.relu(aux_pre), aux_idx, self.W_dec)
+            aux = (e_hat - e).pow(2).sum(-1).mean()
+        terms["auxk"] = self.cfg.aux_coefficient * aux
+        total = terms["mse"] + terms["auxk"]
+        return SAEOutput(x_hat=x_n_hat / self.cfg.norm_scale, feature_acts=None, loss=total, terms=terms,
+                         codes=(values.detach(), idx))
 
     def fold_decoder_norm(self) -> None:
         from probes.errors import InputError

@@ -1,6 +1,6 @@
 """Public SAE kernel functions: encode (ReLU / JumpReLU / TopK) and sparse decode, with backward.
 
-Spec: ../shared/specs/kernels.md ("SAE encode") and issue 7. Each function takes `backend`:
+Spec: docs/methods/kernels.md ("SAE encode") and docs/kernels.md. Each function takes `backend`:
 "auto" (the Triton kernel for CUDA tensors, else the torch reference), "triton" (the kernel; on CPU
 only under TRITON_INTERPRET=1, else KernelUnavailableError), or "torch" (saes/kernels/reference.py).
 Inputs may have leading batch dimensions (x [..., d]); they are flattened to rows.

@@ -4,10 +4,16 @@ Opens the default page on the embedded model (the Sinks page once probes.sinks h
 Model page before), waits for a plotly heatmap to render, prints the time it took, and saves a
 screenshot to test-artifacts/. Needs Debian's chromium (/usr/bin/chromium) and the `playwright`
 Python package; Playwright never downloads a browser here. Deselect with `-m "not e2e"`.
+
+The concurrency test (docs/concurrency.md) opens 8 sessions at once on a fresh server, 5 of them computing
+different uncached analyses (Sinks, Extreme tokens, Active/dormant, Model, Successor) and 3 repeating
+some of them, and checks every number each page shows (figure data, metrics, captions) equals a serial
+run of the same page on another fresh server. It prints the wall time and the server's peak RSS.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +22,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +63,17 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
             pass
         time.sleep(0.3)
     pytest.fail(f"The app server did not answer {url}/_stcore/health within {timeout:.0f} s.")
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM, Linux /proc; 0 elsewhere) in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -116,3 +134,113 @@ def test_app_renders_heatmap_in_chromium() -> None:
             proc.kill()
             proc.wait()
         log.close()
+
+
+# --- 8 sessions at once (docs/concurrency.md) ------------------------------------------------------------------
+
+# url path -> plotly figures the page shows with its defaults (the sidebar's default prompt)
+E2E_PAGES = {"": 5, "extreme": 3, "dormant": 1, "model": 1, "successor": 3}
+E2E_SESSIONS = ["", "extreme", "dormant", "model", "successor", "", "dormant", "model"]
+PAGE_S = 600
+
+# Figure data (typed arrays as lists, plotly's own uids dropped), metrics and captions, once the page has
+# its figures and Streamlit reports no run in progress; null while it is still running.
+READ_PAGE = """(want) => {
+  if (document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"],'
+      + '[data-testid="stStatusWidgetRunningManIcon"], [data-testid="stSpinner"]')) return null;
+  if (document.querySelector('[data-testid="stException"]')) return {exception: true};
+  const plots = Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd.data);
+  if (plots.length < want) return null;
+  const plain = (k, v) => (k === 'uid' ? undefined : (ArrayBuffer.isView(v) ? Array.from(v) : v));
+  return {
+    figures: plots.map(gd => JSON.stringify(gd.data, plain)),
+    metrics: Array.from(document.querySelectorAll('[data-testid="stMetric"]')).map(m => m.innerText),
+    captions: Array.from(document.querySelectorAll('[data-testid="stCaptionContainer"]')).map(c => c.innerText),
+    errors: Array.from(document.querySelectorAll('[data-testid="stAlertContentError"]')).map(e => e.innerText),
+  };
+}"""
+
+
+class Server:
+    """`glasshouse app` on a free port, its log in test-artifacts/."""
+
+    def __init__(self, name: str) -> None:
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               "HF_HUB_OFFLINE": "1", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log = open(ARTIFACTS / f"app_server_{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(self.port)], cwd=ROOT,
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_healthy(self.url, self.proc, SERVER_START_S)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def read_when_done(page: Any, path: str, timeout_s: float = PAGE_S) -> dict[str, Any]:
+    handle = page.wait_for_function(READ_PAGE, arg=E2E_PAGES[path], timeout=timeout_s * 1000, polling=500)
+    # Streamlit may start the next element right after a figure; read again after a pause and insist on the same
+    page.wait_for_timeout(1500)
+    again = page.evaluate(READ_PAGE, E2E_PAGES[path])
+    first = handle.json_value()
+    assert again == first, f"/{path} changed after it looked finished"
+    assert not first.get("exception") and not first["errors"], (path, first)
+    return dict(first)
+
+
+@pytest.mark.e2e
+def test_eight_sessions_at_once_match_serial_runs() -> None:
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("The end-to-end test needs Playwright's Python package: pip install playwright.")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            server = Server("serial")
+            try:  # serial references: one session, one page after another
+                serial: dict[str, dict[str, Any]] = {}
+                started = time.monotonic()
+                for path in E2E_PAGES:
+                    context = browser.new_context(viewport={"width": 1300, "height": 900})
+                    page = context.new_page()
+                    page.goto(f"{server.url}/{path}", wait_until="domcontentloaded")
+                    serial[path] = read_when_done(page, path)
+                    context.close()
+                serial_s = time.monotonic() - started
+            finally:
+                server.stop()
+
+            server = Server("concurrent")  # fresh: nothing cached, every session computes
+            try:
+                contexts = [browser.new_context(viewport={"width": 1300, "height": 900}) for _ in E2E_SESSIONS]
+                pages = [c.new_page() for c in contexts]
+                started = time.monotonic()
+                for page, path in zip(pages, E2E_SESSIONS, strict=True):
+                    page.goto(f"{server.url}/{path}", wait_until="commit")
+                shown = [read_when_done(page, path) for page, path in zip(pages, E2E_SESSIONS, strict=True)]
+                wall_s = time.monotonic() - started
+                rss = peak_rss_mib(server.proc.pid)
+                cpu = cpu_seconds(server.proc.pid)
+                for context in contexts:
+                    context.close()
+            finally:
+                server.stop()
+        finally:
+            browser.close()
+    print(f"\napp e2e, 8 sessions at once ({', '.join('/' + p for p in E2E_SESSIONS)}): all pages done "
+          f"{wall_s:.1f} s after the first opened (server started fresh; includes waiting for the model load); "
+          f"server peak RSS {rss:.0f} MiB, server CPU {cpu:.1f} s; the same {len(E2E_PAGES)} pages one after "
+          f"another on another fresh server: {serial_s:.1f} s")
+    (ARTIFACTS / "app_concurrent_pages.json").write_text(json.dumps({"serial": serial, "sessions": shown}, indent=1))
+    for path, got in zip(E2E_SESSIONS, shown, strict=True):
+        assert got == serial[path], f"/{path} under 8 concurrent sessions differs from its serial run"

@@ -136,7 +136,7 @@ def test_corpus_sample_input(smollm: Any) -> None:
 def test_sinks_page_matches_plain_torch(smollm: Any) -> None:
     from probes.sinks import inputs_for_regime
 
-    at = run_app("pages/sinks.py", sink_n=4, sink_T=32, sink_seed=1)  # small: the default run is the e2e test's
+    at = run_app("pages/sinks.py", sink_regime="natural", sink_n=4, sink_T=32, sink_seed=1)  # small
     assert_clean(at)
     ids = inputs_for_regime(smollm, "natural", 4, 32, seed=1, prepend_bos=None)
     alpha = key_importance(smollm, ids)
@@ -200,7 +200,7 @@ def test_extreme_page_resid_norms_match_capture(smollm: Any) -> None:
     from probes.capture import capture
     from probes.sinks import inputs_for_regime
 
-    at = run_app("pages/extreme.py", ext_n=2, ext_T=16)
+    at = run_app("pages/extreme.py", ext_regime="natural", ext_n=2, ext_T=16)
     assert_clean(at)
     ids = inputs_for_regime(smollm, "natural", 2, 16, seed=0)
     norms = capture(smollm, ids, what=["resid_post"])["resid_post"][0].norm(dim=-1)  # [layer, T]
@@ -233,5 +233,6 @@ def test_app_command_flags() -> None:
 def test_app_command_rejects_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
     from app.cli import main
 
-    assert main(["app", "--port", "70000"]) == 1
-    assert "--port 70000" in capsys.readouterr().err
+    assert main(["app", "--port", "70000"]) == 2  # a usage error (docs/cli.md)
+    err = capsys.readouterr().err
+    assert "--port" in err and "70000" in err

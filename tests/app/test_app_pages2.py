@@ -232,7 +232,7 @@ def test_circuits_page_rejects_bad_edge_counts(smollm: Any) -> None:
 def test_sae_page_trains_and_prompt_view_matches_plain_encode(smollm: Any) -> None:
     layer, prompt = 2, "The days of the week are Monday, Tuesday"
     at = run_page("pages/saes.py", "SAE features", sae_arch="standard", sae_layer=layer, sae_d=64, sae_tokens=1024,
-                  sae_batch=128, sae_prompt=prompt, sae_top=3)
+                  sae_batch=128, prompt=prompt, sae_top=3)
     assert any("Train or load" in i.value for i in at.info)  # nothing runs before the button
     next(b for b in at.button if b.label == "Train SAE").click().run()
     assert_clean(at)

@@ -1,4 +1,4 @@
-"""Batch runner: plan validation, resume after kills at every stage, torn lines, result schema (issue 9).
+"""Batch runner: plan validation, resume after kills at every stage, torn lines, result schema (docs/batch.md).
 
 The resume tests use a toy probe (no model) so that many kill points stay cheap; the real probes
 are checked against independent computations in test_batch_probes.py.
@@ -247,3 +247,109 @@ def test_cli_check_and_errors(toy_probe, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'corpora' must be one or more" in err and "unknown probe 'nope'" in err
     assert not (tmp_path / "runs").exists()
+
+
+HOLDER = textwrap.dedent("""
+    # Holds a run folder the way probes.runfolder does (flock + owner JSON), without importing torch.
+    import fcntl, json, os, socket, sys, time
+    folder = sys.argv[1]
+    os.makedirs(os.path.join(folder, "figures"), exist_ok=True)
+    fh = open(os.path.join(folder, ".glasshouse.lock"), "a+")
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "command": "holder"}))
+    fh.flush()
+    for name in (".results.jsonl.ab12cd_3.tmp", "figures/.toy.html.zz99zz99.tmp"):  # a write cut by the kill
+        open(os.path.join(folder, name), "w").write("partial")
+    print("held", flush=True)
+    time.sleep(120)
+""")
+
+
+def _hold_in_subprocess(folder):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_run_folder_belongs_to_one_run(toy_probe, tmp_path, capsys):
+    """A second run on a held folder is refused; after a SIGKILL the lock is taken over, the killed run's
+    temporary files are removed, and no row is duplicated (docs/cli.md)."""
+    from probes.errors import RunFolderError
+
+    plan = toy_plan()
+    run_plan(plan, tmp_path / "ref", loader=loader, progress=False)
+    reference = canonical(read_results(tmp_path / "ref"))
+    folder = tmp_path / "shared"
+    with pytest.raises(Crash):
+        run_plan(plan, folder, loader=loader, progress=False, hook=crash_at("done", 2))
+    proc = _hold_in_subprocess(folder)
+    try:
+        with pytest.raises(RunFolderError, match=rf"in use by another run \(pid {proc.pid} .*holder"):
+            run_plan(plan, folder, loader=loader, progress=False)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    leftovers = [folder / ".results.jsonl.ab12cd_3.tmp", folder / "figures" / ".toy.html.zz99zz99.tmp"]
+    keep = folder / "notes.tmp"
+    keep.write_text("not ours")
+    assert all(p.exists() for p in leftovers)
+    capsys.readouterr()
+    run_plan(plan, folder, loader=loader, progress=False)
+    assert f"taking over the lock of a run that ended without releasing it (pid {proc.pid}" in capsys.readouterr().err
+    assert not any(p.exists() for p in leftovers) and keep.exists()
+    assert not (folder / ".glasshouse.lock").exists()
+    check_complete(folder, plan, reference)
+
+
+def test_rows_of_a_unit_run_twice_are_kept_once(toy_probe, tmp_path):
+    """A folder two unlocked runs wrote (every unit's rows and done-marker twice) is repaired on open."""
+    plan = toy_plan()
+    folder = tmp_path / "twice"
+    run_plan(plan, folder, loader=loader, progress=False)
+    reference = canonical(read_results(folder))
+    for name in ("results.jsonl", "done.txt"):
+        text = (folder / name).read_text()
+        (folder / name).write_text(text + text)
+    summary = run_plan(plan, folder, loader=loader, progress=False)
+    assert summary.computed == 0 and summary.recovered["duplicate_rows"] == len(reference)
+    check_complete(folder, plan, reference)
+
+
+def test_cli_refuses_a_held_run_folder(toy_probe, tmp_path, capsys):
+    plan = tmp_path / "plan.toml"
+    plan.write_text('models = ["smollm2-135m"]\n[[corpora]]\ndomain = "prose"\nn = 1\nlength = 4\n'
+                    '[[probes]]\nname = "toy"\n')
+    folder = tmp_path / "run"
+    holder = _hold_in_subprocess(folder)
+    try:
+        assert main(["batch", str(plan), "--out", str(folder)]) == 1
+        err = capsys.readouterr().err
+        assert f"{folder} is in use by another run (pid {holder.pid}" in err and "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_renames_and_new_files_fsync_their_folder(tmp_path, monkeypatch):
+    """atomic_write fsyncs the folder after its rename; the store fsyncs it after creating a file."""
+    import stat
+
+    from app.batch.store import ResultStore
+    from probes.io import write_json
+
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(os.fstat(fd).st_ino)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    folder = tmp_path / "run"
+    write_json(folder / "plan.json", {"a": 1})
+    assert synced == [folder.stat().st_ino]
+    store = ResultStore(folder)
+    store.mark_done("u1")
+    store.mark_done("u2")  # the file exists now: no second folder fsync
+    assert synced == [folder.stat().st_ino] * 2

@@ -1,4 +1,4 @@
-"""load_model(device_map=...): accelerate places the model, the bridge wraps it, results match (issue 9).
+"""load_model(device_map=...): accelerate places the model, the bridge wraps it, results match (docs/batch.md).
 
 A second copy of smollm2-135m is loaded with an explicit dict map (every module on the CPU); its
 logits and a batch probe's rows must equal those of the fixture model (atol 1e-5).

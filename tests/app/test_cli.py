@@ -30,4 +30,4 @@ def test_models_lists_embedded(capsys):
 def test_unknown_model_is_one_clear_line(capsys):
     assert main(["info", "not-a-model-anywhere"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("glasshouse: error: Unknown model") and "Traceback" not in err
+    assert err.startswith("glasshouse info: error: Unknown model") and "Traceback" not in err

@@ -116,7 +116,9 @@ def test_cli_circuit_on_smollm(smollm, tmp_path, monkeypatch):
     rc = main(["circuit", "succession", "--n", "2", "--agnostic", "--points", "5,20", "--out", str(tmp_path)])
     assert rc == 0
     data = json.loads((tmp_path / "circuit.json").read_text())
-    assert [c["edges"] for c in data["curves"]] == [[5, 20]]
+    (c,) = data["curves"]
+    assert c["edges"][:2] == [5, 20]  # then along the 1-3-10 grid until faithfulness 0.8 (or every edge)
+    assert c["edges_to_80"] == c["edges"][-1] or c["edges"][-1] == c["greedy_order_length"]
     assert data["settings"]["method"] == "eap" and data["scores"]["clean_metric"] != data["scores"]["corrupted_metric"]
     assert (tmp_path / "faithfulness_curves.html").exists() and (tmp_path / "circuit_position_agnostic.html").exists()
-    assert main(["circuit", "succession", "--points", "x", "--out", str(tmp_path)]) == 1
+    assert main(["circuit", "succession", "--points", "x", "--out", str(tmp_path)]) == 2  # usage error

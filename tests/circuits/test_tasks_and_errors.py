@@ -61,3 +61,13 @@ def test_constant_metric_is_refused():
                      [[0.0, 0.0]] * len(t))
     with pytest.raises(InputError, match="nothing to attribute"):
         eap(GraphForward(tiny_llama()), const)
+
+
+def test_ioi_records_each_example_template(smollm):
+    from circuits.tasks.ioi import TEMPLATES
+
+    task = make_task("ioi", smollm, n=12, seed=2)
+    assert len(task.templates) == 12 and len(set(task.templates)) > 1
+    for text, t in zip(task.clean_text, task.templates, strict=True):
+        assert text.split()[0] == TEMPLATES[t].split()[0]  # "When" / "While" / "After"
+    assert make_task("succession", smollm, n=3).templates == []  # one template: all share the mean

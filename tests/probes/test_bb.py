@@ -142,7 +142,7 @@ def test_bad_names():
         TrainSettings.from_preset("gpu")
     from app.cli import main
 
-    assert main(["bb", "train", "--optimizer", "lion", "--steps", "1"]) == 1
+    assert main(["bb", "train", "--optimizer", "lion", "--steps", "1"]) == 2  # a usage error (docs/cli.md)
 
 
 def test_presets():

@@ -81,3 +81,89 @@ def test_gemma_facts_and_logits(gemma_with_ref):
     assert torch.allclose(result["pattern"][0, 1], ref.attentions[17][0, :, :n, :n], atol=ATOL)
     tokens = model.to_tokens("The days of the week are Monday, Tuesday, Wednesday,")
     assert tokens.ids[0, 0] == model.tokenizer.bos_token_id
+
+
+def _gguf_reference(spec: str, ref, monkeypatch):
+    """The plain HF model loaded from the GGUF itself (no cache), on the fixtures' reference batch,
+    counting how often the GGUF file is parsed."""
+    import gguf
+
+    from probes import model_cache
+    from probes.loading import _from_pretrained
+    from probes.model_specs import resolve_spec
+
+    parsed: list[str] = []
+    real = gguf.GGUFReader
+
+    def counting(path, *args, **kwargs):
+        parsed.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
+    resolved = resolve_spec(spec)
+    hf_model, tokenizer = _from_pretrained(resolved.location, resolved.gguf_file, torch.float32)
+    assert len(parsed) == 1  # tokenizer, config and weights from one parse (transformers alone: three)
+    tokenizer.padding_side = "right"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    from tests.conftest import REFERENCE_PROMPTS
+
+    enc = tokenizer(REFERENCE_PROMPTS, return_tensors="pt", padding=True)
+    assert torch.equal(enc.input_ids, ref.input_ids) and torch.equal(enc.attention_mask, ref.attention_mask)
+    with torch.no_grad():
+        logits = hf_model.eval()(enc.input_ids, attention_mask=enc.attention_mask).logits
+    return logits, model_cache
+
+
+def _check_cached_equals_gguf(model, ref, spec, monkeypatch):
+    from pathlib import Path
+
+    from probes import model_cache
+
+    root = model_cache.cache_root()
+    if root is None:
+        pytest.skip(f"the conversion cache is off ({model_cache.CACHE_ENV}); the fixture loaded the GGUF")
+    folder = Path(model.hf_model.name_or_path)
+    assert folder.parent == root and folder.name.startswith(spec)  # the fixture's model is the cached copy
+    logits, _ = _gguf_reference(spec, ref, monkeypatch)
+    assert torch.equal(logits, ref.logits)  # bit for bit, padded positions included
+
+
+def test_cached_copy_gives_the_gguf_logits_bit_for_bit(smollm_with_ref, monkeypatch):
+    _check_cached_equals_gguf(*smollm_with_ref, "smollm2-135m", monkeypatch)
+
+
+@pytest.mark.slow
+def test_gemma_cached_copy_gives_the_gguf_logits_bit_for_bit(gemma_with_ref, monkeypatch):
+    _check_cached_equals_gguf(*gemma_with_ref, "gemma3-270m", monkeypatch)
+
+
+def test_unusable_cache_folder_falls_back_to_the_gguf_with_a_warning(monkeypatch, tmp_path, caplog):
+    import logging
+
+    from probes import model_cache
+    from probes.loading import _cached_folder
+    from probes.model_specs import resolve_spec
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(model_cache.CACHE_ENV, str(blocker))
+    caplog.set_level(logging.WARNING, logger="glasshouse.model_cache")
+    assert _cached_folder(resolve_spec("smollm2-135m")) is None
+    assert any("loading the GGUF" in r.getMessage() for r in caplog.records)
+    monkeypatch.setenv(model_cache.CACHE_ENV, "off")
+    assert _cached_folder(resolve_spec("smollm2-135m")) is None
+
+
+def test_api_refuses_a_folder_without_tokenizer_files(tmp_path):
+    """load_model itself (not only the CLI) refuses a model folder that has no tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from probes import load_model
+    from probes.errors import ModelLoadError
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "no_tokenizer")
+    with pytest.raises(ModelLoadError, match="no tokenizer files"):
+        load_model(str(tmp_path / "no_tokenizer"))

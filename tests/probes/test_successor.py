@@ -1,4 +1,4 @@
-"""Successor heads (issue 4): dataset filtering, effective OV scores, in-context DLA, mod-10, bad input.
+"""Successor heads (docs/successor.md): dataset filtering, effective OV scores, in-context DLA, mod-10, bad input.
 
 Tolerances: float32 throughout; 1e-4 relative (plus 1e-4 absolute) where two computations of the
 same quantity are compared.

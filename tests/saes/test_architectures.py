@@ -76,11 +76,37 @@ def test_feature_choice_at_most_m_per_column():
 
 
 def test_feature_choice_zipf_capacities_follow_rank():
-    density = torch.tensor([0.1, 0.5, 0.3, 0.0])
-    m = column_capacities(100, 4, 4, "zipf", density, alpha=1.0)  # ranks 3, 1, 2, 4; shape 1/r
-    total = 1 + 1 / 2 + 1 / 3 + 1 / 4
-    expected = [round(400 / 3 / total), round(400 / total), round(400 / 2 / total), round(400 / 4 / total)]
-    assert m.tolist() == [min(100, v) for v in expected]
+    density = torch.tensor([0.1, 0.5, 0.3, 0.0, 0.05, 0.04, 0.03, 0.02])  # ranks 3, 1, 2, 8, 4, 5, 6, 7
+    rank = [3, 1, 2, 8, 4, 5, 6, 7]
+    q = column_capacities(100, 8, 2, "zipf", density, alpha=1.0)  # 1 each, then 192 by 1/rank
+    harmonic = sum(1 / r for r in range(1, 9))
+    assert q.tolist() == pytest.approx([1 + 192 / r / harmonic for r in rank])
+    assert float(q.sum()) == pytest.approx(200)
+    # a quota above B is clipped to B and its excess shared in proportion (water-filling)
+    q = column_capacities(10, 8, 5, "zipf", density, alpha=3.0)
+    assert float(q.max()) == pytest.approx(10) and float(q.sum()) == pytest.approx(50)
+    assert float(q[1]) == pytest.approx(10) and float(q[3]) < float(q[6]) < float(q[0]) <= 10
+
+
+@pytest.mark.parametrize(("batch", "d_sae", "k", "kind"), [(64, 4096, 4, "uniform"), (100, 300, 7, "uniform"),
+                                                           (64, 96, 5, "zipf"), (64, 4096, 4, "zipf"), (37, 50, 3, "uniform")])
+def test_feature_choice_budget_is_exact(batch, d_sae, k, kind):
+    g = torch.Generator().manual_seed(d_sae)
+    r = torch.rand(batch, d_sae, generator=g) + 0.01  # all positive: every kept slot is non-zero
+    density = torch.rand(d_sae, generator=g)
+    f = choose_per_column(r, column_capacities(batch, d_sae, k, kind, density))
+    assert int((f > 0).sum()) == k * batch  # exactly k*B active entries, L0 exactly k on average
+    # each column keeps its largest entries (independent check: kept >= every dropped entry of the column)
+    kept_min = torch.where(f > 0, f, torch.full_like(f, float("inf"))).min(0).values
+    dropped_max = torch.where(f > 0, torch.zeros_like(f), r).max(0).values
+    assert bool(((kept_min >= dropped_max) | (kept_min == float("inf"))).all())
+
+
+def test_feature_choice_leftover_slots_go_by_value():
+    # q = 1.5 per column: floor 1 each, then 2 leftover slots to the columns with the largest 2nd entry
+    r = torch.tensor([[9.0, 8.0, 7.0, 6.0], [1.0, 5.0, 2.0, 4.0]])
+    f = choose_per_column(r, torch.full((4,), 1.5, dtype=torch.float64))
+    assert (f > 0).sum(0).tolist() == [1, 2, 1, 2]
 
 
 def test_jumprelu_thresholds_and_straight_through_gradients():
@@ -164,3 +190,52 @@ def test_norm_scale_round_trip_in_raw_units():
 def test_wrong_width_is_input_error():
     with pytest.raises(InputError, match="d_in=8"):
         make("topk").encode(torch.randn(2, 9))
+
+
+def test_underuse_loss_stays_active_until_the_target_count():
+    from saes.architectures.mutual_choice import underuse_loss
+
+    t = torch.tensor(1.0)
+    # feature 0 reaches t on one token only (the old max-based loss would be 0); its target is 3 of 4 tokens
+    z = torch.tensor([[2.0, 0.0], [0.5, 0.0], [0.25, 0.0], [-1.0, 0.0]], requires_grad=True)
+    under = torch.tensor([True, False])
+    loss = underuse_loss(z, t, under, torch.tensor([0.75, 0.75]))
+    # by hand: n = ceil(0.75 * 4) = 3 best tokens 2.0, 0.5, 0.25: (0 + 0.5 + 0.75) / 3
+    assert float(loss) == pytest.approx(1.25 / 3)
+    loss.backward()
+    assert z.grad[:, 1].abs().sum() == 0 and z.grad[1, 0] < 0 and z.grad[0, 0] == 0  # only under-used, below t
+    # selected on its target count: zero
+    z2 = torch.tensor([[2.0], [1.5], [1.0], [-1.0]])
+    assert float(underuse_loss(z2, t, torch.tensor([True]), torch.tensor([0.75]))) == 0.0
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_topk_sparse_step_equals_dense_step(dead):
+    sae = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5, aux_k=7, seed=3, norm_scale=1.3))
+    with torch.no_grad():
+        sae.b_dec.normal_(0, 0.2)
+        sae.b_enc.normal_(0, 0.2)
+    x = torch.randn(33, 12, generator=torch.Generator().manual_seed(4))
+    mask = (torch.arange(40) % 3 == 0) if dead else None
+    grads = []
+    outs = []
+    for fn in (sae.loss, sae.loss_sparse):
+        sae.zero_grad(set_to_none=True)
+        out = fn(x, dead_mask=mask)
+        out.loss.backward()
+        outs.append(out)
+        grads.append({n: p.grad.clone() for n, p in sae.named_parameters()})
+    dense, sparse = outs
+    assert float(sparse.loss) == pytest.approx(float(dense.loss), rel=1e-5)
+    assert float(sparse.terms["auxk"]) == pytest.approx(float(dense.terms["auxk"]), rel=1e-5, abs=1e-7)
+    assert (float(dense.terms["auxk"]) > 0) == dead
+    assert torch.allclose(sparse.x_hat, dense.x_hat, atol=1e-5)
+    for name in grads[0]:
+        assert torch.allclose(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-5), name
+    assert sparse.l0() == dense.l0() == 5.0
+    # the firing statistics from (values, indices) equal the dense ones
+    a = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5))
+    b = registry.build(registry.make_config("topk", d_in=12, d_sae=40, k=5))
+    a.update_stats(dense)
+    b.update_stats(sparse)
+    assert torch.equal(a.tokens_since_fired, b.tokens_since_fired) and torch.allclose(a.density_ema, b.density_ema)

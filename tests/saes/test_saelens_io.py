@@ -22,10 +22,15 @@ def test_round_trip_same_outputs(tmp_path, name):
     sae.eval()
     save_sae(sae, tmp_path / "sae")
     cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
-    assert cfg["hook_name"] == "blocks.6.hook_resid_post" and cfg["hook_layer"] == 6
+    assert cfg["metadata"]["hook_name"] == "blocks.6.hook_resid_post" and cfg["hook_layer"] == 6
     assert cfg["normalize_activations"] == "none" and cfg["glasshouse_folded_norm_scale"] == 2.5
+    # rows in the file have norm 1/s, and the file says so; the trained setting is kept beside it
+    assert cfg["decoder_norm"] == "free" and cfg["glasshouse_trained_decoder_norm"] == sae.cfg.decoder_norm
+    assert cfg["architecture"] == ("jumprelu" if name in ("batchtopk", "mutual_choice", "feature_choice") else name)
     back = load_sae(tmp_path / "sae")
-    assert type(back) is type(sae) and back.cfg.norm_scale == 1.0
+    assert type(back) is type(sae) and back.cfg == sae.cfg  # lossless: the norm scale is unfolded again
+    for key, value in sae.weights().items():
+        assert torch.allclose(back.weights()[key], value, rtol=1e-6, atol=1e-7), key
     x_new = torch.randn(64, 8, generator=torch.Generator().manual_seed(9))  # not on a threshold boundary
     assert torch.allclose(back(x_new), sae(x_new), atol=1e-5)
 
@@ -97,6 +102,7 @@ def test_wrong_shapes_missing_files_unknown_architecture(tmp_path):
     (folder / "cfg.json").write_text(json.dumps({**cfg, "d_in": 9}))
     with pytest.raises(CheckpointError, match="W_enc has shape"):
         load_sae(folder)
+    cfg.pop("glasshouse_architecture")
     (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
     with pytest.raises(InputError, match="Unknown SAE architecture 'gated'"):
         load_sae(folder)

@@ -126,3 +126,99 @@ def test_thresholds_calibrated_from_final_weights(tmp_path, arch):
     with torch.no_grad():
         l0 = float(torch.cat([(sae.encode(x) > 0).sum(-1).float() for x in xs]).mean())
     assert 2.0 <= l0 <= 4.5  # calibrated on these batches: about k = 3 active per token at inference
+
+
+def test_resume_refuses_changed_settings_and_counts_this_run(tmp_path):
+    source = TensorSource(data())
+    first = train(cfg_for(tmp_path), source, stop_after=7)
+    assert first.steps_this_run == 7 and first.tokens_this_run == 7 * 64
+    changed = cfg_for(tmp_path)
+    changed.sae["d_sae"] = 48
+    with pytest.raises(InputError, match=r"sae.d_sae \(--d-sae\) = 32, but this run asks for 48.*another --out"):
+        train(changed, source)
+    with pytest.raises(InputError, match=r"lr \(--lr\) = 0.003, but this run asks for 0.01"):
+        train(_with(cfg_for(tmp_path), lr=1e-2), source)
+    # checkpoint_every does not change the result: a resume may change it
+    res = train(_with(cfg_for(tmp_path), checkpoint_every=3), source)
+    assert res.resumed_from == 5 and res.steps_this_run == 15 and res.tokens_this_run == 15 * 64 and res.tokens == 20 * 64
+
+
+def _with(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+@pytest.mark.parametrize(("field", "value", "flag"), [("batch_size", 0, "--batch"), ("lr", float("nan"), "--lr"),
+                                                      ("lr", -1.0, "--lr"), ("checkpoint_every", 0, "--checkpoint-every")])
+def test_bad_train_settings_name_the_flag(tmp_path, field, value, flag):
+    with pytest.raises(InputError, match=flag):
+        _with(cfg_for(tmp_path), **{field: value})
+
+
+def test_nan_loss_and_nan_weights_are_named(tmp_path, monkeypatch):
+    # an optimizer step that leaves inf in W_enc (as a diverging run does): the weights are named
+    import saes.trainer as trainer_mod
+
+    real_make = trainer_mod.make_optimizer
+
+    def poisoned_optimizer(sae, cfg):
+        opt = real_make(sae, cfg)
+        real_step = opt.step
+
+        def step(*a, **kw):
+            out = real_step(*a, **kw)
+            if int(sae.stats_steps) == 3:
+                sae.W_enc.data[0, 0] = float("inf")
+            return out
+
+        opt.step = step
+        return opt
+
+    monkeypatch.setattr(trainer_mod, "make_optimizer", poisoned_optimizer)
+    with pytest.raises(InputError, match=r"weights became NaN or inf at step 3 \(W_enc\) while the activations and the loss"):
+        train(cfg_for(tmp_path / "a"), TensorSource(data()))
+    monkeypatch.setattr(trainer_mod, "make_optimizer", real_make)
+    from saes.base import SAE
+
+    real_loss = SAE.loss
+
+    def poisoned(self, x, dead_mask=None):
+        out = real_loss(self, x, dead_mask)
+        out.terms["mse"] = out.terms["mse"] * float("inf")
+        out.loss = out.loss * float("inf")
+        return out
+
+    monkeypatch.setattr(SAE, "loss", poisoned)
+    with pytest.raises(InputError, match=r"loss at step 0 is NaN or inf \(term mse\) while the activations are finite"):
+        train(cfg_for(tmp_path / "b", step="dense"), TensorSource(data()))
+
+
+def test_adapt_scale_is_a_log_space_controller():
+    from saes.config import adapt_scale
+
+    scale = torch.ones(())
+    adapt_scale(scale, 12.0, 3.0, 0.5)  # L0 4x the target: log scale += 0.5 log 4 -> scale 2
+    assert float(scale) == pytest.approx(2.0)
+    adapt_scale(scale, 1.5, 3.0, 0.5)  # half the target: back by sqrt(2)
+    assert float(scale) == pytest.approx(2.0 / 2**0.5)
+    adapt_scale(scale, 100.0, None, 0.5)
+    assert float(scale) == pytest.approx(2.0 / 2**0.5)
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_target_l0_steers_toward_the_target(tmp_path, arch):
+    def late_l0(folder):
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return sum(ln["l0"] for ln in lines[-10:]) / 10
+
+    cfg = cfg_for(tmp_path / "target", arch)
+    cfg.sae.update(target_l0=4.0, target_rate=0.1)
+    res = train(_with(cfg, total_tokens=64 * 120), TensorSource(data(64 * 120)))
+    fixed = train(_with(cfg_for(tmp_path / "fixed", arch), total_tokens=64 * 120), TensorSource(data(64 * 120)))
+    steered, plain = late_l0(tmp_path / "target"), late_l0(tmp_path / "fixed")
+    assert float(fixed.sae.sparsity_scale) == 1.0 and float(res.sae.sparsity_scale) > 1.0  # L0 was above the target
+    if arch == "standard":
+        assert abs(steered - 4.0) < 0.5 * abs(plain - 4.0) and 2.0 <= steered <= 8.0, (steered, plain)
+    else:  # JumpReLU's thresholds move about lr per step under Adam whatever the coefficient: slower
+        assert steered < plain, (steered, plain)
