@@ -1,6 +1,6 @@
 """Where an analysis runs: the backend registry (local | ndif | ndif-local).
 
-Spec: issue 21 and docs/remote.md. Every entry point (CLI `--backend`, batch plans' `backend = ...`,
+Spec: docs/remote.md. Every entry point (CLI `--backend`, batch plans' `backend = ...`,
 notebooks) names a backend with one of these words and gets the same behaviour:
 
 - local: a HookedModel on this machine; the analyses of probes/sinks.py, probes/extreme.py, ... run

@@ -1,6 +1,6 @@
 """Remote (nnsight / NDIF) versions of the statistics analyses: only the statistics come back.
 
-Spec: issue 21; attention-sinks.md (sink metric, hidden sinks), extreme-tokens.md (per-token
+Spec: docs/remote.md; docs/methods/attention-sinks.md (sink metric, hidden sinks), extreme-tokens.md (per-token
 measurements, active-dormant heads, the peak ablation), successor-heads.md (in-context DLA).
 Each `trace_*` function runs one nnsight trace over one chunk of sequences and `.save()`s only its
 statistic(s), reduced inside the trace by the same functions the local analyses use

@@ -1,6 +1,6 @@
 """The request budget of remote runs: payload and response sizes estimated before anything is sent.
 
-Spec: issue 21 (item 3) and docs/remote.md. A remote analysis is a series of requests (one per chunk
+Spec: docs/remote.md. A remote analysis is a series of requests (one per chunk
 of sequences). Before the first one, `RequestPlan` states what each request carries (the token ids
 plus the traced code) and what comes back (the saved statistics, by shape); `check_budget` refuses a
 plan whose largest request is over the budget, with the numbers and how to shrink it.

@@ -48,7 +48,7 @@ register(ProbeEntry(
     run=run_sinks,
     settings={"eps": Setting(float, 0.3, "threshold on alpha, strictly between 0 and 1", minimum=1e-6),
               "prepend_bos": BOS, "batch_size": BATCH},
-    run_remote=remote_sinks,  # issue 21 (app/batch/builtin.py)
+    run_remote=remote_sinks,  # the remote version (app/batch/builtin.py)
 ))
 register(ProbeEntry(
     name="successor_score",

@@ -126,7 +126,7 @@ register(ProbeEntry(
 ), replace=True)
 
 
-# --- issue 21: remote versions of the statistics analyses (probes/remote_analyses.py) ------------------
+# --- remote versions of the statistics analyses (probes/remote_analyses.py) ------------------
 
 
 def _remote_model(lm: Any) -> Any:

@@ -1,6 +1,6 @@
 """`--backend local|ndif|ndif-local` for the analysis commands (not a command itself: no `register`).
 
-Spec: issue 21 and docs/remote.md. A command adds the option with `add_backend_arg(parser)` and, first
+Spec: docs/remote.md. A command adds the option with `add_backend_arg(parser)` and, first
 thing in its `run`, hands a remote backend over with `if is_remote(args): return run_remote(args, NAME)`.
 The remote runs compute what the local command computes where a remote version exists (probes/
 remote_analyses.py) and write the same JSON and figures; what stays local-only is said on the console.
