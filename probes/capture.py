@@ -16,6 +16,8 @@ Values at padded positions are whatever the model computed there: mask them.
 from __future__ import annotations
 
 import operator
+import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,3 +275,15 @@ def _collect(
             per_layer.append(t.detach().float().cpu())
         pieces[w] = torch.stack(per_layer, dim=1)
     return pieces
+
+
+class _CallableModule(types.ModuleType):
+    """`probes.capture` is both this module and its function: `from probes import capture` gives the
+    module once anything imported it (the import system binds submodules on the package, over the
+    package's lazy name, probes/__init__.py), so calling the module calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CaptureResult:
+        return capture(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

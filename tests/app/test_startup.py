@@ -55,3 +55,11 @@ def test_bb_options_agree_with_the_bb_modules():
     assert options.SEQ_LEN == data.SEQ_LEN and options.ATTENTIONS == model.ATTENTIONS
     assert (options.OPTIMIZERS, options.PRESETS, options.DEFAULT_PRESET) == (
         train.OPTIMIZERS, train.PRESETS, train.DEFAULT_PRESET)
+
+
+def test_capture_is_callable_after_its_module_was_imported():
+    """`from probes import capture` works as the function even once `probes.capture` (the module) is imported."""
+    code = ("import probes.capture, probes\nfrom probes import capture\n"
+            "assert callable(capture) and probes.capture is capture\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "ok", out.stderr
