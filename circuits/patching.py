@@ -79,7 +79,8 @@ def patched_metric(model: Any, task: TaskData, keep: Tensor, kv: Tensor | None =
             corr = plain_run(gf, batch.corrupted, batch).acts
         else:
             corr = _gather_means(means[0], means[1], idx, batch.clean.shape[1], clean_in)
-        patch = Patch(corrupted=corr, keep=keep.to(corr.dtype), span_ids=batch.span_ids, kv=kv)
+        patch = Patch(corrupted=corr, keep=keep.to(corr.device, corr.dtype), span_ids=batch.span_ids.to(corr.device),
+                      kv=None if kv is None else kv.to(corr.device))
         with torch.no_grad():
             run = gf.run(clean_in, last=batch.last, patch=patch)
         total += float(metric_values(run.logits, batch).sum())

@@ -132,12 +132,14 @@ def ce_loss_recovered(
         if skip_first_position != reconstruct.cfg.skip_first_position:
             skip_first_position = reconstruct.cfg.skip_first_position
     start = 1 if skip_first_position else 0
+    sae_device = next(reconstruct.parameters()).device if isinstance(reconstruct, SAE) else None
     mean = _mean_activation(model, hook_name, ids, start, batch_prompts) if ablation == "mean" else None
 
     def splice(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Any], Tensor]:
         def hook(act: Tensor, hook: Any) -> Tensor:
             new = act.clone()
-            new[:, start:] = fn(act[:, start:].float()).to(act.dtype)
+            # the SAE may live on another device than the model (a CPU SAE on a CUDA model)
+            new[:, start:] = fn(act[:, start:].to(sae_device or act.device, torch.float32)).to(act.device, act.dtype)
             return new
 
         return hook
