@@ -1,13 +1,7 @@
-"""The atlas's analyses (one `register_atlas` entry each) and the two batch probes only the atlas adds.
+"""The atlas's analyses: one `register_atlas` entry each (docs/atlas.md).
 
-Spec: docs/atlas.md; the probes implement docs/methods/extreme-tokens.md through the library:
-- extreme_tokens (probes.extreme.extreme_tokens): per layer the residual norm of the sink (position 0)
-  and the mean over the other positions; per layer/head the value norm of the sink and of the rest,
-  and the mean logit gap. Rows: resid_norm_sink, resid_norm_rest (layer), value_norm_sink,
-  value_norm_rest, logit_gap (layer, head).
-- dormant_heads (probes.dormant.head_statistics): dormancy per head on the unit's corpus (prose) and on
-  a code sample of the same n, length and seed; the entropy detector's row and column entropies on the
-  unit's corpus. Rows: dormancy_prose, dormancy_code, row_entropy, column_entropy (layer, head).
+Each entry names its batch probe(s) and settings per budget, a headline-number extractor and a figure.
+The probes are the batch registry's (app/batch/) plus extreme_tokens and dormant_heads (app/atlas/probes.py).
 Not in the atlas yet (docs/atlas.md): the peak ablation, dormant-head ablations, hidden sinks,
 circuits and SAEs.
 """
@@ -17,64 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
+import app.atlas.probes  # noqa: F401  (registers extreme_tokens and dormant_heads as batch probes)
 from app.atlas.figures import add_curves, curves, heatmaps, pick
 from app.atlas.registry import AtlasEntry, ProbeRows, Row, every_budget, register_atlas
-from app.batch.builtin import BATCH, BOS, corpus_ids
-from app.batch.registry import ProbeEntry, register
-from probes.corpus import CorpusSample, sample
 
 DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts as domain-dependent
 SINK_HEAD_RATE = 50.0  # percent of windows; a head above it counts as a sink head
-
-
-def _head_rows(metric: str, values: torch.Tensor) -> list[Row]:
-    return [{"metric": metric, "value": float(values[layer, head]), "layer": layer, "head": head, "position": None}
-            for layer in range(values.shape[0]) for head in range(values.shape[1])]
-
-
-def _layer_rows(metric: str, values: torch.Tensor) -> list[Row]:
-    return [{"metric": metric, "value": float(values[layer]), "layer": layer, "head": None, "position": 0}
-            for layer in range(values.shape[0])]
-
-
-def run_extreme(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Extreme-token summary (sink vs rest) of probes.extreme.extreme_tokens on the unit's windows."""
-    from probes.extreme import extreme_tokens
-
-    ids = corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
-    s = extreme_tokens(model, ids, batch_size=settings["batch_size"]).summary()
-    return (_layer_rows("resid_norm_sink", s["resid_sink"]) + _layer_rows("resid_norm_rest", s["resid_rest_mean"])
-            + _head_rows("value_norm_sink", s["value_sink"]) + _head_rows("value_norm_rest", s["value_rest"])
-            + _head_rows("logit_gap", s["logit_gap"]))
-
-
-def run_dormant(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Dormancy per head on the unit's corpus and on code windows of the same shape and seed."""
-    from probes.dormant import head_statistics
-
-    n, length = corpus.ids.shape
-    code = sample("code", int(n), int(length), model.tokenizer, seed=seed)
-    stats = head_statistics(model, corpus_ids(model.tokenizer, corpus, settings["prepend_bos"]), settings["batch_size"])
-    code_stats = head_statistics(model, corpus_ids(model.tokenizer, code, settings["prepend_bos"]),
-                                 settings["batch_size"])
-    return (_head_rows("dormancy_prose", stats["dormancy"]) + _head_rows("dormancy_code", code_stats["dormancy"])
-            + _head_rows("row_entropy", stats["row_entropy"]) + _head_rows("column_entropy", stats["column_entropy"]))
-
-
-register(ProbeEntry(
-    name="extreme_tokens",
-    description="extreme tokens (Guo et al. 2024): residual peak, value drain and logit gap of the sink",
-    run=run_extreme,
-    settings={"prepend_bos": BOS, "batch_size": BATCH},
-), replace=True)
-register(ProbeEntry(
-    name="dormant_heads",
-    description="active-dormant heads (Guo et al. 2024): dormancy on prose vs code, entropy detector",
-    run=run_dormant,
-    settings={"prepend_bos": BOS, "batch_size": BATCH},
-), replace=True)
 
 
 def head_name(row: Row) -> str:
@@ -203,6 +145,13 @@ register_atlas(AtlasEntry(
     headline=sinks_headline, figure=sinks_figure,
     notes=f"sink heads: heads whose attention on the first token exceeds eps in more than {SINK_HEAD_RATE:.0f}% "
           "of the windows.",
+), replace=True)
+register_atlas(AtlasEntry(
+    name="sinks_bos", title="Attention sinks with the BOS token first (Sink_k^eps, eps = 0.3)",
+    probes={"sinks": {b: {"eps": 0.3, "prepend_bos": True, **s} for b, s in BATCH_BY_BUDGET.items()}},
+    headline=sinks_headline, figure=sinks_figure,
+    notes="the same windows with the tokenizer's BOS put first (the regime Gemma is trained in); a model "
+          "without a BOS token cannot run it (leave it out with --analyses).",
 ), replace=True)
 register_atlas(AtlasEntry(
     name="first_token_attention", title="Attention on the first token",

@@ -12,7 +12,7 @@ app/atlas/analyses.py (its probes must be batch probes: app/batch/registry.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from probes.errors import InputError
@@ -51,7 +51,6 @@ class AtlasEntry:
     headline: Headline
     figure: FigureFn | None = None
     notes: str = ""
-    units: dict[str, str] = field(default_factory=dict)  # number name -> unit shown in the table
 
     def settings(self, budget: Budget) -> dict[str, dict[str, Any]]:
         """probe -> the settings this budget asks for."""

@@ -47,10 +47,12 @@ def budget_of(budget: str | Budget) -> Budget:
 
 def plan_probes(entries: list[AtlasEntry], budget: Budget) -> list[dict[str, Any]]:
     """The distinct (probe, settings) pairs the entries need, as batch plan probe tables."""
+    from app.batch import registry
+
     seen: list[dict[str, Any]] = []
     for entry in entries:
         for probe, settings in entry.settings(budget).items():
-            table = {"name": probe, "settings": settings}
+            table = {"name": probe, "settings": {**registry.get(probe).defaults(), **settings}}
             if table not in seen:
                 seen.append(table)
     return seen
@@ -138,18 +140,21 @@ def rows_by_model(plan: Plan, budget_settings: dict[str, dict[str, Any]], rows: 
     wanted = budget_settings
     out: dict[str, ProbeRows] = {}
     for unit in plan.units():
-        if unit.probe in wanted and _matches(unit.settings, wanted[unit.probe]) and unit.uid in by_unit:
+        if unit.probe in wanted and _matches(unit.probe, unit.settings, wanted[unit.probe]) and unit.uid in by_unit:
             out.setdefault(unit.model, {})[unit.probe] = by_unit[unit.uid]
     return out
 
 
-def _matches(full: dict[str, Any], asked: dict[str, Any]) -> bool:
-    return all(full.get(k) == v for k, v in asked.items())
+def _matches(probe: str, unit_settings: dict[str, Any], asked: dict[str, Any]) -> bool:
+    """Whether a unit's full settings are exactly the asked ones with the probe's defaults filling the rest."""
+    from app.batch import registry
+
+    return unit_settings == {**registry.get(probe).defaults(), **asked}
 
 
 def _unit_settings(plan: Plan, probe: str, asked: dict[str, Any]) -> dict[str, Any]:
     for unit in plan.units():
-        if unit.probe == probe and _matches(unit.settings, asked):
+        if unit.probe == probe and _matches(probe, unit.settings, asked):
             return dict(unit.settings)
     return dict(asked)
 
@@ -173,10 +178,16 @@ def summarize(plan: Plan, entries: list[AtlasEntry], budget: Budget, rows: list[
         numbers = list(dict.fromkeys(k for h in headline.values() for k in h))
         table += [{"analysis": entry.name, "number": k, **{m: headline.get(m, {}).get(k) for m in models}}
                   for k in numbers]
-    unit_seconds: dict[str, dict[str, float]] = {}
-    for unit in plan.units():
-        if unit.uid in times:
-            unit_seconds.setdefault(unit.model, {})[unit.probe] = times[unit.uid]
+    units = plan.units()
+    analysis_seconds: dict[str, dict[str, float]] = {}
+    for entry in entries:
+        for model in models:
+            done = [times[u.uid] for u in units if u.model == model and u.uid in times
+                    and u.probe in entry.probes and _matches(u.probe, u.settings, entry.settings(budget)[u.probe])]
+            if done:
+                analysis_seconds.setdefault(model, {})[entry.name] = round(sum(done), 3)
+    model_seconds = {m: round(sum(times[u.uid] for u in units if u.model == m and u.uid in times), 3)
+                     for m in models}
     loads = {m: times[f"load:{m}"] for m in models if f"load:{m}" in times}
     return {
         "atlas": {"budget": budget.name, "models": models, "corpus": plan.corpora[0], "seed": plan.seeds[0],
@@ -184,9 +195,7 @@ def summarize(plan: Plan, entries: list[AtlasEntry], budget: Budget, rows: list[
         "table": table,
         "analyses": analyses,
         "versions": rows[0]["versions"] if rows else {},
-        "run": {"unit_seconds": unit_seconds,
-                "model_seconds": {m: round(sum(v.values()), 3) for m, v in unit_seconds.items()},
-                "load_seconds": loads},
+        "run": {"analysis_seconds": analysis_seconds, "model_seconds": model_seconds, "load_seconds": loads},
     }
 
 

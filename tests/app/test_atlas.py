@@ -18,7 +18,7 @@ from probes.corpus import sample
 
 MODEL = "smollm2-135m"
 TINY = Budget("tiny", {"domain": "prose", "n": 2, "length": 12}, settings_of="small")
-CHEAP = [e for e in atlas_entries() if e.name != "successor_heads"]  # the resume test skips the slowest unit
+CHEAP = atlas_entries(["sinks", "first_token_attention", "residual_norms", "extreme_tokens"])  # for the resume test
 
 
 class Killed(Exception):
@@ -46,6 +46,10 @@ def test_sinks_and_first_token_equal_plain_torch(atlas, smollm, windows):
     h = headline(atlas, "sinks")
     assert h["sink1_percent"] == pytest.approx(100 * (alpha0 > 0.3).double().mean().item(), rel=1e-6)
     assert h["sink_heads"] == int(((alpha0 > 0.3).double().mean(0) > 0.5).sum())
+    bos = torch.full((2, 1), smollm.tokenizer.bos_token_id, dtype=windows.dtype)
+    with_bos = capture(smollm, torch.cat([bos, windows], 1), what=["pattern"])["pattern"].double()[..., :, 0]
+    assert headline(atlas, "sinks_bos")["sink1_percent"] == pytest.approx(
+        100 * (with_bos.mean(dim=-1) > 0.3).double().mean().item(), rel=1e-6)
     fta = pattern[:, :, :, 1:, 0].mean(dim=(0, 3))  # [layer, head]
     h = headline(atlas, "first_token_attention")
     assert h["mean_attention_on_first"] == pytest.approx(fta.mean().item(), rel=1e-4)
@@ -97,8 +101,8 @@ def test_summary_file_table_and_report_are_self_contained(atlas):
     assert on_disk["table"] == json.loads(json.dumps(atlas.summary["table"]))
     numbers = {(r["analysis"], r["number"]) for r in on_disk["table"]}
     assert ("sinks", "sink1_percent") in numbers and ("successor_heads", "best_head") in numbers
-    assert set(on_disk["run"]["unit_seconds"][MODEL]) == {"sinks", "first_token_attention", "residual_norms",
-                                                          "extreme_tokens", "dormant_heads", "successor_score"}
+    assert set(on_disk["run"]["analysis_seconds"][MODEL]) == {e.name for e in atlas_entries()}
+    assert on_disk["run"]["model_seconds"][MODEL] > 0
     assert on_disk["versions"]["torch"] == torch.__version__
     text = atlas.report.read_text()
     assert not re.search(r"<script[^>]*\bsrc\s*=", text), "the report must not load any script"
@@ -121,13 +125,13 @@ def test_kill_and_resume_give_the_same_summary(atlas, smollm, tmp_path):
     names = {e.name for e in CHEAP}
     assert resumed.summary["analyses"] == {k: v for k, v in atlas.summary["analyses"].items() if k in names}
     assert resumed.summary["table"] == [r for r in atlas.summary["table"] if r["analysis"] in names]
-    assert set(resumed.summary["run"]["unit_seconds"][MODEL]) == {
-        p for e in CHEAP for p in e.probes}  # times of units finished before the kill are kept
+    assert set(resumed.summary["run"]["analysis_seconds"][MODEL]) == names  # earlier units' times are kept
 
 
 def test_one_entry_adds_an_analysis_and_shared_units_run_once():
     sinks = atlas_entries(["sinks"])[0]
-    twin = AtlasEntry(name="sinks_again", title="same probe, same settings", probes=dict(sinks.probes),
+    twin = AtlasEntry(name="sinks_again", title="same probe, same settings (a default spelled out)",
+                      probes={"sinks": {b: {**s, "prepend_bos": False} for b, s in sinks.probes["sinks"].items()}},
                       headline=lambda rows: {"n_rows": len(rows["sinks"])})
     other = AtlasEntry(name="sinks_eps", title="another eps", probes={"sinks": every_budget({"eps": 0.5})},
                        headline=lambda rows: {})
