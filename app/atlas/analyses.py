@@ -95,9 +95,12 @@ def dormant_headline(rows: ProbeRows) -> dict[str, Any]:
 
 # --- figures (every model) ---------------------------------------------------------------------------
 
-def sinks_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    return curves(rows, models, "sinks", "sink_rate", "position", "Sink rate by key position",
-                  "key position k (0-based)", "Sink_k (% of heads x windows)")
+def sinks_figure(title: str) -> Any:
+    def draw(rows: dict[str, ProbeRows], models: list[str]) -> Any:
+        return curves(rows, models, "sinks", "sink_rate", "position", title, "key position k (0-based)",
+                      "Sink_k (% of heads x windows)")
+
+    return draw
 
 
 def first_token_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
@@ -142,14 +145,14 @@ BATCH_BY_BUDGET = {"small": {"batch_size": 8}, "standard": {"batch_size": 8}}
 register_atlas(AtlasEntry(
     name="sinks", title="Attention sinks (Sink_k^eps, eps = 0.3)",
     probes={"sinks": {b: {"eps": 0.3, **s} for b, s in BATCH_BY_BUDGET.items()}},
-    headline=sinks_headline, figure=sinks_figure,
+    headline=sinks_headline, figure=sinks_figure("Sink rate by key position (no BOS)"),
     notes=f"sink heads: heads whose attention on the first token exceeds eps in more than {SINK_HEAD_RATE:.0f}% "
           "of the windows.",
 ), replace=True)
 register_atlas(AtlasEntry(
     name="sinks_bos", title="Attention sinks with the BOS token first (Sink_k^eps, eps = 0.3)",
     probes={"sinks": {b: {"eps": 0.3, "prepend_bos": True, **s} for b, s in BATCH_BY_BUDGET.items()}},
-    headline=sinks_headline, figure=sinks_figure,
+    headline=sinks_headline, figure=sinks_figure("Sink rate by key position (BOS first: k = 0 is the BOS)"),
     notes="the same windows with the tokenizer's BOS put first (the regime Gemma is trained in); a model "
           "without a BOS token cannot run it (leave it out with --analyses).",
 ), replace=True)

@@ -8,10 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from app.atlas.registry import ProbeRows, Row
 from app.figures.theme import HEATMAP_SCALE, apply_theme
+
+PALETTE = qualitative.Plotly  # one colour per model, the same in every curve figure
 
 
 def pick(rows: list[Row], metric: str) -> list[Row]:
@@ -57,11 +60,11 @@ def curves(rows_by_model: dict[str, ProbeRows], models: list[str], probe: str, m
            x_title: str, y_title: str, log_y: bool = False, name: str = "") -> go.Figure | None:
     """One line per model of `metric` against the row field `x` (layer or position)."""
     fig = go.Figure()
-    for model in models:
+    for i, model in enumerate(models):
         rows = sorted(pick(rows_by_model.get(model, {}).get(probe, []), metric), key=lambda r: int(r[x]))
         if rows:
             fig.add_trace(go.Scatter(x=[int(r[x]) for r in rows], y=[r["value"] for r in rows], mode="lines+markers",
-                                     name=f"{model}{name}"))
+                                     name=f"{model}{name}", line={"color": PALETTE[i % len(PALETTE)]}))
     if not fig.data:
         return None
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
@@ -76,6 +79,6 @@ def add_curves(fig: go.Figure | None, other: go.Figure | None, dash: str = "dot"
         return fig or other
     for trace in other.data:
         trace_any: Any = trace
-        trace_any.line = {"dash": dash}
+        trace_any.line.dash = dash  # same colour as the model's solid line
         fig.add_trace(trace_any)
     return fig
