@@ -19,6 +19,10 @@ DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts
 SINK_HEAD_RATE = 50.0  # percent of windows; a head above it counts as a sink head
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def head_name(row: Row) -> str:
     return f"L{row['layer']}H{row['head']}"
 
@@ -71,8 +75,8 @@ def extreme_headline(rows: ProbeRows) -> dict[str, Any]:
     peak = max(sink, key=lambda layer: sink[layer])
     v_sink = {(x["layer"], x["head"]): x["value"] for x in pick(r, "value_norm_sink")}
     v_rest = {(x["layer"], x["head"]): x["value"] for x in pick(r, "value_norm_rest")}
-    drain = sorted(v_sink[k] / v_rest[k] for k in v_sink if v_rest[k] > 0)
-    gaps = [x["value"] for x in pick(r, "logit_gap") if not math.isnan(x["value"])]
+    drain = sorted(v_sink[k] / v_rest[k] for k in v_sink if _finite(v_sink[k]) and _finite(v_rest[k]) and v_rest[k] > 0)
+    gaps = [x["value"] for x in pick(r, "logit_gap") if _finite(x["value"])]  # NaN is stored as null
     return {"peak_layer": peak, "peak_sink_norm": sink[peak], "peak_over_rest": sink[peak] / rest[peak],
             "median_value_sink_over_rest": drain[len(drain) // 2] if drain else math.nan,
             "mean_logit_gap": sum(gaps) / len(gaps) if gaps else math.nan}
