@@ -24,7 +24,7 @@ RemoteRunFn = Callable[[Any, dict[str, Any], Any, int, "bool | str"], list[Row]]
 FigureFn = Callable[[list[Row], str], Any]
 
 TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "true/false"}
-ENTRY_MODULES = ["app.batch.builtin", "app.batch.analyses"]
+ENTRY_MODULES = ["app.batch.builtin", "app.batch.analyses", "app.atlas.probes"]
 
 
 @dataclass(frozen=True)
