@@ -26,6 +26,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.errors import InputError
+from probes.quantities import first_token_attention as attention_on_key0
 
 LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 ATTN_NAMES = ("self_attn", "attn", "attention")
@@ -116,7 +117,7 @@ def first_token_attention(
         rows = []
         for i in range(n_layers):
             weights = getattr(layers[i], attn).output[1]
-            rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
+            rows.append(attention_on_key0(weights.detach(), min_query).mean(dim=0))
         stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
     return stats
 
