@@ -8,7 +8,9 @@ docs/methods/extreme-tokens.md). The query convention is an argument, never impl
   min_query=1, "non-first queries", is the extreme-token papers' and the batch analysis' default.
 
 probes.attention_stats computes the same column means inside its kernel without the T x T pattern
-(its `alpha`); probes.remote reads the pattern through nnsight and calls `first_token_attention` there.
+(its `alpha`); probes.remote writes `first_token_attention` out inside its nnsight trace, because the
+trace's source runs on a server that has torch but not this package (tests/probes/test_remote.py
+checks the two agree).
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ def parse_lr(text: str) -> float | None:
     except ValueError:
         raise InputError(f"Learning rate {text!r} is not a number; leave it empty for the spec's default "
                          "or type e.g. 3e-4.") from None
-    if not lr > 0:
-        raise InputError(f"Learning rate must be positive (got {lr:g}); leave it empty for the spec's default.")
+    if not 0 < lr < float("inf"):
+        raise InputError(f"Learning rate must be a positive finite number (got {lr:g}); leave it empty for the "
+                         "spec's default.")
     return lr
 
 

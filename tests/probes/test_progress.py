@@ -132,14 +132,37 @@ def test_sae_trainer_reports_and_a_cancel_resumes(tmp_path: Any) -> None:
 def test_compute_sinks_reports_per_batch_and_the_old_callback_still_works(smollm: Any) -> None:
     from probes.sinks import compute_sinks, inputs_for_regime
 
-    ids = inputs_for_regime(smollm, "random", 3, 6, seed=0, prepend_bos=False)
+    ids = inputs_for_regime(smollm, "random", 2, 4, seed=0, prepend_bos=False)
     rec = Recorder()
-    with_rep = compute_sinks(smollm, ids, batch_size=2, reporter=rec)
+    with_rep = compute_sinks(smollm, ids, batch_size=1, reporter=rec)
     monotone_to_one(rec.seen)
     assert rec.seen == [0.5, 1.0]
     got: list[float] = []
-    with_cb = compute_sinks(smollm, ids, batch_size=2, progress=got.append)
+    with_cb = compute_sinks(smollm, ids, batch_size=1, progress=got.append)
     assert got == [0.5, 1.0]
     torch.testing.assert_close(with_rep.alpha, with_cb.alpha)
+    stopper = Recorder(stop_at=1)  # cancelled after the first of two batches
     with pytest.raises(Cancelled):
-        compute_sinks(smollm, ids, batch_size=2, reporter=Recorder(stop_at=1))
+        compute_sinks(smollm, ids, batch_size=1, reporter=stopper)
+    assert stopper.seen == [0.5]
+
+
+def test_first_token_attention_one_definition_both_query_conventions() -> None:
+    """probes.quantities by hand on a 3-token causal pattern; the sink metric's alpha_1 is min_query=0 and
+    probes.extreme.sink_attention is min_query=1."""
+    from probes.extreme import sink_attention
+    from probes.quantities import attention_on_first, first_token_attention
+    from probes.sinks import alpha_from_pattern
+
+    pattern = torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0], [0.5, 0.125, 0.375]])
+    assert attention_on_first(pattern).tolist() == [1.0, 0.25, 0.5]
+    assert float(first_token_attention(pattern, min_query=0)) == pytest.approx((1.0 + 0.25 + 0.5) / 3)
+    assert float(first_token_attention(pattern, min_query=1)) == pytest.approx((0.25 + 0.5) / 2)
+    batch = torch.stack([pattern, pattern.flip(0).tril()])[None]  # [1, 2, T, T]
+    torch.testing.assert_close(first_token_attention(batch, 0), alpha_from_pattern(batch)[..., 0])
+    torch.testing.assert_close(sink_attention(batch), first_token_attention(batch, 1))
+    assert first_token_attention(batch, 1, dtype=torch.float64).dtype == torch.float64
+    from probes.errors import InputError
+
+    with pytest.raises(InputError):
+        first_token_attention(pattern, min_query=3)
