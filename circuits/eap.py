@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from circuits.forward import GraphForward
 from circuits.scores import (
@@ -25,6 +24,7 @@ from circuits.scores import (
     span_sizes,
 )
 from circuits.tasks.base import Batch, TaskData
+from probes.progress import Reporter, as_reporter
 
 GradPoints = Callable[[Tensor, Tensor], list[Tensor]]
 
@@ -34,14 +34,17 @@ def as_forward(model: Any) -> GraphForward:
 
 
 def attribute(model: Any, task: TaskData, points: GradPoints, method: str, batch_size: int = 8,
-              progress: bool = False) -> EdgeScores:
+              progress: bool = False, reporter: Reporter | None = None) -> EdgeScores:
     """Shared loop: gradients averaged over `points(clean_input, corrupted_input)` times the
-    activation difference, per span, averaged over examples."""
+    activation difference, per span, averaged over examples. reporter: probes.progress, per batch."""
     gf = as_forward(model)
     S = len(task.schema)
     total = torch.zeros(S, gf.graph.n_forward, gf.graph.n_backward)
     clean_sum = corr_sum = 0.0
-    for idx in tqdm(batches(task, batch_size), desc=method, disable=not progress):
+    rep = as_reporter(reporter, progress, desc=method)
+    todo = list(batches(task, batch_size))
+    for done, idx in enumerate(todo, start=1):
+        rep.check()
         batch = task.batch(idx)
         clean, corr = plain_run(gf, batch.clean, batch), plain_run(gf, batch.corrupted, batch)
         clean_sum += float(_metric(clean.logits, batch).sum())
@@ -52,6 +55,7 @@ def attribute(model: Any, task: TaskData, points: GradPoints, method: str, batch
             grads += grad_run(gf, x, batch)[0]
         grads /= len(inputs)
         total += span_scores(corr.acts - clean.acts, grads, batch, S).cpu()
+        rep.update(f"{method}: batch {done} of {len(todo)}", done, len(todo))
     n = len(task)
     check_not_constant(clean_sum / n, corr_sum / n, task.name)
     return EdgeScores(gf.graph, task.schema, method, total / n, span_sizes(task),
@@ -64,6 +68,7 @@ def _metric(logits: Tensor, batch: Batch) -> Tensor:
     return metric_values(logits, batch)
 
 
-def eap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False) -> EdgeScores:
+def eap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False,
+        reporter: Reporter | None = None) -> EdgeScores:
     """EAP scores per span (gradients on the clean run)."""
-    return attribute(model, task, lambda clean, corr: [clean], "eap", batch_size, progress)
+    return attribute(model, task, lambda clean, corr: [clean], "eap", batch_size, progress, reporter)

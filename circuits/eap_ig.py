@@ -14,9 +14,11 @@ from circuits.eap import attribute
 from circuits.scores import EdgeScores
 from circuits.tasks.base import TaskData
 from probes.errors import InputError
+from probes.progress import Reporter
 
 
-def eap_ig(model: Any, task: TaskData, steps: int = 5, batch_size: int = 8, progress: bool = False) -> EdgeScores:
+def eap_ig(model: Any, task: TaskData, steps: int = 5, batch_size: int = 8, progress: bool = False,
+           reporter: Reporter | None = None) -> EdgeScores:
     """EAP-IG scores per span with `steps` interpolation points (m in the paper; 5 there)."""
     if steps < 1:
         raise InputError(f"EAP-IG needs at least one interpolation step (got {steps}).")
@@ -24,4 +26,4 @@ def eap_ig(model: Any, task: TaskData, steps: int = 5, batch_size: int = 8, prog
     def points(clean, corr):
         return [corr + (k / steps) * (clean - corr) for k in range(steps)]
 
-    return attribute(model, task, points, f"eap_ig{steps}", batch_size, progress)
+    return attribute(model, task, points, f"eap_ig{steps}", batch_size, progress, reporter)

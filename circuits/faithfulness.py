@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from circuits.eap import as_forward
 from circuits.patching import full_keep, patched_metric
@@ -24,6 +23,7 @@ from circuits.scores import EdgeScores
 from circuits.selection import Circuit, greedy, greedy_order
 from circuits.tasks.base import TaskData
 from probes.errors import InputError
+from probes.progress import Reporter, as_reporter
 
 
 def circuit_masks(circuit: Circuit, n_spans: int) -> tuple[Tensor, Tensor | None]:
@@ -100,12 +100,14 @@ def next_count(count: int) -> int:
 
 
 def curve(model: Any, task: TaskData, scores: EdgeScores, counts: Sequence[int], position_aware: bool,
-          base: Baselines, label: str = "", progress: bool = False, extend_to: float | None = None) -> Curve:
+          base: Baselines, label: str = "", progress: bool = False, extend_to: float | None = None,
+          reporter: Reporter | None = None) -> Curve:
     """Faithfulness of greedy circuits of each size in `counts` (area by the trapezoid rule over
     the edge-count axis scaled to 0..1).
 
     extend_to: when no count reaches this faithfulness, keep adding counts on the 1-3-10 grid
     (`next_count`) until one does or the greedy order runs out (its full length is the last count).
+    reporter: probes.progress, per count (the extension is the last step).
     """
     if not counts or min(counts) < 1:
         raise InputError(f"A curve needs positive edge counts (got {list(counts)}).")
@@ -120,12 +122,20 @@ def curve(model: Any, task: TaskData, scores: EdgeScores, counts: Sequence[int],
         sizes.append(len(circ.edges))
         values.append(faithfulness(gf, task, circ, base))
 
-    for n in tqdm(counts, desc=f"curve {label}", disable=not progress):
+    rep = as_reporter(reporter, progress, desc=f"curve {label}")
+    steps = len(counts) + (extend_to is not None)
+    for done, n in enumerate(list(counts), start=1):
+        rep.check()
         measure(n)
+        rep.update(f"faithfulness at {n} edges: {values[-1]:.3f}", done, steps)
     if extend_to is not None:
         while max(values) < extend_to and counts[-1] < len(order):
+            rep.check()
             counts.append(min(next_count(counts[-1]), len(order)))
             measure(counts[-1])
+            rep.update(f"faithfulness below {extend_to:g}: extended to {counts[-1]} edges: {values[-1]:.3f}",
+                       steps - 1, steps)
+        rep.update(f"curve done at {counts[-1]} edges", steps, steps)
     x = np.asarray(counts, dtype=float)
     span = x[-1] - x[0] if len(x) > 1 else 1.0
     area = float(np.trapezoid(values, x) / span) if len(x) > 1 else float(values[0])

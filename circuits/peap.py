@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from circuits.eap import as_forward
 from circuits.forward import GraphForward, apply_rotary
@@ -33,16 +32,22 @@ from circuits.scores import (
 )
 from circuits.tasks.base import Batch, TaskData, metric_values
 from probes.hooked_model import holds_model_lock
+from probes.progress import Reporter, as_reporter
 
 
-def peap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False) -> EdgeScores:
-    """Position-aware scores: per-span EAP for non-crossing edges and exact crossing scores."""
+def peap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False,
+         reporter: Reporter | None = None) -> EdgeScores:
+    """Position-aware scores: per-span EAP for non-crossing edges and exact crossing scores.
+    reporter: probes.progress, per batch."""
     gf = as_forward(model)
     g, S = gf.graph, len(task.schema)
     per_span = torch.zeros(S, g.n_forward, g.n_backward)
     kv = torch.zeros(S, S, g.n_forward, 2, g.n_layers, g.n_heads)
     clean_sum = corr_sum = 0.0
-    for idx in tqdm(batches(task, batch_size), desc="peap", disable=not progress):
+    rep = as_reporter(reporter, progress, desc="peap")
+    todo = list(batches(task, batch_size))
+    for done, idx in enumerate(todo, start=1):
+        rep.check()
         batch = task.batch(idx)
         clean, corr = plain_run(gf, batch.clean, batch), plain_run(gf, batch.corrupted, batch)
         clean_sum += float(metric_values(clean.logits, batch).sum())
@@ -51,6 +56,7 @@ def peap(model: Any, task: TaskData, batch_size: int = 8, progress: bool = False
         delta = corr.acts - clean.acts
         per_span += span_scores(delta, slot_grads, batch, S).cpu()
         kv += crossing_scores(gf, clean.acts, delta, head_grads, batch, S).cpu()
+        rep.update(f"peap: batch {done} of {len(todo)}", done, len(todo))
     n = len(task)
     check_not_constant(clean_sum / n, corr_sum / n, task.name)
     return EdgeScores(g, task.schema, "peap", per_span / n, span_sizes(task), kv=kv / n,

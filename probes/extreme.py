@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from probes.architecture import SCORES_HOOK_IS_PATTERN
 from probes.errors import InputError
 from probes.hooked_model import HookedModel
+from probes.quantities import first_token_attention
 from probes.results import result_metadata
 from probes.sinks import check_ids
 
@@ -38,8 +39,8 @@ COMPONENTS = ("mlp", "attn")
 
 
 def sink_attention(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, " ..."]:
-    """Mean over non-sink queries i >= 1 of A[i, 0]."""
-    return pattern[..., 1:, 0].float().mean(dim=-1)
+    """Mean over non-sink queries i >= 1 of A[i, 0] (probes.quantities.first_token_attention, min_query=1)."""
+    return first_token_attention(pattern, min_query=1)
 
 
 def logit_gap(scores: Float[Tensor, "... T T"], include_self: bool = False,

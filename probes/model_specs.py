@@ -124,13 +124,21 @@ def resolve_spec(spec: str) -> ResolvedSpec:
         path = entry.locate()
         return ResolvedSpec(spec=key, kind="embedded", location=str(path.parent), gguf_file=path.name, embedded=entry)
     path = Path(os.path.expanduser(spec))
-    if path.exists() or spec.startswith((".", "/", "~")):
+    if _exists(path) or spec.startswith((".", "/", "~")):
         return _resolve_folder(spec, path)
     return _resolve_hub(spec)
 
 
+def _exists(path: Path) -> bool:
+    """path.exists(), False where the OS refuses the name itself (too long: typed specs reach here)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def _resolve_folder(spec: str, path: Path) -> ResolvedSpec:
-    if not path.exists():
+    if not _exists(path):
         raise ModelLoadError(f"No such folder: {path}. Give an existing model folder or a known model spec.")
     if path.is_file() and path.suffix == ".gguf":
         return ResolvedSpec(spec=spec, kind="folder", location=str(path.parent), gguf_file=path.name)

@@ -117,6 +117,8 @@ def first_token_attention(
         rows = []
         for i in range(n_layers):
             weights = getattr(layers[i], attn).output[1]
+            # probes.quantities.first_token_attention(weights, min_query), written out: the trace body is
+            # shipped to the server as source, which has torch but not probes (test_remote checks both agree)
             rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
         stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
     return stats

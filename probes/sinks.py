@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.hooked_model import HookedModel, Tokens
+from probes.progress import Reporter, as_reporter
 from probes.results import result_metadata
 
 REGIMES = ("natural", "random", "repeat")
@@ -200,11 +200,14 @@ def compute_sinks(
     batch_size: int = 8,
     progress: Callable[[float], None] | None = None,
     T: int | None = None,
+    reporter: Reporter | None = None,
 ) -> SinkResult:
     """Sink_k^eps, per-head and per-sample rates for sequences of exactly T tokens (spec "Sink metric").
 
     prepend_bos records whether the first of the T tokens is the BOS (as inputs_for_regime made
-    them); it is checked against the ids. `progress(fraction)` is called after every batch.
+    them); it is checked against the ids. `reporter` (probes.progress) is updated after every batch and
+checked for a cancel before the next; default a terminal bar. `progress(fraction)`, called after every
+batch, is the older form (deprecated; it replaces the terminal bar).
     """
     eps = check_eps(eps)
     if regime not in REGIMES and regime != "custom":
@@ -220,10 +223,11 @@ def compute_sinks(
     n = ids.shape[0]
     parts = []
     starts = list(range(0, n, batch_size))
-    for done, start in enumerate(tqdm(starts, desc="sinks", leave=False), start=1):
+    rep = as_reporter(reporter, progress if progress is not None else True, desc="sinks")
+    for done, start in enumerate(starts, start=1):
+        rep.check()
         parts.append(alpha_for_batch(model, ids[start : start + batch_size]))
-        if progress is not None:
-            progress(done / len(starts))
+        rep.update(f"batch {done} of {len(starts)}", done, len(starts))
     alpha = torch.cat(parts)
     above = alpha[..., 0] > eps
     rate = sink_rate(alpha, eps)

@@ -40,10 +40,10 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.corpus import DOMAINS, sample
 from probes.errors import CheckpointError, InputError
+from probes.progress import NullReporter, Reporter, TqdmReporter
 
 CACHE_FORMAT = "glasshouse-activations-v1"
 
@@ -205,10 +205,32 @@ class CachedActivations:
             yield torch.from_numpy(np.array(self.activations[idx.numpy()], dtype=np.float32))
 
 
+def collect_activations(model: Any, hook_name: str, n_tokens: int, context: int = 65, seed: int = 0,
+                        batch: int = 8, reporter: Reporter | None = None) -> Float[Tensor, "n d_in"]:
+    """`n_tokens` activations at `hook_name` on prose windows of `context` tokens (probes.corpus, `seed`),
+    position 0 left out (the SAE skips it), `batch` windows per forward pass; the app's training input.
+    reporter (probes.progress): updated after every forward pass, checked for a cancel before each."""
+    if n_tokens < 1 or context < 2 or batch < 1:
+        raise InputError(f"Need n_tokens >= 1, context >= 2 and batch >= 1 (got {n_tokens}, {context}, {batch}).")
+    rep = reporter or NullReporter()
+    n = max(1, -(-n_tokens // (context - 1)))
+    ids = sample("prose", n, context, model, seed=seed).ids
+    acts = []
+    for i in range(0, n, batch):
+        rep.check()
+        acts.append(hook_activations(model, hook_name, ids[i : i + batch])[:, 1:])
+        done = min(n, i + batch)
+        rep.update(f"collecting activations at {hook_name}: window {done} of {n}", done, n)
+    return torch.cat(acts).reshape(-1, acts[0].shape[-1])[:n_tokens]
+
+
 def cache_activations(
-    store: ActivationStore, folder: str | os.PathLike[str], n_tokens: int, dtype: str = "float32", progress: bool = True
+    store: ActivationStore, folder: str | os.PathLike[str], n_tokens: int, dtype: str = "float32", progress: bool = True,
+    reporter: Reporter | None = None,
 ) -> CachedActivations:
-    """Run the store until `n_tokens` activations are collected and write them as a cache folder."""
+    """Run the store until `n_tokens` activations are collected and write them as a cache folder.
+    reporter (probes.progress): per model batch; a cancel leaves no finished cache (default: a terminal
+    bar unless progress is False)."""
     target = Path(folder)
     if (target / "meta.json").exists():
         raise InputError(f"{target} already holds an activation cache; remove it or pick another folder.")
@@ -219,8 +241,9 @@ def cache_activations(
     ids = np.zeros(n_tokens, dtype=np.int32)
     pos = np.zeros(n_tokens, dtype=np.int32)
     filled = 0
-    bar = tqdm(total=n_tokens, desc=f"caching {store.hook_name}", unit="tok", disable=not progress)
+    rep = reporter or TqdmReporter(f"caching {store.hook_name}", disable=not progress)
     for a, t, p in store.chunks():
+        rep.check()
         take = min(a.shape[0], n_tokens - filled)
         if not torch.isfinite(a[:take]).all():
             raise InputError(f"Activations at {store.hook_name} contain NaN or inf; the model or its dtype is broken.")
@@ -228,10 +251,10 @@ def cache_activations(
         ids[filled : filled + take] = t[:take].numpy()
         pos[filled : filled + take] = p[:take].numpy()
         filled += take
-        bar.update(take)
+        rep.update(f"caching {store.hook_name}: {filled} of {n_tokens} tokens", filled, n_tokens)
         if filled >= n_tokens:
             break
-    bar.close()
+    rep.close()
     acts.flush()
     del acts
     np.save(tmp / "token_ids.npy", ids)

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from tqdm.auto import tqdm
 
 from probes.errors import CheckpointError, InputError
 from probes.io import atomic_write, write_json
+from probes.progress import Cancelled, Reporter, TqdmReporter
 from saes import registry
 from saes.base import SAE
 from saes.config import SAEConfig
@@ -255,8 +255,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = None) -> TrainResult:
-    """Train (or resume) an SAE; `stop_after` ends this call after that many total steps (to test resumes)."""
+def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = None,
+          reporter: Reporter | None = None) -> TrainResult:
+    """Train (or resume) an SAE; `stop_after` ends this call after that many total steps (to test resumes).
+
+    reporter (probes.progress): updated after every step, checked for a cancel before every step; on a
+    cancel the current step is checkpointed (a later call resumes there) and Cancelled is raised.
+    Default: a terminal bar unless cfg.progress is False.
+    """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(cfg)
@@ -277,9 +283,17 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
     t0 = time.time()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     batches = source.iter_batches(cfg.batch_size, seed=cfg.seed, start_step=start)
-    bar = tqdm(range(start, end), initial=start, total=cfg.steps, desc=f"train {sae.cfg.architecture}", disable=not cfg.progress)
+    rep = reporter or TqdmReporter(f"train {sae.cfg.architecture}", disable=not cfg.progress)
+    text = f"training {sae.cfg.architecture} SAE ({sae.cfg.d_sae} features): step {{}} / {cfg.steps}"
+    rep.update(text.format(start), start, cfg.steps)
     sae.train()
-    for step in bar:
+    for step in range(start, end):
+        try:
+            rep.check()
+        except Cancelled:
+            if step > start:
+                _save_checkpoint(cfg, sae, opt, step)
+            raise
         x = next(batches)
         _check_finite(x, step, ckpt_path)
         out_ = _train_step(sae, opt, x, step, cfg, ckpt_path)
@@ -287,10 +301,12 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
             record = _metrics(sae, out_, x, step + 1, cfg)
             with open(metrics_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{record['loss']:.3g}", l0=f"{record['l0']:.1f}", fvu=f"{record['fvu']:.3f}")
+            text = (f"training {sae.cfg.architecture} SAE ({sae.cfg.d_sae} features): step {{}} / {cfg.steps}, "
+                    f"loss {record['loss']:.3g}, L0 {record['l0']:.1f}, FVU {record['fvu']:.3f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             _save_checkpoint(cfg, sae, opt, step + 1)
-    bar.close()
+        rep.update(text.format(step + 1), step + 1, cfg.steps)
+    rep.close()
     sae.eval()
     if end == cfg.steps:
         from saes.saelens_io import save_sae

@@ -23,6 +23,7 @@ from app.batch.registry import ProbeEntry, Row, Setting, register
 from probes.capture import capture
 from probes.corpus import CorpusSample
 from probes.errors import InputError
+from probes.quantities import first_token_attention
 
 BOS = Setting(bool, False, "put the tokenizer's BOS token before every corpus window")
 BATCH = Setting(int, 8, "sequences per forward pass", minimum=1)
@@ -73,7 +74,7 @@ def run_first_token_attention(model: Any, settings: dict[str, Any], corpus: Corp
 
     def chunk_mean(chunk: Tensor) -> Tensor:
         pattern = capture(model, chunk, what=["pattern"], batch_size=len(chunk))["pattern"]
-        return pattern[:, :, :, q0:, 0].double().mean(dim=(0, 3))  # [layer, head]
+        return first_token_attention(pattern, q0, dtype=torch.float64).mean(dim=0)  # [layer, head]
 
     return attention_rows(chunked_mean(ids, settings["batch_size"], chunk_mean))
 

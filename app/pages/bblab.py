@@ -3,18 +3,20 @@
 Trains a small BB model in the page with live progress, and draws the measurements over steps
 (app/figures/bb.py) so the user watches attention on <s> at trigger vs non-trigger queries.
 
-The run lives in st.session_state["bb_job"] (model, optimizer, metrics, step), so it survives reruns:
-the Stop button's callback sets st.session_state["bb_stop"], which the loop checks between steps (a
-click also interrupts the running script; the next run sees the flag and marks the job stopped). The
-loop is probes.bb.train.train's, without checkpoints: batch generate(task, batch, seed, step), AdamW or
-SGD from make_optimizer, measure() at step 0, every eval_every steps and the last step, so the page's
-numbers equal a `glasshouse bb train` run with the same settings (tested).
+The page runs probes.bb.train.train, the function `glasshouse bb train` runs, in a temporary run folder
+(checkpoints every `eval_every` steps), with an app.ui.progress.StreamlitReporter: the bar, its text and
+a live chart of the measurements come from the reporter, and the Stop button's callback sets
+st.session_state["bb_stop"], the reporter's cancel flag, which train checks between steps. The job
+(settings, run folder, rows, step) lives in st.session_state["bb_job"]: a rerun that interrupts the
+script resumes the run from its last checkpoint, with the same numbers (data depend on (seed, step)).
 """
 
 from __future__ import annotations
 
 import importlib
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +26,7 @@ from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.pending import require
 from probes.errors import InputError
+from probes.progress import Cancelled
 
 
 def parse_lr(text: str) -> float | None:
@@ -36,64 +39,57 @@ def parse_lr(text: str) -> float | None:
     except ValueError:
         raise InputError(f"Learning rate {text!r} is not a number; leave it empty for the spec's default "
                          "or type e.g. 3e-4.") from None
-    if not lr > 0:
-        raise InputError(f"Learning rate must be positive (got {lr:g}); leave it empty for the spec's default.")
+    if not 0 < lr < float("inf"):
+        raise InputError(f"Learning rate must be a positive finite number (got {lr:g}); leave it empty for the "
+                         "spec's default.")
     return lr
 
 
 def new_job(train: Any, settings: Any) -> dict[str, Any]:
-    """A fresh run: the model from torch.manual_seed(seed), its optimizer, the fixed evaluation batch."""
-    import torch
-
+    """A fresh run: its task, a temporary run folder and the fixed evaluation batch (for the caller's checks)."""
     data = importlib.import_module("probes.bb.data")
-    bbmodel = importlib.import_module("probes.bb.model")
     task = data.prose_task()
-    torch.manual_seed(settings.seed)
-    model = bbmodel.BBModel(settings.model_config(task))
-    optimizer = train.make_optimizer(model, settings)
-    eval_x, eval_y = data.split(data.generate(task, settings.eval_batch, settings.seed, 0, settings.seq_len,
-                                              data.EVAL_STREAM))
-    model.train()
-    return {"settings": settings, "task": task, "model": model, "optimizer": optimizer, "eval": (eval_x, eval_y),
-            "rows": [], "step": 0, "status": "running", "seconds": 0.0}
+    run_dir = tempfile.mkdtemp(prefix="glasshouse-bb-")
+    return {"settings": settings, "task": task, "run_dir": run_dir, "eval": train.eval_batch(task, settings),
+            "model": None, "rows": [], "step": 0, "status": "running", "seconds": 0.0}
 
 
 def label(settings: Any) -> str:
     return f"{settings.attention}+{settings.optimizer} L{settings.layers} d{settings.d_model}"
 
 
-def run_job(job: dict[str, Any], bar: Any, live: Any) -> None:
-    """Continue the job's loop from its step until the last step or until st.session_state['bb_stop']."""
-    import torch
+def finish(job: dict[str, Any], status: str) -> None:
+    """Mark the job done or stopped: its rows from metrics.jsonl and its model from the last checkpoint."""
+    checkpoint = importlib.import_module("probes.bb.checkpoint")
+    train = importlib.import_module("probes.bb.train")
+    job["status"] = status
+    job["rows"] = train.read_metrics(job["run_dir"])
+    if (Path(job["run_dir"]) / "latest").is_file():
+        job["model"] = checkpoint.load_checkpoint(job["run_dir"])[0]
 
-    data = importlib.import_module("probes.bb.data")
-    measure = importlib.import_module("probes.bb.measure").measure
+
+def run_job(job: dict[str, Any], live: Any) -> None:
+    """Run (or resume) the job with probes.bb.train.train until its last step or st.session_state['bb_stop']."""
+    train = importlib.import_module("probes.bb.train")
+    progress = importlib.import_module("app.ui.progress")
     figs = importlib.import_module("app.figures.bb")
-    s, task, model, optimizer = job["settings"], job["task"], job["model"], job["optimizer"]
+    s = job["settings"]
+
+    def draw(rows: list[dict[str, Any]]) -> None:
+        live.plotly_chart(figs.sink_formation_figure({label(s): rows}), key=f"bb-live-{rows[-1]['step']}")
+
+    reporter = progress.StreamlitReporter(f"step {job['step']} / {s.steps}",
+                                          cancel=lambda: bool(st.session_state.get("bb_stop")), on_partial=draw)
     started = time.time()
-    while True:
-        step = job["step"]
-        if st.session_state.get("bb_stop"):
-            job["status"] = "stopped"
-            break
-        if (step % s.eval_every == 0 or step == s.steps) and (not job["rows"] or job["rows"][-1]["step"] < step):
-            job["rows"].append({"step": step, **measure(model, task, *job["eval"]).to_dict()})
-            last = job["rows"][-1]
-            live.plotly_chart(figs.sink_formation_figure({label(s): job["rows"]}), key=f"bb-live-{step}")
-            bar.progress(step / s.steps, text=f"step {step} / {s.steps}: attention on <s> non-trigger "
-                         f"{last['attn_sink_nontrigger'][-1]:.3f}, trigger {last['attn_sink_trigger'][-1]:.3f}, "
-                         f"loss {last['loss']:.3f}")
-        if step == s.steps:
-            job["status"] = "done"
-            break
-        x, y = data.split(data.generate(task, s.batch, s.seed, step, s.seq_len))
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        job["step"] = step + 1
+    try:
+        train.train(s, job["run_dir"], job["task"], reporter=reporter)
+        finish(job, "done")
+    except Cancelled:
+        finish(job, "stopped")
+    finally:
+        job["step"] = int(reporter.done)
         job["seconds"] += time.time() - started
-        started = time.time()
+        reporter.close()
 
 
 def start(settings: Any) -> None:
@@ -143,7 +139,7 @@ if submitted:
     with shown_errors():
         wanted = train_mod.TrainSettings(layers=layers, optimizer=optimizer, attention=attention, steps=steps,
                                          batch=batch, seq_len=seq_len, d_model=d_model, lr=parse_lr(lr_text),
-                                         seed=seed, eval_every=eval_every)
+                                         seed=seed, eval_every=eval_every, checkpoint_every=eval_every)
     start(wanted)
 pending = st.session_state.pop("bb_pending", None)
 if pending is not None:
@@ -157,14 +153,18 @@ if job is None:
 s = job["settings"]
 if job["status"] == "running":
     st.button("Stop", key="bb_stop_button", on_click=stop, icon=":material/stop_circle:")
-    bar = st.progress(job["step"] / s.steps, text=f"step {job['step']} / {s.steps}")
     live = st.empty()
     with shown_errors():
-        run_job(job, bar, live)
-    bar.empty()
+        if st.session_state.get("bb_stop"):  # the Stop click interrupted the last run: it stopped there
+            finish(job, "stopped")
+        else:
+            run_job(job, live)
     live.empty()
 
 rows = job["rows"]
+if not rows:
+    st.info("The run was stopped before its first measurement; press **Train** to start again.")
+    st.stop()
 last = rows[-1]
 status = {"done": "finished", "stopped": "stopped", "running": "running"}[job["status"]]
 st.subheader(f"{label(s)}, lr {s.learning_rate:g}: {status} at step {job['step']} of {s.steps} "

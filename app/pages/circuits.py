@@ -2,10 +2,9 @@
 curves and the circuit graph with spans (token positions) as columns, built on circuits/ and
 app/figures/circuits.py.
 
-The run is circuits.discover.discover's steps, done here one by one so a progress bar can follow
-them: make_task, score_edges, baselines, one curve per kind, greedy + circuit_to_dict for the drawn
-circuit. Nothing runs until **Find circuit** is pressed (attribution takes seconds to minutes on CPU);
-results are cached by every input.
+The run is circuits.discover.discover, the function `glasshouse circuit` calls, with an
+app.ui.progress.StreamlitReporter for its progress bar. Nothing runs until **Find circuit** is pressed
+(attribution takes seconds to minutes on CPU); results are cached by every input.
 """
 
 from __future__ import annotations
@@ -44,37 +43,18 @@ def parse_counts(text: str) -> tuple[int, ...]:
 @st.cache_data(show_spinner=False, max_entries=8)
 def circuit_result(spec: str, device: str, dtype: str, task: str, n: int, method: str, steps: int, which: str,
                    counts: tuple[int, ...], seed: int, draw: int) -> dict[str, Any]:
-    """circuits.discover.discover, step by step with a progress bar; its to_dict(), cached by every input."""
+    """circuits.discover.discover (what `glasshouse circuit` runs) with a progress bar; its to_dict(), cached
+    by every input. The drawn circuit is capped at MAX_DRAWN_EDGES edges."""
     discover = importlib.import_module("circuits.discover")
-    export = importlib.import_module("circuits.export")
-    faith = importlib.import_module("circuits.faithfulness")
-    selection = importlib.import_module("circuits.selection")
-    tasks = importlib.import_module("circuits.tasks")
-    eap = importlib.import_module("circuits.eap")
-    results = importlib.import_module("probes.results")
-
-    kinds = discover.WHICH[which]
-    total = 3 + len(kinds)
-    bar = st.progress(0.0, text="Building the task ...")
-    gf = eap.as_forward(get_model(spec, device, dtype))
-    data = tasks.make_task(task, gf.model, n=n, seed=seed)
-    bar.progress(1 / total, text=f"Scoring every edge ({method}, {len(data)} examples) ...")
-    scores = discover.score_edges(gf, data, method, steps, position_aware=True in kinds)
-    bar.progress(2 / total, text="Full graph and empty circuit ...")
-    base = faith.baselines(gf, data)
-    curves, circuits = [], {}
-    for i, aware in enumerate(kinds):
-        kind = "position-aware" if aware else "position-agnostic"
-        bar.progress((3 + i) / total, text=f"Faithfulness of {kind} circuits at {len(counts)} sizes ...")
-        c = faith.curve(gf, data, scores, list(counts), aware, base)
-        curves.append(c)
-        circ = selection.greedy(scores, min(MAX_DRAWN_EDGES, draw or c.edges_to_80 or max(counts)), aware)
-        circuits[c.label] = export.circuit_to_dict(circ, data.schema)
-    bar.empty()
-    settings = {"task": data.name, "n": len(data), "method": method, "steps": steps, "which": which,
-                "counts": list(counts), "draw": draw or None}
-    meta = results.result_metadata(gf.model, settings, seed)
-    return dict(discover.Discovery(data, scores, base, curves, circuits, meta).to_dict())
+    progress = importlib.import_module("app.ui.progress")
+    reporter = progress.StreamlitReporter("Building the task ...")
+    try:
+        result = discover.discover(get_model(spec, device, dtype), task, n=n, method=method, steps=steps,
+                                   which=which, counts=counts, seed=seed, draw=draw or None, reporter=reporter,
+                                   max_draw=MAX_DRAWN_EDGES)
+    finally:
+        reporter.close()
+    return dict(result.to_dict())
 
 
 def submit() -> None:

@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from app.ui.downloads import json_download, plot, slug, table
 from app.ui.errors import shown_errors
@@ -16,6 +17,7 @@ from app.ui.figures import attention_pattern_figure
 from app.ui.inputs import PATTERN_MAX_TOKENS, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, head_patterns
 from app.ui.sidebar import current_settings
+from probes.quantities import first_token_attention
 
 settings = current_settings()
 st.title("Model")
@@ -76,6 +78,6 @@ c1.download_button("Full pattern (NPY)", data=lambda: _npy(full), file_name=f"{s
 c2.download_button("Full pattern (CSV)", data=lambda: _pattern_csv(full), file_name=f"{slug(name)}_pattern.csv",
                    mime="text/csv", key="dl-pattern-csv", on_click="ignore",
                    help="query, key, attention (the causal lower triangle).", icon=":material/download:")
-first = patterns[:, :, 0].mean(axis=1)
+first = first_token_attention(torch.as_tensor(patterns), min_query=0).numpy()  # queries from 0, as alpha_1
 st.caption(f"Mean attention on the first token ({str_tokens[0]!r}) in layer {layer}, per head: "
            + ", ".join(f"h{h} {v:.2f}" for h, v in enumerate(first)))

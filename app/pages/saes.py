@@ -1,8 +1,8 @@
 """SAE features page (spec: saes.md), built on saes/ and app/figures/saes.py.
 
 Pick an SAE: train a small one here (activations at blocks.L.hook_resid_post of a corpus sample,
-saes.trainer.train in chunks with `stop_after`, so a progress bar moves between chunks; the run
-resumes from its own checkpoint each chunk), or load a SAELens-format folder (saes.saelens_io.load_sae,
+saes.activation_store.collect_activations then saes.trainer.train, the CLI's trainer, with one
+app.ui.progress.StreamlitReporter over both), or load a SAELens-format folder (saes.saelens_io.load_sae,
 checked against the model). Then: the density histogram, one feature's dashboard (top contexts,
 activation histogram, logit effects; saes.dashboard.feature_dashboards) and the prompt view (the most
 active features at each token; saes.dashboard.prompt_features). Nothing runs before a button press.
@@ -36,46 +36,29 @@ from app.ui.sidebar import current_settings
 EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
 
 
-def collect(model: Any, hook: str, n_tokens: int, context: int, seed: int, bar: Any = None) -> Any:
-    """Activations at `hook` on prose windows, position 0 left out (the SAE skips it): [n, d_in]."""
-    from probes.corpus import sample
-    from saes.activation_store import hook_activations
-
-    n = max(1, -(-n_tokens // (context - 1)))
-    ids = sample("prose", n, context, model, seed=seed).ids
-    acts = []
-    for i in range(0, n, 8):
-        if bar is not None:  # step text, and a point where a rerun or Stop interrupts the collection
-            bar.progress(0.0, text=f"Collecting activations at {hook}: windows {i + 1}-{min(n, i + 8)} of {n} ...")
-        acts.append(hook_activations(model, hook, ids[i : i + 8])[:, 1:])
-    import torch
-
-    return torch.cat(acts).reshape(-1, acts[0].shape[-1])[:n_tokens]
-
-
 def train_here(model: Any, arch: str, layer: int, d_sae: int, k: int, n_tokens: int, batch: int, seed: int) -> Any:
-    """A small SAE trained on `n_tokens` activations, with st.progress between chunks of steps."""
+    """A small SAE trained on `n_tokens` activations (saes.activation_store.collect_activations, then
+    saes.trainer.train, the CLI's trainer), one progress bar over both (app.ui.progress)."""
     registry = importlib.import_module("saes.registry")
     trainer = importlib.import_module("saes.trainer")
     store = importlib.import_module("saes.activation_store")
+    progress = importlib.import_module("app.ui.progress")
     hook = f"blocks.{layer}.hook_resid_post"
-    bar = st.progress(0.0, text=f"Collecting {n_tokens} activations at {hook} ...")
-    acts = collect(model, hook, n_tokens, 65, seed, bar)
-    source = store.TensorSource(acts)
-    steps = max(1, len(source) // batch)
-    chunk = max(1, steps // 10)
-    sae_cfg = registry.make_config(arch, d_in=int(acts.shape[1]), d_sae=d_sae, hook_name=hook,
-                                   model_name=model.facts.spec, k=k, seed=seed).to_dict()
-    with tempfile.TemporaryDirectory(prefix="glasshouse_sae_") as out:  # checkpoints between chunks only
-        cfg = trainer.TrainConfig(sae=sae_cfg, total_tokens=steps * batch, batch_size=batch, seed=seed,
-                                  warmup_steps=min(20, max(1, steps // 5)), dead_window_tokens=len(source),
-                                  log_every=chunk, checkpoint_every=chunk, out_dir=out, progress=False)
-        done = 0
-        while done < steps:
-            bar.progress(done / steps, text=f"Training {arch} SAE ({d_sae} features): step {done} / {steps}")
-            result = trainer.train(cfg, source, stop_after=min(steps, done + chunk))
-            done = result.steps
-    bar.empty()
+    reporter = progress.StreamlitReporter(f"Collecting {n_tokens} activations at {hook} ...")
+    try:
+        acts = store.collect_activations(model, hook, n_tokens, 65, seed, reporter=reporter.part(0.0, 0.2))
+        source = store.TensorSource(acts)
+        steps = max(1, len(source) // batch)
+        chunk = max(1, steps // 10)
+        sae_cfg = registry.make_config(arch, d_in=int(acts.shape[1]), d_sae=d_sae, hook_name=hook,
+                                       model_name=model.facts.spec, k=k, seed=seed).to_dict()
+        with tempfile.TemporaryDirectory(prefix="glasshouse_sae_") as out:
+            cfg = trainer.TrainConfig(sae=sae_cfg, total_tokens=steps * batch, batch_size=batch, seed=seed,
+                                      warmup_steps=min(20, max(1, steps // 5)), dead_window_tokens=len(source),
+                                      log_every=chunk, checkpoint_every=chunk, out_dir=out, progress=False)
+            result = trainer.train(cfg, source, reporter=reporter.part(0.2, 1.0))
+    finally:
+        reporter.close()
     return result.sae
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 from probes.bb.data import BBTask, oracle_probs
 from probes.bb.model import BBModel
 from probes.extreme import logit_gap
+from probes.quantities import attention_on_first
 
 ACTIVE_THRESHOLD = 0.89
 MIN_QUERIES = 5
@@ -72,7 +73,7 @@ def measure(model: BBModel, task: BBTask, inputs: Int[Tensor, "batch pos"], targ
     trig = task.is_trigger(inputs)
     later = torch.zeros_like(trig)
     later[:, 1:] = True
-    sink = inner["pattern"][:, :, 0, :, 0]  # [layer, batch, q]
+    sink = attention_on_first(inner["pattern"][:, :, 0])  # [layer, batch, q]
     gap = logit_gap(inner["scores"][:, :, 0], include_self=True)  # [layer, batch, q]
     values = inner["values"][:, :, 0].norm(dim=-1)  # [layer, batch, pos]
     resid = inner["resid_post"].norm(dim=-1)  # [layer, batch, pos]

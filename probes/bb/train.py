@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from probes.bb import data
 from probes.bb.checkpoint import (
     load_checkpoint,
     load_training_state,
@@ -36,11 +36,12 @@ from probes.bb.checkpoint import (
     save_checkpoint,
     write_latest,
 )
-from probes.bb.data import EVAL_STREAM, SEQ_LEN, BBTask, generate, prose_task, split
+from probes.bb.data import EVAL_STREAM, SEQ_LEN, BBTask, prose_task, split
 from probes.bb.measure import measure
 from probes.bb.model import ATTENTIONS, BBConfig, BBModel
 from probes.errors import CheckpointError, InputError
 from probes.io import atomic_write
+from probes.progress import Cancelled, Reporter, TqdmReporter
 
 OPTIMIZERS = ("adamw", "sgd")
 PRESETS: dict[str, dict[str, int]] = {
@@ -166,10 +167,31 @@ def _resume(run_dir: Path, settings: TrainSettings) -> tuple[BBModel, dict[str, 
     return model, state["optimizer"], int(state["step"])
 
 
+def eval_batch(task: BBTask, settings: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed evaluation batch (inputs, targets): stream EVAL_STREAM, `eval_batch` sequences."""
+    return split(data.generate(task, settings.eval_batch, settings.seed, 0, settings.seq_len, EVAL_STREAM))
+
+
+def status_text(step: int, settings: TrainSettings, rows: list[dict[str, Any]]) -> str:
+    """The progress line: the step and the last measurement."""
+    if not rows:
+        return f"step {step} / {settings.steps}"
+    last = rows[-1]
+    return (f"step {step} / {settings.steps}: attention on <s> non-trigger {last['attn_sink_nontrigger'][-1]:.3f}, "
+            f"trigger {last['attn_sink_trigger'][-1]:.3f}, loss {last['loss']:.3f}")
+
+
 def train(
-    settings: TrainSettings, run_dir: str | Path, task: BBTask | None = None, progress: bool = True
+    settings: TrainSettings, run_dir: str | Path, task: BBTask | None = None, progress: bool = True,
+    reporter: Reporter | None = None,
 ) -> TrainResult:
-    """Train (or resume) a BB model in run_dir; return its metrics (spec: BB task, training)."""
+    """Train (or resume) a BB model in run_dir; return its metrics (spec: BB task, training).
+
+    reporter (probes.progress): updated after every step (done = steps finished, partial = the metric
+    rows when a new one was measured) and checked for a cancel before every step; on a cancel the
+    current step is checkpointed (so a later call resumes there) and Cancelled is raised. Default: a
+    terminal bar, unless progress=False.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     task = task or prose_task()
@@ -187,28 +209,39 @@ def train(
         # rows on the evaluation grid only: a shorter run's final-step row is not part of the longer run
         rows = [r for r in read_metrics(run_dir, up_to=start) if r["step"] % settings.eval_every == 0]
     resumed_from = None if resumed is None else start
-    eval_x, eval_y = split(generate(task, settings.eval_batch, settings.seed, 0, settings.seq_len, EVAL_STREAM))
+    rep = reporter or TqdmReporter(f"bb {settings.attention}+{settings.optimizer}", disable=not progress)
+    eval_x, eval_y = eval_batch(task, settings)
     model.train()
-    bar = tqdm(range(start, settings.steps + 1), initial=start, total=settings.steps + 1,
-               desc=f"bb {settings.attention}+{settings.optimizer}", disable=not progress)
+    rep.update(status_text(start, settings, rows), start, settings.steps)
     checkpoint = run_dir / f"step_{start:06d}"
-    for step in bar:
+    for step in range(start, settings.steps + 1):
+        try:
+            rep.check()
+        except Cancelled:
+            if step > start and not (run_dir / f"step_{step:06d}").is_dir():
+                write_latest(run_dir, save_checkpoint(run_dir / f"step_{step:06d}", model, task, step,
+                                                      settings.to_dict(), optimizer.state_dict()))
+            raise
+        measured = False
         if step % settings.eval_every == 0 or step == settings.steps:
             if not rows or rows[-1]["step"] < step:
                 rows.append({"step": step, **measure(model, task, eval_x, eval_y).to_dict()})
                 _write_metrics(run_dir, rows)
-            bar.set_postfix(sink_non=f"{rows[-1]['attn_sink_nontrigger'][-1]:.2f}", loss=f"{rows[-1]['loss']:.3f}")
+                measured = True
         if step > start and (step % settings.checkpoint_every == 0 or step == settings.steps):
             checkpoint = save_checkpoint(run_dir / f"step_{step:06d}", model, task, step, settings.to_dict(),
                                          optimizer.state_dict())
             write_latest(run_dir, checkpoint)
         if step == settings.steps:
+            rep.update(status_text(step, settings, rows), step, settings.steps, rows if measured else None)
             break
-        x, y = split(generate(task, settings.batch, settings.seed, step, settings.seq_len))
+        x, y = split(data.generate(task, settings.batch, settings.seed, step, settings.seq_len))
         loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        rep.update(status_text(step + 1, settings, rows), step + 1, settings.steps, rows if measured else None)
+    rep.close()
     return TrainResult(str(run_dir), settings.to_dict(), rows, str(checkpoint), resumed_from, time.time() - started)
 
 

@@ -190,6 +190,9 @@ def test_bb_lab_rejects_bad_learning_rate() -> None:
     assert not at.exception
     assert any("'fast' is not a number" in e.value for e in at.error), [e.value for e in at.error]
     assert "bb_job" not in at.session_state
+    at = click_train(run_page("pages/bblab.py", "BB lab", bb_lr="inf", **BB_SMALL))  # float() takes it
+    assert not at.exception and "bb_job" not in at.session_state
+    assert any("positive finite number" in e.value for e in at.error), [e.value for e in at.error]
 
 
 # --- Circuits ----------------------------------------------------------------------------------------

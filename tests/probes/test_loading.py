@@ -69,6 +69,16 @@ def test_bos_option(smollm):
     assert with_bos.prepend_bos and not plain.prepend_bos
 
 
+@pytest.mark.parametrize("spec", ["x" * 300, "/" + "x" * 300])
+def test_a_name_too_long_for_the_os_is_a_model_load_error(spec):
+    """A typed spec longer than the OS allows for a file name fails with ModelLoadError, not OSError."""
+    from probes.errors import ModelLoadError
+    from probes.model_specs import resolve_spec
+
+    with pytest.raises(ModelLoadError):
+        resolve_spec(spec)
+
+
 @pytest.mark.slow
 def test_gemma_facts_and_logits(gemma_with_ref):
     model, ref = gemma_with_ref

@@ -1,0 +1,168 @@
+"""The progress and cancel protocol (probes.progress) and the pipelines that take `reporter=`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from probes.bb.data import estimate_task
+from probes.bb.train import TrainSettings, train
+from probes.progress import Cancelled, NullReporter, Reporter, TqdmReporter, as_reporter
+
+
+class Recorder(Reporter):
+    """Keeps every fraction shown; cancels once `stop_at` updates were seen."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__(cancel=lambda: stop_at is not None and len(self.seen) >= stop_at)
+        self.seen: list[float] = []
+        self.texts: list[str] = []
+
+    def show(self) -> None:
+        self.seen.append(self.fraction)
+        self.texts.append(self.text)
+
+
+def monotone_to_one(seen: list[float]) -> None:
+    assert seen, "nothing was reported"
+    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False)), seen
+    assert seen[-1] == pytest.approx(1.0)
+
+
+def test_null_and_tqdm_report_fraction_and_cancel_between_steps() -> None:
+    for rep in (NullReporter(), TqdmReporter("t", disable=True)):
+        rep.update("half", 1, 2)
+        assert rep.fraction == 0.5 and rep.text == "half"
+        rep.update("back", 1, 4)  # a smaller fraction never moves it back
+        assert rep.fraction == 0.5
+        rep.check()  # no flag: nothing happens
+        rep.cancel_now()
+        with pytest.raises(Cancelled):
+            rep.check()
+        rep.close()
+    flag = {"stop": False}
+    rep = NullReporter(cancel=lambda: flag["stop"])
+    rep.check()
+    flag["stop"] = True
+    with pytest.raises(Cancelled):
+        rep.check()
+
+
+def test_parts_map_into_the_parent_and_share_its_cancel_flag() -> None:
+    parent = Recorder()
+    first, second = parent.part(0.0, 0.25), parent.part(0.25, 1.0)
+    first.update("a", 1, 2)
+    assert parent.fraction == pytest.approx(0.125) and parent.text == "a"
+    first.update("a", 2, 2)
+    second.update("b", 1, 3)
+    assert parent.fraction == pytest.approx(0.5)
+    second.update("b", 3, 3)
+    monotone_to_one(parent.seen)
+    parent.cancel_now()
+    with pytest.raises(Cancelled):
+        second.check()
+
+
+def test_as_reporter_keeps_the_old_progress_arguments() -> None:
+    got: list[float] = []
+    rep = as_reporter(None, got.append)
+    rep.update("", 1, 4)
+    rep.update("", 4, 4)
+    assert got == [0.25, 1.0]
+    assert isinstance(as_reporter(None, False), NullReporter)
+    mine = NullReporter()
+    assert as_reporter(mine, True) is mine
+
+
+@pytest.fixture(scope="module")
+def small_task() -> Any:
+    return estimate_task([("the cat sat on the mat; then the dog ate the hat. " * 4)], n_chars=12)
+
+
+def test_bb_train_reports_every_step_and_a_cancel_resumes_to_the_same_weights(small_task: Any, tmp_path: Any) -> None:
+    settings = TrainSettings(steps=8, batch=4, seq_len=13, d_model=8, eval_every=4, eval_batch=8,
+                             checkpoint_every=100)
+    rec = Recorder()
+    whole = train(settings, tmp_path / "whole", small_task, reporter=rec)
+    monotone_to_one(rec.seen)
+    # the start, after every step, and the last step's measurement
+    assert len(rec.seen) == 2 + settings.steps and rec.done == settings.steps
+    assert rec.texts[-1].startswith("step 8 / 8: attention on <s> non-trigger")
+
+    stopper = Recorder(stop_at=4)  # the start and 3 steps, then the flag: steps 0-2 ran
+    with pytest.raises(Cancelled):
+        train(settings, tmp_path / "parts", small_task, reporter=stopper)
+    assert stopper.done == 3 and (tmp_path / "parts" / "step_000003").is_dir()  # checkpointed where it stopped
+    resumed = train(settings, tmp_path / "parts", small_task, reporter=NullReporter())
+    assert resumed.resumed_from == 3
+    assert [r["step"] for r in resumed.metrics] == [0, 4, 8]
+    assert resumed.metrics[-1]["loss"] == pytest.approx(whole.metrics[-1]["loss"], abs=1e-6)
+    from probes.bb.checkpoint import load_checkpoint
+
+    a, b = load_checkpoint(tmp_path / "whole")[0], load_checkpoint(tmp_path / "parts")[0]
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_sae_trainer_reports_and_a_cancel_resumes(tmp_path: Any) -> None:
+    from saes.activation_store import TensorSource
+    from saes.trainer import TrainConfig
+    from saes.trainer import train as sae_train
+
+    acts = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
+    sae = {"architecture": "topk", "d_in": 8, "d_sae": 16, "k": 3}
+
+    def cfg(out: str) -> TrainConfig:
+        return TrainConfig(sae=sae, total_tokens=256, batch_size=32, warmup_steps=2, dead_window_tokens=256, log_every=2,
+                           checkpoint_every=100, out_dir=out, progress=False)
+
+    rec = Recorder()
+    whole = sae_train(cfg(str(tmp_path / "whole")), TensorSource(acts), reporter=rec)
+    monotone_to_one(rec.seen)
+    assert len(rec.seen) == 1 + 8
+    with pytest.raises(Cancelled):
+        sae_train(cfg(str(tmp_path / "parts")), TensorSource(acts), reporter=Recorder(stop_at=4))
+    resumed = sae_train(cfg(str(tmp_path / "parts")), TensorSource(acts))
+    assert resumed.steps == 8
+    torch.testing.assert_close(resumed.sae.W_dec, whole.sae.W_dec)
+
+
+def test_compute_sinks_reports_per_batch_and_the_old_callback_still_works(smollm: Any) -> None:
+    from probes.sinks import compute_sinks, inputs_for_regime
+
+    ids = inputs_for_regime(smollm, "random", 2, 4, seed=0, prepend_bos=False)
+    rec = Recorder()
+    with_rep = compute_sinks(smollm, ids, batch_size=1, reporter=rec)
+    monotone_to_one(rec.seen)
+    assert rec.seen == [0.5, 1.0]
+    got: list[float] = []
+    with_cb = compute_sinks(smollm, ids, batch_size=1, progress=got.append)
+    assert got == [0.5, 1.0]
+    torch.testing.assert_close(with_rep.alpha, with_cb.alpha)
+    stopper = Recorder(stop_at=1)  # cancelled after the first of two batches
+    with pytest.raises(Cancelled):
+        compute_sinks(smollm, ids, batch_size=1, reporter=stopper)
+    assert stopper.seen == [0.5]
+
+
+def test_first_token_attention_one_definition_both_query_conventions() -> None:
+    """probes.quantities by hand on a 3-token causal pattern; the sink metric's alpha_1 is min_query=0 and
+    probes.extreme.sink_attention is min_query=1."""
+    from probes.extreme import sink_attention
+    from probes.quantities import attention_on_first, first_token_attention
+    from probes.sinks import alpha_from_pattern
+
+    pattern = torch.tensor([[1.0, 0.0, 0.0], [0.25, 0.75, 0.0], [0.5, 0.125, 0.375]])
+    assert attention_on_first(pattern).tolist() == [1.0, 0.25, 0.5]
+    assert float(first_token_attention(pattern, min_query=0)) == pytest.approx((1.0 + 0.25 + 0.5) / 3)
+    assert float(first_token_attention(pattern, min_query=1)) == pytest.approx((0.25 + 0.5) / 2)
+    batch = torch.stack([pattern, pattern.flip(0).tril()])[None]  # [1, 2, T, T]
+    torch.testing.assert_close(first_token_attention(batch, 0), alpha_from_pattern(batch)[..., 0])
+    torch.testing.assert_close(sink_attention(batch), first_token_attention(batch, 1))
+    assert first_token_attention(batch, 1, dtype=torch.float64).dtype == torch.float64
+    from probes.errors import InputError
+
+    with pytest.raises(InputError):
+        first_token_attention(pattern, min_query=3)
