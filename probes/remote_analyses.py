@@ -46,7 +46,8 @@ LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3")
 # installed (pull_env); Glasshouse is installed, so without this the server (and the ndif-local
 # simulation, which hides our modules) would fail to import them.
 # probes.nnsight_view: a HookedModel's `.nnsight` class travels with the tracer (ndif-local, intercepted requests).
-SHIPPED_MODULES = ("probes.remote_analyses", "probes.sinks", "probes.dormant", "probes.extreme", "probes.nnsight_view")
+SHIPPED_MODULES = ("probes.remote_analyses", "probes.sinks", "probes.dormant", "probes.extreme", "probes.quantities",
+                   "probes.errors", "probes.nnsight_view")
 
 
 def ship_by_value() -> None:

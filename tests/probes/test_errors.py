@@ -31,7 +31,8 @@ def test_missing_folder():
         load_model("./does/not/exist")
 
 
-def test_corrupt_weights_file(tmp_path):
+def test_corrupt_weights_file(tmp_path, smollm):
+    smollm.tokenizer.save_pretrained(tmp_path)  # a real tokenizer: only the weights are broken
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8,
                                                        "vocab_size": 16, "n_positions": 8}))
     (tmp_path / "model.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
