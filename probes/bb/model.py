@@ -21,9 +21,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from probes.bb.options import ATTENTIONS  # one definition, torch-free
 from probes.errors import InputError
-
-ATTENTIONS = ("softmax", "relu")
 
 
 @dataclass(frozen=True)

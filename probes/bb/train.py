@@ -36,20 +36,14 @@ from probes.bb.checkpoint import (
     save_checkpoint,
     write_latest,
 )
-from probes.bb.data import EVAL_STREAM, SEQ_LEN, BBTask, prose_task, split
+from probes.bb.data import EVAL_STREAM, BBTask, prose_task, split
 from probes.bb.measure import measure
 from probes.bb.model import ATTENTIONS, BBConfig, BBModel
+from probes.bb.options import DEFAULT_PRESET, OPTIMIZERS, PRESETS  # one definition, torch-free
 from probes.errors import CheckpointError, InputError
 from probes.io import atomic_write
 from probes.progress import Cancelled, Reporter, TqdmReporter
 
-OPTIMIZERS = ("adamw", "sgd")
-PRESETS: dict[str, dict[str, int]] = {
-    "cpu": {"d_model": 64, "seq_len": 65, "batch": 512, "steps": 2000, "eval_every": 100, "checkpoint_every": 500},
-    "spec": {"d_model": 256, "seq_len": SEQ_LEN, "batch": 512, "steps": 10_000, "eval_every": 250,
-             "checkpoint_every": 1000},
-}
-DEFAULT_PRESET = "cpu"
 METRICS = "metrics.jsonl"
 
 
