@@ -212,7 +212,7 @@ def run_cli_case(case: CliCase, device: str, dtype: str, logs: Path, limit: floa
 
 def _load_row(model: str, device: str, dtype: str, limit: float) -> CommandRow:
     """Load the model once (later commands hit load_model's cache), timed as its own row."""
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     row = CommandRow(command=f"load_model({model!r}, device={device!r}, dtype={dtype!r})", device=device,
                      dtype=dtype, seconds=0.0, status="failed", name="load")
@@ -289,8 +289,8 @@ def cmd_sinkmap(args: argparse.Namespace) -> int:
     import torch
 
     from probes.attention_stats import attention_statistics
-    from probes.kernels.attention import attention_stats
-    from probes.loading import load_model
+    from probes.model.kernels.attention import attention_stats
+    from probes.model.loading import load_model
 
     t = args.T
     out: dict[str, Any] = {"T": t, "device": args.device, "dtype": args.dtype, "model": args.model}
@@ -433,7 +433,7 @@ def cmd_make_model(args: argparse.Namespace) -> int:
         print(f"{dest} exists; kept")
         return 0
     if args.source == "embedded":
-        from probes.model_specs import resolve_spec
+        from probes.model.model_specs import resolve_spec
 
         r = resolve_spec("smollm2-135m")
         tok = AutoTokenizer.from_pretrained(r.location, gguf_file=r.gguf_file)
@@ -465,7 +465,7 @@ def cmd_export_arch(args: argparse.Namespace) -> int:
     """Save the embedded model's config and tokenizer (no weights) into a folder, for `make-model --from`."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from probes.model_specs import resolve_spec
+    from probes.model.model_specs import resolve_spec
 
     r = resolve_spec("smollm2-135m")
     dest = Path(args.dest)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from probes.kernels.attention import attention_stats  # noqa: E402
+from probes.model.kernels.attention import attention_stats  # noqa: E402
 from saes.kernels import jumprelu_encode, relu_encode, sparse_decode, topk_encode  # noqa: E402
 
 PEAK_TFLOPS = 989.0  # H100 / H200 SXM dense bf16 (datasheet)
@@ -283,7 +283,7 @@ def print_table(rows: list[Row]) -> None:
 
 def smoke_check() -> None:
     """Tiny CPU check of the public functions (torch references; kernels too under TRITON_INTERPRET=1)."""
-    from probes.kernels.dispatch import interpreting
+    from probes.model.kernels.dispatch import interpreting
 
     x, W, bias = torch.randn(8, 32), torch.randn(32, 64), torch.randn(64)
     backends = ["torch", "triton"] if interpreting() else ["torch"]

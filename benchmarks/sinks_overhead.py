@@ -29,8 +29,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from probes import load_model
-    from probes.loading import _load_hf
-    from probes.model_specs import resolve_spec
+    from probes.model.loading import _load_hf
+    from probes.model.model_specs import resolve_spec
     from probes.sinks import compute_sinks, inputs_for_regime
 
     model = load_model(args.model, device="cpu")

@@ -17,7 +17,7 @@ float32 bytes). A temporary cache folder is used; the user's cache is not touche
 
     python benchmarks/startup.py [--model smollm2-135m] [--rounds 3]
 
-Spec: benchmarks/RESULTS.md; probes/model_cache.py says what the cache keys on and checks.
+Spec: benchmarks/RESULTS.md; probes/model/model_cache.py says what the cache keys on and checks.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ mode, spec, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
 t0, c0 = time.perf_counter(), time.process_time()
 if mode == "gguf":  # main's load path: three GGUF parses, then the bridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from probes.loading import _finish, _wrap
-    from probes.model_specs import resolve_spec
+    from probes.model.loading import _finish, _wrap
+    from probes.model.model_specs import resolve_spec
     r = resolve_spec(spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -55,7 +55,7 @@ if mode == "gguf":  # main's load path: three GGUF parses, then the bridge
                                                   attn_implementation="eager")
     model = _wrap(r, *_finish(hf, tok), "cpu", torch.float32)
 else:
-    from probes.loading import load_model
+    from probes.model.loading import load_model
     model = load_model(spec, device="cpu")
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 with torch.no_grad():

@@ -38,10 +38,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuits.graph import Graph
-from probes.architecture import apply_rotary as rotary
-from probes.architecture import rotate_half  # noqa: F401  (re-exported: the graph forward's RoPE helper)
 from probes.errors import InputError
-from probes.hooked_model import holds_model_lock
+from probes.model.architecture import apply_rotary as rotary
+from probes.model.architecture import rotate_half  # noqa: F401  (re-exported: the graph forward's RoPE helper)
+from probes.model.hooked_model import holds_model_lock
 
 SELF_CHECK_TOL = {torch.float32: 1e-4, torch.float64: 1e-6}  # max |diff| / max(1, max |logit|); else 2e-2
 PROBE_LENGTH = 24

@@ -31,7 +31,7 @@ from circuits.scores import (
     span_sizes,
 )
 from circuits.tasks.base import Batch, TaskData, metric_values
-from probes.hooked_model import holds_model_lock
+from probes.model.hooked_model import holds_model_lock
 from probes.progress import Reporter, as_reporter
 
 

@@ -3,7 +3,7 @@
 Nothing in probes imports circuits, saes or app.
 
 The names below are imported on first use (PEP 562), so `import probes.errors` or
-`import probes.model_specs` (what the command line needs to build its parser and check
+`import probes.model.model_specs` (what the command line needs to build its parser and check
 arguments) does not import torch; `from probes import load_model` imports what it needs then.
 """
 
@@ -13,29 +13,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from probes.capture import CaptureResult, capture, estimate_capture_bytes
     from probes.errors import BudgetError, CheckpointError, GlasshouseError, InputError, ModelLoadError
-    from probes.hooked_model import HookedModel, ModelFacts, Tokens
-    from probes.loading import clear_cache, load_model, loaded_models
-    from probes.model_specs import DEFAULT_MODEL, EMBEDDED
+    from probes.model.capture import CaptureResult, capture, estimate_capture_bytes
+    from probes.model.hooked_model import HookedModel, ModelFacts, Tokens
+    from probes.model.loading import clear_cache, load_model, loaded_models
+    from probes.model.model_specs import DEFAULT_MODEL, EMBEDDED
 
 _WHERE = {
-    "CaptureResult": "probes.capture",
-    "capture": "probes.capture",
-    "estimate_capture_bytes": "probes.capture",
+    "CaptureResult": "probes.model.capture",
+    "capture": "probes.model.capture",
+    "estimate_capture_bytes": "probes.model.capture",
     "BudgetError": "probes.errors",
     "CheckpointError": "probes.errors",
     "GlasshouseError": "probes.errors",
     "InputError": "probes.errors",
     "ModelLoadError": "probes.errors",
-    "HookedModel": "probes.hooked_model",
-    "ModelFacts": "probes.hooked_model",
-    "Tokens": "probes.hooked_model",
-    "clear_cache": "probes.loading",
-    "load_model": "probes.loading",
-    "loaded_models": "probes.loading",
-    "DEFAULT_MODEL": "probes.model_specs",
-    "EMBEDDED": "probes.model_specs",
+    "HookedModel": "probes.model.hooked_model",
+    "ModelFacts": "probes.model.hooked_model",
+    "Tokens": "probes.model.hooked_model",
+    "clear_cache": "probes.model.loading",
+    "load_model": "probes.model.loading",
+    "loaded_models": "probes.model.loading",
+    "DEFAULT_MODEL": "probes.model.model_specs",
+    "EMBEDDED": "probes.model.model_specs",
 }
 
 __all__ = [

@@ -27,12 +27,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from probes.architecture import apply_rotary
-from probes.capture import _as_tokens
 from probes.errors import InputError
-from probes.hooked_model import HookedModel, Tokens
-from probes.kernels.attention import attention_stats
-from probes.kernels.dispatch import resolve_backend
+from probes.model.architecture import apply_rotary
+from probes.model.capture import _as_tokens
+from probes.model.hooked_model import HookedModel, Tokens
+from probes.model.kernels.attention import attention_stats
+from probes.model.kernels.dispatch import resolve_backend
 from probes.results import result_metadata
 
 HOOKS = {"q": "attn.hook_rot_q", "k": "attn.hook_rot_k", "v": "attn.hook_v"}

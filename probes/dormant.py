@@ -33,7 +33,7 @@ from probes.corpus import DOMAINS, sample
 from probes.errors import InputError
 from probes.extreme import sink_attention
 from probes.hidden_sinks import mean_loss
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.sinks import check_ids
 

@@ -28,9 +28,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from probes.architecture import SCORES_HOOK_IS_PATTERN
 from probes.errors import InputError
-from probes.hooked_model import HookedModel
+from probes.model.architecture import SCORES_HOOK_IS_PATTERN
+from probes.model.hooked_model import HookedModel
 from probes.quantities import first_token_attention
 from probes.results import result_metadata
 from probes.sinks import check_ids

@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.sinks import alpha_for_batch, alpha_from_pattern, check_ids
 

@@ -138,7 +138,7 @@ def ndif_model(repo_id: str) -> Any:
     """
     from nnsight import LanguageModel
 
-    from probes.backends import check_hub_id, ndif_api_key
+    from probes.model.backends import check_hub_id, ndif_api_key
 
     check_hub_id(repo_id)  # before the hub or NDIF is contacted
     ndif_api_key()

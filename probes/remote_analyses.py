@@ -34,7 +34,7 @@ from probes.dormant import HEAD_STATISTICS
 from probes.errors import InputError
 from probes.extreme import COMPONENTS, ExtremeResult, PeakAblation, logit_gap, sink_attention, value_norms
 from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, SinkToken, _context
-from probes.hooked_model import HookedModel, Tokens
+from probes.model.hooked_model import HookedModel, Tokens
 from probes.remote import attn_name, layer_path
 from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
 from probes.results import result_metadata
@@ -45,9 +45,9 @@ LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3")
 # The modules whose functions run inside the traces. nnsight ships by value only modules that are not
 # installed (pull_env); Glasshouse is installed, so without this the server (and the ndif-local
 # simulation, which hides our modules) would fail to import them.
-# probes.nnsight_view: a HookedModel's `.nnsight` class travels with the tracer (ndif-local, intercepted requests).
+# probes.model.nnsight_view: a HookedModel's `.nnsight` class travels with the tracer (ndif-local, intercepted requests).
 SHIPPED_MODULES = ("probes.remote_analyses", "probes.sinks", "probes.dormant", "probes.extreme", "probes.quantities",
-                   "probes.errors", "probes.nnsight_view")
+                   "probes.errors", "probes.model.nnsight_view")
 
 
 def ship_by_value() -> None:

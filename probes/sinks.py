@@ -23,7 +23,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel, Tokens
+from probes.model.hooked_model import HookedModel, Tokens
 from probes.progress import Reporter, as_reporter
 from probes.results import result_metadata
 

@@ -155,7 +155,7 @@ if wanted kernels; then
   step kernels 170 "$PY" benchmarks/kernels.py "${DRYFLAG[@]}" --json "$RES/kernels.json"
 fi
 if wanted tests; then
-  KTESTS=(tests/saes/kernels tests/probes/test_attention_stats_kernel.py)
+  KTESTS=(tests/saes/kernels tests/probes/model/test_attention_stats_kernel.py)
   [ $DRY = 1 ] && KTESTS=(tests/saes/kernels/test_dispatch.py)
   step tests 90 "$PY" -m pytest -q -p gpu_check_pytest_cuda "${KTESTS[@]}" \
     --deselect tests/saes/kernels/test_dispatch.py::test_triton_on_cpu_without_interpreter_raises \

@@ -60,7 +60,7 @@ def redirect(fn: Callable[..., Any], device: str | None = None) -> Callable[...,
 def install() -> list[str]:
     """Wrap the kernel entry points where the tests and the library look them up; return their names."""
     import probes.attention_stats as stats_mod
-    import probes.kernels.attention as attn_mod
+    import probes.model.kernels.attention as attn_mod
     import saes.kernels as kernels_pkg
     import saes.kernels.api as api_mod
 

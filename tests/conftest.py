@@ -12,7 +12,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# A module that runs outside a shared model's lock while another thread holds it raises (probes/hooked_model.py).
+# A module that runs outside a shared model's lock while another thread holds it raises (probes/model/hooked_model.py).
 os.environ.setdefault("GLASSHOUSE_CHECK_ISOLATION", "1")
 if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
     # No GPU: Triton kernels run through the interpreter (must be set before triton is imported).

@@ -1,6 +1,6 @@
 """The probes the foundation supports on its own, registered for batch plans.
 
-Spec: docs/batch.md. Both are written with probes.capture (local) and probes.remote (nnsight / NDIF):
+Spec: docs/batch.md. Both are written with probes.model.capture (local) and probes.remote (nnsight / NDIF):
 - residual_norms: ||resid_post[layer, pos]||_2, mean over the corpus sequences; one row per
   (layer, position), metric "resid_post_norm".
 - first_token_attention: attention weight on key position 0, mean over sequences and over the
@@ -20,9 +20,9 @@ from torch import Tensor
 
 from app.batch.figures import first_token_attention_figure, residual_norms_figure
 from app.batch.registry import ProbeEntry, Row, Setting, register
-from probes.capture import capture
 from probes.corpus import CorpusSample
 from probes.errors import InputError
+from probes.model.capture import capture
 from probes.quantities import first_token_attention
 
 BOS = Setting(bool, False, "put the tokenizer's BOS token before every corpus window")

@@ -116,7 +116,7 @@ def read_plan(path: str | Path, check_models: Callable[[str], None] | None = Non
 
 
 def _resolve_model(spec: str) -> None:
-    from probes.model_specs import resolve_spec
+    from probes.model.model_specs import resolve_spec
 
     resolve_spec(spec)
 
@@ -124,7 +124,7 @@ def _resolve_model(spec: str) -> None:
 def parse_plan(data: dict[str, Any], check_models: Callable[[str], None] | None = None) -> Plan:
     """Check a plan given as a dict (as TOML reads it); raise PlanError listing every problem.
 
-    Models are checked with probes.model_specs.resolve_spec (cheap, nothing is loaded) unless the
+    Models are checked with probes.model.model_specs.resolve_spec (cheap, nothing is loaded) unless the
     backend is ndif (hub names the server holds; checked there).
     """
     problems: list[str] = []

@@ -48,7 +48,7 @@ class RunSummary:
 
 def default_loader(plan: Plan, spec: str) -> Any:
     """Load a model for a plan: a HookedModel (local) or an nnsight LanguageModel (ndif backends)."""
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     if plan.backend == "ndif":
         from probes.remote import ndif_model

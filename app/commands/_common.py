@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from probes.model_specs import DEFAULT_MODEL
+from probes.model.model_specs import DEFAULT_MODEL
 
 DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
@@ -156,7 +156,7 @@ def device_type(text: str) -> str:
 
 
 def _dtypes() -> list[str]:
-    from probes.loading import DTYPES
+    from probes.model.loading import DTYPES
 
     return list(DTYPES)
 
@@ -230,7 +230,7 @@ def check_device(device: str | None) -> None:
 @contextmanager
 def prepared(args: argparse.Namespace, command: str, model: bool = True) -> Iterator[Path]:
     """Check device, model spec and output folder, then hold the folder while the command runs."""
-    from probes.preflight import check_model_spec
+    from probes.model.preflight import check_model_spec
     from probes.runfolder import hold
 
     check_device(getattr(args, "device", None))
@@ -252,6 +252,6 @@ def write_outputs(out: Path, name: str, result: Any, figures: dict[str, Any], fo
 
 
 def load_from_args(args: argparse.Namespace) -> Any:
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype)

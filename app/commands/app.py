@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands._common import add_device_args, int_range
-from probes.model_specs import DEFAULT_MODEL
+from probes.model.model_specs import DEFAULT_MODEL
 
 APP_PATH = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 

@@ -43,7 +43,7 @@ def default_folder(models: list[str]) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probes.preflight import check_model_spec
+    from probes.model.preflight import check_model_spec
 
     for spec in args.models:
         check_model_spec(spec)

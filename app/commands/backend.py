@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probes.backends import BACKENDS, check_backend_request, remote_arg
+from probes.model.backends import BACKENDS, check_backend_request, remote_arg
 
 
 def add_backend_arg(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def open_remote(args: argparse.Namespace) -> Any:
         from probes.remote import ndif_model
 
         return RemoteModel(ndif_model(args.model), spec=args.model)
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     return RemoteModel(model.nnsight, spec=args.model)

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from probes.model_specs import DEFAULT_MODEL, EMBEDDED, is_embedded_installed
+from probes.model.model_specs import DEFAULT_MODEL, EMBEDDED, is_embedded_installed
 
 
 def register(subparsers: Any) -> None:
@@ -26,12 +26,12 @@ def register(subparsers: Any) -> None:
 
 def models_listing(verify: bool = False) -> list[dict[str, Any]]:
     """The embedded specs with install state and their converted copies in the conversion cache
-    (probes.model_cache: folder, bytes, status), plus what this process has loaded."""
+    (probes.model.model_cache: folder, bytes, status), plus what this process has loaded."""
     import sys
 
-    from probes import model_cache
+    from probes.model import model_cache
 
-    loaded = set(sys.modules["probes.loading"].loaded_models()) if "probes.loading" in sys.modules else set()
+    loaded = set(sys.modules["probes.model.loading"].loaded_models()) if "probes.model.loading" in sys.modules else set()
     root = model_cache.cache_root()
     cached = model_cache.entries(root, full=verify)
     rows = [
@@ -70,7 +70,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def _print_cache(rows: list[dict[str, Any]]) -> None:
-    from probes import model_cache
+    from probes.model import model_cache
 
     root = model_cache.cache_root()
     if root is None:
@@ -88,7 +88,7 @@ def _print_cache(rows: list[dict[str, Any]]) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     model = load_model(args.model, device=args.device, dtype=args.dtype)
     facts = model.facts.to_dict()

@@ -1,4 +1,4 @@
-"""Model page: the loaded model's canonical facts and a quick attention explorer (probes.capture) on the
+"""Model page: the loaded model's canonical facts and a quick attention explorer (probes.model.capture) on the
 sidebar input. The pattern heatmap draws at most PATTERN_MAX_TOKENS positions (a window the user
 picks); the full pattern is a download."""
 

@@ -5,7 +5,7 @@ results are checked against the capture memory budget, and figures draw a bounde
   MAX_PROMPT_TOKENS, whichever is smaller (a 1,024-token prompt already makes 9 x 1M-cell patterns
   per layer). Longer text is refused with st.error before anything runs.
 - Pages that generate their own sequences cap n x T at MAX_TOTAL_TOKENS and check the bytes they
-  keep (plus one batch's forward pass) against `probes.capture.default_budget_bytes`, the budget
+  keep (plus one batch's forward pass) against `probes.model.capture.default_budget_bytes`, the budget
   `capture` itself uses.
 - T x T heatmaps draw at most PATTERN_MAX_TOKENS positions (a window the user picks); the full data
   is offered as a download, which Streamlit serves over HTTP, outside the websocket message.
@@ -18,9 +18,9 @@ import streamlit as st
 from app.ui.errors import shown_errors
 from app.ui.model import InputRows, input_rows
 from app.ui.sidebar import Settings
-from probes.capture import default_budget_bytes, estimate_capture_bytes
 from probes.errors import BudgetError, InputError
-from probes.hooked_model import HookedModel
+from probes.model.capture import default_budget_bytes, estimate_capture_bytes
+from probes.model.hooked_model import HookedModel
 
 MAX_PROMPT_TOKENS = 1024
 MAX_PROMPT_CHARS = 16 * MAX_PROMPT_TOKENS  # refused without tokenizing: no tokenizer packs 16 characters a token

@@ -14,14 +14,14 @@ import streamlit as st
 
 from app.ui.errors import shown_errors
 from app.ui.sidebar import Settings
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def get_model(spec: str, device: str, dtype: str) -> HookedModel:
     """Load a model once per (spec, device, dtype) for every session of this server."""
     from app.ui import prewarm
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     prewarm.wait(spec, device, dtype)
     return load_model(spec, device=device, dtype=dtype)
@@ -66,9 +66,9 @@ def input_rows(model: HookedModel, settings: Settings) -> InputRows:
 @st.cache_data(show_spinner=False, max_entries=64)
 def head_patterns(spec: str, device: str, dtype: str, row: tuple[int, ...], prepend_bos: bool,
                   layer: int) -> tuple[np.ndarray, list[str]]:
-    """All heads' attention patterns of one layer on one sequence (probes.capture):
+    """All heads' attention patterns of one layer on one sequence (probes.model.capture):
     ([head, query, key] as numpy, the token strings)."""
-    from probes.capture import capture
+    from probes.model.capture import capture
 
     model = get_model(spec, device, dtype)
     tokens = model.tokens_from_ids([list(row)], prepend_bos=prepend_bos)

@@ -15,7 +15,7 @@ _jobs: dict[tuple[str, str, str], list[threading.Thread]] = {}
 
 def _load(spec: str, device: str, dtype: str) -> None:
     try:
-        from probes.loading import load_model
+        from probes.model.loading import load_model
 
         load_model(spec, device=device, dtype=dtype)
     except Exception:  # noqa: BLE001 - the session repeats the load and shows the error

@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from probes.corpus import DOMAINS
-from probes.model_specs import DEFAULT_MODEL, EMBEDDED
+from probes.model.model_specs import DEFAULT_MODEL, EMBEDDED
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_PROMPT = "The days of the week are Monday, Tuesday, Wednesday,"

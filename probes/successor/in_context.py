@@ -35,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel, Tokens
+from probes.model.hooked_model import HookedModel, Tokens
 from probes.results import result_metadata
 from probes.successor.dataset import TASKS
 

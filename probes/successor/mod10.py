@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.successor.dataset import SuccessionDataset, build_dataset
 from probes.successor.ov import DEFAULT_SETTINGS, OVSettings, mlp0_of_tokens, ov_logits_of_vectors

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from probes.corpus import sample
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.successor.in_context import final_norm_linear, head_writes
 

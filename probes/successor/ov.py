@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel, holds_model_lock
+from probes.model.hooked_model import HookedModel, holds_model_lock
 
 NORMS = ("auto", "none", "mlp", "all")
 SOURCES = ("mlp0", "resid")

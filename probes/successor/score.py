@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from probes.results import result_metadata
 from probes.successor.dataset import SuccessionDataset, Task, build_dataset
 from probes.successor.ov import DEFAULT_SETTINGS, OVSettings, ov_logits

@@ -27,7 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.errors import InputError
-from probes.kernels.dispatch import resolve_backend
+from probes.model.kernels.dispatch import resolve_backend
 from saes.kernels import reference as ref
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16)

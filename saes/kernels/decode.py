@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from probes.kernels.dispatch import interpreting
+from probes.model.kernels.dispatch import interpreting
 
 
 @triton.jit

@@ -24,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from probes.kernels.dispatch import interpreting
+from probes.model.kernels.dispatch import interpreting
 
 ACT_RELU, ACT_JUMPRELU, ACT_TOPK = 0, 1, 2
 

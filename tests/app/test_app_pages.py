@@ -35,7 +35,7 @@ PENDING_PAGES = [
 
 def key_importance(model: Any, ids: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """alpha[n, layer, head, k] = mean over queries i >= k of A[i, k], by an explicit loop over k."""
-    from probes.capture import capture
+    from probes.model.capture import capture
 
     pattern = capture(model, ids, what=["pattern"], batch_size=batch_size)["pattern"]  # [n, l, h, q, k]
     T = pattern.shape[-1]
@@ -197,7 +197,7 @@ def test_pending_pages_say_which_issue(page: str, module: str) -> None:
 
 
 def test_extreme_page_resid_norms_match_capture(smollm: Any) -> None:
-    from probes.capture import capture
+    from probes.model.capture import capture
     from probes.sinks import inputs_for_regime
 
     at = run_app("pages/extreme.py", ext_regime="natural", ext_n=2, ext_T=16)

@@ -28,7 +28,7 @@ from tests.app.test_app_pages import APP, TIMEOUT, array, assert_clean, figures,
 def test_overlong_prompt_refused_before_any_run(smollm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    module = importlib.import_module("probes.capture")  # `probes.capture` is also the function's name
+    module = importlib.import_module("probes.model.capture")  # `probes.model.capture` is also the function's name
     calls: list[int] = []
     real = module.capture
     monkeypatch.setattr(module, "capture", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -46,7 +46,7 @@ def test_overlong_prompt_refused_before_any_run(smollm: Any, monkeypatch: pytest
 
 
 def test_model_page_caps_the_heatmap_and_offers_the_full_pattern(smollm: Any) -> None:
-    from probes.capture import capture
+    from probes.model.capture import capture
 
     prompt = " ".join(["one two three four five six seven eight nine ten"] * 28)  # about 280 tokens
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)

@@ -13,8 +13,8 @@ import torch
 from app.atlas import Budget, atlas_entries, build_plan, run_atlas
 from app.atlas.registry import AtlasEntry, every_budget
 from app.cli import main
-from probes.capture import capture
 from probes.corpus import sample
+from probes.model.capture import capture
 
 MODEL = "smollm2-135m"
 TINY = Budget("tiny", {"domain": "prose", "n": 2, "length": 12}, settings_of="small")

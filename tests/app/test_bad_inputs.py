@@ -3,7 +3,7 @@
 Each case gives a command line, the exit status (2: usage error, 1: runtime error) and the words
 the message must contain (the flag or path at fault). Every case must also end without a
 traceback, and the cases marked `before_load` must fail before any model is loaded: the test
-replaces `probes.loading.load_model` by a function that records the call. The few checks that need
+replaces `probes.model.loading.load_model` by a function that records the call. The few checks that need
 the model (a head or layer beyond its size) use the session fixture `smollm`.
 """
 
@@ -15,7 +15,7 @@ import os
 import pytest
 import torch
 
-import probes.loading
+import probes.model.loading
 from app.cli import build_parser, main
 
 CUDA = torch.cuda.is_available()
@@ -33,7 +33,7 @@ def no_load(monkeypatch):
         calls.append(args)
         raise Loaded("a model was loaded")
 
-    monkeypatch.setattr(probes.loading, "load_model", refuse)
+    monkeypatch.setattr(probes.model.loading, "load_model", refuse)
     return calls
 
 
@@ -203,7 +203,7 @@ def test_usage_errors_after_load(argv, words, smollm, tmp_path, capsys):
 
 
 def test_hub_without_network_fails_fast(monkeypatch, tmp_path, no_load, capsys):
-    import probes.preflight as preflight
+    import probes.model.preflight as preflight
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -214,7 +214,7 @@ def test_hub_without_network_fails_fast(monkeypatch, tmp_path, no_load, capsys):
 
 
 def test_hub_without_network_uses_the_cache(monkeypatch):
-    import probes.preflight as preflight
+    import probes.model.preflight as preflight
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -227,7 +227,7 @@ def test_hub_without_network_uses_the_cache(monkeypatch):
 def test_hub_reachable_reports_a_refused_port(monkeypatch):
     import socket
 
-    from probes.preflight import hub_reachable
+    from probes.model.preflight import hub_reachable
 
     with socket.socket() as s:  # a local port nobody listens on: refused at once, no network touched
         s.bind(("127.0.0.1", 0))
@@ -311,7 +311,7 @@ def test_old_spellings_still_work():
 def test_choices_come_from_the_registries():
     from circuits.tasks import TASKS
     from probes.bb.train import OPTIMIZERS
-    from probes.loading import DTYPES
+    from probes.model.loading import DTYPES
     from probes.sinks import REGIMES
     from saes.registry import names
 
@@ -339,8 +339,8 @@ def test_choices_come_from_the_registries():
     ({"batch_size": 0}, ["batch_size"]),
 ])
 def test_capture_checks_its_arguments(smollm, kwargs, words):
-    from probes.capture import capture
     from probes.errors import InputError
+    from probes.model.capture import capture
 
     with pytest.raises(InputError) as err:
         capture(smollm, "One, two", **kwargs)
@@ -350,7 +350,7 @@ def test_capture_checks_its_arguments(smollm, kwargs, words):
 def test_capture_accepts_numpy_and_torch_indices(smollm):
     import numpy as np
 
-    from probes.capture import capture
+    from probes.model.capture import capture
 
     res = capture(smollm, "One, two", layers=np.int64(2), heads=torch.tensor([0, 1]))
     assert res.layers == [2] and res.heads == [0, 1]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 
 
 class StubTokenizer:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from probes.architecture import ADAPTERS
 from probes.errors import InputError
+from probes.model.architecture import ADAPTERS
 from tests.conformance.families import FAMILIES
 from tests.conformance.matrix import render
 from tests.conformance.zoo import COMMANDS, RESULTS, Entry, entry, visible_keys, windows_seen
@@ -64,7 +64,7 @@ def test_info(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_capture(name):
-    from probes.capture import capture
+    from probes.model.capture import capture
 
     def check(e: Entry) -> None:
         m = e.model
@@ -170,7 +170,7 @@ def test_successor_ov(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_successor_dla(name):
-    from probes.capture import capture
+    from probes.model.capture import capture
     from probes.successor.in_context import final_norm_linear, head_writes, in_context_scores
 
     def check(e: Entry) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from probes import load_model
-from probes.hooked_model import HookedModel
+from probes.model.hooked_model import HookedModel
 from tests.conformance.families import FAMILIES, PROMPT, save
 
 OUT_PROJ = re.compile(r"\.(\d+)\.(self_attn|attn|attention|self_attention)\.(o_proj|dense|c_proj|out_proj)$")

@@ -1,4 +1,4 @@
-"""attention_statistics on the embedded model vs HF eager attention and probes.capture's pattern.
+"""attention_statistics on the embedded model vs HF eager attention and probes.model.capture's pattern.
 
 Independent references: the HF eager attention weights of the plain model (fixture smollm_with_ref)
 and the eager pattern captured through the bridge. Tolerance 1e-4 absolute in fp32.
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from probes.attention_stats import AttentionStats, attention_statistics
-from probes.capture import capture
 from probes.errors import KernelUnavailableError
-from probes.hooked_model import Tokens
+from probes.model.capture import capture
+from probes.model.hooked_model import Tokens
 
 N_SINK = 2
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from probes.capture import capture
 from probes.errors import InputError
 from probes.extreme import extreme_tokens, logit_gap, peak_ablation, resid_norms, zero_hooks
+from probes.model.capture import capture
 
 ATOL = 1e-4
 

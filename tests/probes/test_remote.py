@@ -1,6 +1,6 @@
 """probes.remote: statistics computed inside nnsight traces; the NDIF request is built, never sent.
 
-Checked against probes.capture (a different path: TransformerLens hooks) at 1e-5.
+Checked against probes.model.capture (a different path: TransformerLens hooks) at 1e-5.
 """
 
 from __future__ import annotations

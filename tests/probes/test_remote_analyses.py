@@ -14,9 +14,9 @@ import pickletools
 import pytest
 import torch
 
-from probes import backends
 from probes import remote as nd
 from probes import remote_analyses as ra
+from probes.model import backends
 from probes.remote_budget import (
     CODE_BYTES,
     RequestBudget,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probes.errors import InputError, KernelUnavailableError
-from probes.kernels.dispatch import resolve_backend
+from probes.model.kernels.dispatch import resolve_backend
 from saes.kernels import topk_encode
 
 

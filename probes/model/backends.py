@@ -65,7 +65,7 @@ def check_hub_id(repo_id: str) -> str:
     NDIF hosts hub models by their id; an embedded spec (smollm2-135m), a folder or a typo would only
     fail on the server, after the request was sent.
     """
-    from probes.model_specs import EMBEDDED
+    from probes.model.model_specs import EMBEDDED
 
     if not isinstance(repo_id, str) or not HUB_ID.fullmatch(repo_id) or ".." in repo_id:
         hint = ""
@@ -109,7 +109,7 @@ def open_model(spec: str, backend: str, device: str | None = None, dtype: str = 
         from probes.remote import ndif_model
 
         return ndif_model(spec)
-    from probes.loading import load_model
+    from probes.model.loading import load_model
 
     model = load_model(spec, device=device, dtype=dtype)
     return model.nnsight if backend == "ndif-local" else model

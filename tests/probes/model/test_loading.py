@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probes import load_model
-from probes.capture import capture
+from probes.model.capture import capture
 
 ATOL = 1e-4
 
@@ -73,7 +73,7 @@ def test_bos_option(smollm):
 def test_a_name_too_long_for_the_os_is_a_model_load_error(spec):
     """A typed spec longer than the OS allows for a file name fails with ModelLoadError, not OSError."""
     from probes.errors import ModelLoadError
-    from probes.model_specs import resolve_spec
+    from probes.model.model_specs import resolve_spec
 
     with pytest.raises(ModelLoadError):
         resolve_spec(spec)
@@ -98,9 +98,9 @@ def _gguf_reference(spec: str, ref, monkeypatch):
     counting how often the GGUF file is parsed."""
     import gguf
 
-    from probes import model_cache
-    from probes.loading import _from_pretrained
-    from probes.model_specs import resolve_spec
+    from probes.model import model_cache
+    from probes.model.loading import _from_pretrained
+    from probes.model.model_specs import resolve_spec
 
     parsed: list[str] = []
     real = gguf.GGUFReader
@@ -128,7 +128,7 @@ def _gguf_reference(spec: str, ref, monkeypatch):
 def _check_cached_equals_gguf(model, ref, spec, monkeypatch):
     from pathlib import Path
 
-    from probes import model_cache
+    from probes.model import model_cache
 
     root = model_cache.cache_root()
     if root is None:
@@ -151,9 +151,9 @@ def test_gemma_cached_copy_gives_the_gguf_logits_bit_for_bit(gemma_with_ref, mon
 def test_unusable_cache_folder_falls_back_to_the_gguf_with_a_warning(monkeypatch, tmp_path, caplog):
     import logging
 
-    from probes import model_cache
-    from probes.loading import _cached_folder
-    from probes.model_specs import resolve_spec
+    from probes.model import model_cache
+    from probes.model.loading import _cached_folder
+    from probes.model.model_specs import resolve_spec
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

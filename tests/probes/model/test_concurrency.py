@@ -1,6 +1,6 @@
 """One loaded model, many callers: hooked analyses run at once from threads give their serial results.
 
-Contract: probes/hooked_model.py's docstring and docs/concurrency.md. Every analysis below attaches
+Contract: probes/model/hooked_model.py's docstring and docs/concurrency.md. Every analysis below attaches
 hooks to (or runs modules of) the one shared model; run concurrently, each must return exactly
 (torch.equal) what it returned alone. The session's models are built with GLASSHOUSE_CHECK_ISOLATION=1
 (tests/conftest.py), so a module run outside the lock during another thread's run raises.
@@ -17,11 +17,11 @@ import torch
 from torch import Tensor
 
 from circuits.forward import GraphForward
-from probes.capture import capture
 from probes.dormant import ablation_hooks, head_statistics
 from probes.errors import IsolationError
 from probes.extreme import measure_batch, zero_hooks
 from probes.hidden_sinks import scaling_hooks
+from probes.model.capture import capture
 from probes.remote import residual_norms
 from probes.sinks import alpha_for_batch
 from probes.successor.in_context import run_last_position

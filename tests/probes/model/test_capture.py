@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from probes import BudgetError, InputError, capture
-from probes.capture import estimate_capture_bytes
+from probes.model.capture import estimate_capture_bytes
 
 PROMPTS = ["The cat sat on the mat and looked out of the window.", "Dogs bark.", "A much longer sentence follows here."]
 

@@ -2,7 +2,7 @@
 
 Spec: docs/methods/embedded-model.md and docs/architecture.md ("one model interface").
 Analyses take a HookedModel and ask it for what they need: tokens, canonical facts, canonical
-weights (TransformerLens conventions, see probes/architecture.py), sub-modules, and hooked runs
+weights (TransformerLens conventions, see probes/model/architecture.py), sub-modules, and hooked runs
 through the TransformerLens bridge (`run_with_cache`, `run_with_hooks`, TL hook names).
 
 Concurrency contract (docs/concurrency.md). One HookedModel may serve many callers at once (app
@@ -36,8 +36,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from probes.architecture import ArchAdapter, adapter_for, norm_eps
 from probes.errors import InputError, IsolationError
+from probes.model.architecture import ArchAdapter, adapter_for, norm_eps
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,7 +81,7 @@ class ModelFacts:
     n_params: int
     dtype: str
     device: str
-    # architecture facts (read through the adapter, probes/architecture.py)
+    # architecture facts (read through the adapter, probes/model/architecture.py)
     parallel_residual: bool = False  # attention and MLP read the same residual: no blocks.{l}.hook_resid_mid
     sliding_windows: tuple[int, ...] = ()  # per layer; 0 = full causal attention
     qk_norm: bool = False  # a norm on each query and key head (Qwen3, Gemma 3)
@@ -219,7 +219,7 @@ class HookedModel:
 
         Each trace runs under this model's lock (its backend, where the model actually executes).
         """
-        from probes.nnsight_view import isolated_language_model
+        from probes.model.nnsight_view import isolated_language_model
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from probes.hooked_model import HookedModel
+    from probes.model.hooked_model import HookedModel
 
 
 class _LockedBackend:

@@ -1,7 +1,7 @@
-"""The conversion cache (probes.model_cache) on a tiny random Llama standing in for a GGUF model.
+"""The conversion cache (probes.model.model_cache) on a tiny random Llama standing in for a GGUF model.
 
 The "GGUF" is a small file of bytes; the loader returns a seeded tiny model for it and reads the
-saved folder back with transformers, as probes.loading's loader does. The real models' logits
+saved folder back with transformers, as probes.model.loading's loader does. The real models' logits
 against their GGUF loads are in test_loading.py.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from probes import model_cache as mc
+from probes.model import model_cache as mc
 
 WORDS = ["<unk>", "<bos>", "<pad>", "The", "days", "of", "the", "week", "are", "One,", "two,", "three,", "four,"]
 
@@ -246,7 +246,7 @@ _KILLED_CONVERSION = """
 import sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
 from pathlib import Path
-from probes import model_cache as mc
+from probes.model import model_cache as mc
 import test_model_cache as t
 
 class Hanging(t.Loader):
@@ -261,7 +261,7 @@ mc.ensure(t._source(Path({gguf!r})), Hanging(), Path({cache!r}))
 
 
 def test_kill_mid_conversion_leaves_nothing_a_load_uses(gguf, root):
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     script = _KILLED_CONVERSION.format(root=str(repo), tests=str(Path(__file__).parent), gguf=str(gguf),
                                        cache=str(root))
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE)

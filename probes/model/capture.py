@@ -16,8 +16,6 @@ Values at padded positions are whatever the model computed there: mask them.
 from __future__ import annotations
 
 import operator
-import sys
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +26,9 @@ from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from probes.architecture import SCORES_HOOK_IS_PATTERN
 from probes.errors import BudgetError, InputError
-from probes.hooked_model import HookedModel, Tokens
+from probes.model.architecture import SCORES_HOOK_IS_PATTERN
+from probes.model.hooked_model import HookedModel, Tokens
 
 RESID_LIKE = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
               "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out"}
@@ -275,15 +273,3 @@ def _collect(
             per_layer.append(t.detach().float().cpu())
         pieces[w] = torch.stack(per_layer, dim=1)
     return pieces
-
-
-class _CallableModule(types.ModuleType):
-    """`probes.capture` is both this module and its function: `from probes import capture` gives the
-    module once anything imported it (the import system binds submodules on the package, over the
-    package's lazy name, probes/__init__.py), so calling the module calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> CaptureResult:
-        return capture(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from probes.capture import capture
+from probes.model.capture import capture
 
 ATOL = 1e-4
 PROMPT = "The quick brown fox jumps over the lazy dog because it can."

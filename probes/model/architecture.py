@@ -31,7 +31,7 @@ def _split_heads_in_out(w: Tensor, n: int, d_head: int) -> Tensor:
 
 
 # Families whose TransformerLens bridge fills `attn.hook_attn_scores` with the softmax output instead of the
-# logits (found by comparing softmax(scores) with hook_pattern; tests/probes/test_architectures.py).
+# logits (found by comparing softmax(scores) with hook_pattern; tests/probes/model/test_architectures.py).
 SCORES_HOOK_IS_PATTERN = frozenset({"opt"})
 
 
@@ -589,7 +589,7 @@ def adapter_for(hf_model: Any, n_heads: int, n_kv_heads: int, d_head: int) -> Ar
     if name not in ADAPTERS:
         raise ModelLoadError(
             f"Glasshouse has no weight mapping for architecture {name}. Supported: {', '.join(sorted(ADAPTERS))}. "
-            "Add an adapter class in probes/architecture.py."
+            "Add an adapter class in probes/model/architecture.py."
         )
     return ADAPTERS[name](hf_model, n_heads, n_kv_heads, d_head)
 

@@ -20,8 +20,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.errors import InputError
-from probes.kernels.attention_stats_reference import attention_stats_reference
-from probes.kernels.dispatch import resolve_backend
+from probes.model.kernels.attention_stats_reference import attention_stats_reference
+from probes.model.kernels.dispatch import resolve_backend
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, n_sink: int, window: int) -> None:
@@ -52,6 +52,6 @@ def attention_stats(
         return attention_stats_reference(q, k, v, lengths, scale, n_sink, window, received)
     if d < 16 or d & (d - 1):
         raise InputError(f"The Triton kernel needs d_head a power of two >= 16 (got {d}); use backend='torch'.")
-    from probes.kernels.attention_stats_kernel import attention_stats_triton
+    from probes.model.kernels.attention_stats_kernel import attention_stats_triton
 
     return attention_stats_triton(q, k, v, lengths, scale, n_sink, window, received)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.capture import capture
-from tests.probes.weights_check import check_weights_reproduce_heads
+from probes.model.capture import capture
+from tests.probes.model.weights_check import check_weights_reproduce_heads
 
 ATOL = 1e-4
 PROMPT = "The quick brown fox jumps over the lazy dog because it can."

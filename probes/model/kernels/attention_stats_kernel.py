@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from probes.kernels.dispatch import interpreting
+from probes.model.kernels.dispatch import interpreting
 
 
 @triton.jit
@@ -140,7 +140,7 @@ def attention_stats_triton(
     q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: float, n_sink: int, window: int,
     received: bool,
 ) -> dict[str, Tensor]:
-    """Launch both passes; shapes and meanings as in probes.kernels.attention_stats_reference."""
+    """Launch both passes; shapes and meanings as in probes.model.kernels.attention_stats_reference."""
     bsz, h, t, d = q.shape
     group = h // k.shape[1]
     q, k, v = (x.contiguous() if x.stride(-1) != 1 else x for x in (q, k, v))

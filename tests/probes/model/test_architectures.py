@@ -20,11 +20,11 @@ from transformers import (
 )
 
 from probes import load_model
-from probes.architecture import SCORES_HOOK_IS_PATTERN
-from probes.capture import capture
 from probes.errors import InputError
 from probes.extreme import extreme_tokens
-from tests.probes.weights_check import check_weights_reproduce_heads
+from probes.model.architecture import SCORES_HOOK_IS_PATTERN
+from probes.model.capture import capture
+from tests.probes.model.weights_check import check_weights_reproduce_heads
 
 WORDS = ["<unk>", "<bos>", "<pad>"] + [f"w{i}" for i in range(61)]
 PROMPT = "w1 w2 w3 w4 w5 w6 w7"

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from probes.errors import ModelLoadError
-from probes.hooked_model import HookedModel
-from probes.model_specs import DEFAULT_MODEL, ResolvedSpec, resolve_spec
+from probes.model.hooked_model import HookedModel
+from probes.model.model_specs import DEFAULT_MODEL, ResolvedSpec, resolve_spec
 
 _CACHE: dict[tuple[str, str, str, str], HookedModel] = {}
 
@@ -110,12 +110,12 @@ def _refuse_if_marked(resolved: ResolvedSpec) -> None:
 
 def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap | None = None) -> tuple[Any, Any]:
     """The plain HF model and tokenizer of a resolved spec; an embedded model comes from its
-    converted copy in the conversion cache (probes.model_cache), made on first use."""
+    converted copy in the conversion cache (probes.model.model_cache), made on first use."""
     _refuse_if_marked(resolved)
     if resolved.kind == "folder" and not resolved.gguf_file:
         from pathlib import Path
 
-        from probes.preflight import check_tokenizer_files
+        from probes.model.preflight import check_tokenizer_files
 
         check_tokenizer_files(Path(resolved.location))  # else transformers makes a one-entry tokenizer
     cached = _cached_folder(resolved)
@@ -123,7 +123,7 @@ def _load_hf(resolved: ResolvedSpec, dtype: torch.dtype, device_map: DeviceMap |
         try:
             return _finish(*_from_pretrained(str(cached), None, dtype, device_map, resolved))
         except ModelLoadError as exc:  # e.g. a damaged file that kept its size and mtime
-            from probes import model_cache
+            from probes.model import model_cache
 
             model_cache.log.warning("glasshouse: the cached copy %s did not load (%s); rebuilding it.", cached, exc)
             model_cache.remove_entry(cached)
@@ -139,7 +139,7 @@ def _cached_folder(resolved: ResolvedSpec) -> Any:
         return None
     from pathlib import Path
 
-    from probes import model_cache
+    from probes.model import model_cache
 
     if model_cache.cache_root() is None:
         return None

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from probes.errors import InputError
-from probes.kernels.attention import attention_stats
+from probes.model.kernels.attention import attention_stats
 
 
 def _naive(q, k, v, lengths, scale, n_sink, window):

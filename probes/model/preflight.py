@@ -1,6 +1,6 @@
 """Checks on a model spec that are cheap and run before any model loads (docs/cli.md).
 
-`check_model_spec(spec)` resolves the spec (probes.model_specs) and then refuses, with a message
+`check_model_spec(spec)` resolves the spec (probes.model.model_specs) and then refuses, with a message
 saying what to do:
 - a model folder without tokenizer files (transformers would build a one-entry tokenizer from the
   config and every later step would fail far from the cause);
@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from probes.errors import ModelLoadError
-from probes.model_specs import ResolvedSpec, resolve_spec
+from probes.model.model_specs import ResolvedSpec, resolve_spec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
                    "sentencepiece.bpe.model", "tokenizer.spm")

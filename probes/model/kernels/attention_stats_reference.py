@@ -20,7 +20,7 @@ def attention_stats_reference(
     q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: float, n_sink: int, window: int,
     received: bool,
 ) -> dict[str, Tensor]:
-    """Statistics of causal (optionally sliding-window) softmax attention; see probes.kernels.attention."""
+    """Statistics of causal (optionally sliding-window) softmax attention; see probes.model.kernels.attention."""
     bsz, h, t, _ = q.shape
     group = h // k.shape[1]
     kf = k.float().repeat_interleave(group, dim=1)
