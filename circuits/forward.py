@@ -167,16 +167,7 @@ class GraphForward:
 
     def head_norm(self, layer: int, x: Tensor, which: str) -> Tensor:
         """The model's norm on each query or key head (x [..., H, d_head]); identity without one."""
-        if which == "v":
-            return x
-        norm = self.model.qk_norms(layer)[0 if which == "q" else 1]
-        if norm is None:
-            return x
-        per_head = getattr(norm, "norms", None)  # StableLM: one LayerNorm per (key/value) head
-        if per_head is None:
-            return norm(x)
-        group = self.H // len(per_head)
-        return torch.stack([per_head[h // group](x[..., h, :]) for h in range(self.H)], dim=-2)
+        return self.model.apply_qk_norm(layer, x, which)
 
     def masked(self, layer: int, scores: Tensor) -> Tensor:
         """Scores [..., q, k] with keys outside the causal (and sliding) window at -inf."""

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.model.architecture import apply_rotary
-from probes.model.capture import _as_tokens
+from probes.model.capture import as_tokens
 from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.kernels.attention import attention_stats
 from probes.model.kernels.dispatch import resolve_backend
@@ -46,7 +46,7 @@ def qk_source(model: HookedModel) -> str:
     Refuses models with q/k norms whose post-rotary hooks do not fire (where hook_q sits is then unknown)."""
     if model in _SOURCE:
         return _SOURCE[model]
-    names = model.bridge.hook_dict
+    names = model.hook_names()
     fired: set[str] = set()
     if "blocks.0.attn.hook_rot_q" in names:
         hooks = [(f"blocks.0.{HOOKS[w]}", lambda t, hook, w=w: fired.add(w)) for w in ("q", "k")]
@@ -140,7 +140,7 @@ def attention_statistics(
     progress: bool = False,
 ) -> AttentionStats:
     """Attention statistics of every head of the asked-for layers (module docstring; spec kernels.md)."""
-    toks = _as_tokens(model, tokens, None)
+    toks = as_tokens(model, tokens, None)
     f = model.facts
     layer_ids = sorted({model.check_layer(x) for x in ([layers] if isinstance(layers, int) else layers
                                                       or range(f.n_layers))})
@@ -208,7 +208,7 @@ def _run_batch(
 
     names = HOOKS if source == "rot" else PLAIN_HOOKS
     hooks = [(f"blocks.{layer}.{names[w]}", make_hook(layer, w)) for layer in layers for w in names]
-    missing = [name for name, _ in hooks if name not in model.bridge.hook_dict]
+    missing = [name for name, _ in hooks if name not in model.hook_names()]
     if missing:
         raise InputError(f"The bridge for {model.spec} (family {model.facts.family}) offers no hook {missing[0]}; "
                          "attention statistics need the post-rotary q and k and the v of each layer.")

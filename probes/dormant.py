@@ -27,13 +27,13 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.corpus import DOMAINS, sample
 from probes.errors import InputError
 from probes.extreme import sink_attention
 from probes.hidden_sinks import mean_loss
 from probes.model.hooked_model import HookedModel
+from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
 from probes.sinks import check_ids
 
@@ -83,10 +83,10 @@ def domain_inputs(model: HookedModel, domain: str, n: int, T: int = 64, seed: in
 HEAD_STATISTICS = {"dormancy": sink_attention, "row_entropy": row_entropy, "column_entropy": column_entropy}
 
 
-def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8
-                    ) -> dict[str, Float[Tensor, "layer head"]]:
+def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
+                    reporter: Reporter | None = None) -> dict[str, Float[Tensor, "layer head"]]:
     """Dormancy, mean row entropy and max column entropy of every head, averaged over the sequences
-    (one forward pass per batch; each pattern is reduced inside its hook)."""
+    (one forward pass per batch; each pattern is reduced inside its hook). reporter: per batch."""
     ids = check_ids(model, ids)
     totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
 
@@ -96,9 +96,12 @@ def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int
             totals[name][layer] += fn(p.detach()).sum(0).cpu()
 
     hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
-    for s in range(0, len(ids), batch_size):
+
+    def run(batch: Tensor) -> None:
         with torch.no_grad():
-            model.run_with_hooks(ids[s : s + batch_size], fwd_hooks=hooks)
+            model.run_with_hooks(batch, fwd_hooks=hooks)
+
+    batches(ids, batch_size, run, reporter, "head statistics")
     return {name: total / len(ids) for name, total in totals.items()}
 
 
@@ -177,15 +180,21 @@ def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer hea
 def dormant_heads(
     model: HookedModel, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
     controls: int = 2, prepend_bos: bool | None = None, batch_size: int = 8, ablate: bool = True,
-    heads: Sequence[tuple[int, int]] = (),
+    heads: Sequence[tuple[int, int]] = (), reporter: Reporter | None = None,
 ) -> DormantResult:
     """Dormancy of every head on two domains, and ablation effects for the most domain-dependent heads
-    (plus any (layer, head) in `heads`, with role "chosen")."""
+    (plus any (layer, head) in `heads`, with role "chosen").
+
+    reporter (probes.progress): the statistics batches, the clean losses, then one step per head and domain
+    of the ablation (a cancel is checked between them)."""
     if len(domains) != 2 or len(set(domains)) != 2:
         raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
     heads = [(model.check_layer(layer), model.check_head(head)) for layer, head in heads]
+    rep = reporter or NullReporter()
     inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
-    stats = {d: head_statistics(model, inputs[d], batch_size) for d in domains}
+    split = 0.3 if ablate else 0.9
+    stats = {d: head_statistics(model, inputs[d], batch_size, rep.part(i * split / 2, (i + 1) * split / 2))
+             for i, d in enumerate(domains)}
     dorm = {d: stats[d]["dormancy"] for d in domains}
     first, second = domains
     diff = dorm[first] - dorm[second]
@@ -197,12 +206,20 @@ def dormant_heads(
             seen.add((layer, head))
     rows = [HeadRow(layer, head, role, {d: float(dorm[d][layer, head]) for d in domains}, float(diff[layer, head]))
             for layer, head, role in picked]
-    base = {d: mean_loss(model, inputs[d], batch_size=batch_size) for d in domains}
+    clean = rep.part(split, split + 0.1)
+    base = {d: mean_loss(model, inputs[d], batch_size=batch_size, reporter=clean.part(i / 2, (i + 1) / 2))
+            for i, d in enumerate(domains)}
     if ablate:
-        for row in tqdm(rows, desc="ablate heads", leave=False):
+        steps, done = len(rows) * len(domains), 0
+        ablation = rep.part(split + 0.1, 1.0)
+        for row in rows:
             for d in domains:
+                ablation.check()
                 row.loss_delta[d] = {mode: mean_loss(model, inputs[d], ablation_hooks(model, row.layer, row.head, mode),
                                                      batch_size) - base[d] for mode in ABLATIONS}
+                done += 1
+                ablation.update(f"ablate head {row.layer}.{row.head} on {d} ({done} of {steps})", done, steps)
+    rep.update("dormant heads done", 1, 1)
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos}
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),

@@ -11,7 +11,7 @@ first position (0-based index 0). Per batch, every quantity is reduced inside ho
                           them); NaN for i < 2 where the mean is over no keys. In a sliding-window layer
                           (`HookedModel.key_visible`) the mean runs over the keys the query sees, and the gap
                           is NaN once the sink has left the window (i >= window): masked keys never enter.
-                          For OPT, whose bridge gives no logits (SCORES_HOOK_IS_PATTERN), log A[i, j] is
+                          For OPT, whose bridge gives no logits (`HookedModel.attn_scores_are_pattern`), log A[i, j] is
                           used: the same gap, since the log-normalizer cancels (A clamped at 1e-38).
 Ablations zero one layer's MLP output (`hook_mlp_out`) or attention output (`hook_attn_out`) and
 measure the residual norms again.
@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.model.architecture import SCORES_HOOK_IS_PATTERN
 from probes.model.hooked_model import HookedModel
+from probes.progress import NullReporter, Reporter, batches
 from probes.quantities import first_token_attention
 from probes.results import result_metadata
 from probes.sinks import check_ids
@@ -133,7 +132,7 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
         got["gap"][layer_of(hook)] = logit_gap(log_p, visible=visible(hook, p.shape[-1])).cpu()
 
     hooks = list(fwd_hooks or [])
-    no_scores = model.facts.family in SCORES_HOOK_IS_PATTERN
+    no_scores = model.attn_scores_are_pattern
     for layer in range(model.facts.n_layers):
         hooks += [(f"blocks.{layer}.attn.hook_v", on_v), (f"blocks.{layer}.hook_resid_post", on_resid)]
         if no_scores:  # the gap of log-probabilities equals the gap of logits (the log-normalizer cancels)
@@ -147,11 +146,12 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
     return {key: torch.stack([got[key][layer] for layer in layers], dim=1) for key in got}
 
 
-def extreme_tokens(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -> ExtremeResult:
-    """Sink attention, value norms, residual norms and logit gaps for sequences of equal length."""
+def extreme_tokens(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
+                   reporter: Reporter | None = None) -> ExtremeResult:
+    """Sink attention, value norms, residual norms and logit gaps for sequences of equal length.
+    reporter (probes.progress): per batch."""
     ids = check_ids(model, ids)
-    parts = [measure_batch(model, ids[s : s + batch_size])
-             for s in tqdm(range(0, len(ids), batch_size), desc="extreme tokens", leave=False)]
+    parts = batches(ids, batch_size, lambda b: measure_batch(model, b), reporter, "extreme tokens")
     cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     settings = {"n": int(ids.shape[0]), "T": int(ids.shape[1])}
     return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"],
@@ -171,22 +171,36 @@ def zero_hooks(model: HookedModel, component: str, layers: Sequence[int]) -> lis
 
 
 def resid_norms(model: HookedModel, ids: Int[Tensor, "n T"], fwd_hooks: list[Any] | None = None,
-                batch_size: int = 8) -> Float[Tensor, "n layer T"]:
-    """|| resid_post[l, k] || for every layer and position, with optional extra hooks."""
+                batch_size: int = 8, reporter: Reporter | None = None) -> Float[Tensor, "n layer T"]:
+    """|| resid_post[l, k] || for every layer and position, with optional extra hooks. reporter: per batch."""
     ids = check_ids(model, ids)
-    out: list[Tensor] = []
-    for s in range(0, len(ids), batch_size):
+
+    def run(batch: Tensor) -> Tensor:
         got: dict[int, Tensor] = {}
 
-        def on_resid(x: Tensor, hook: Any, got: dict[int, Tensor] = got) -> None:
+        def on_resid(x: Tensor, hook: Any) -> None:
             got[int(hook.name.split(".")[1])] = x.detach().float().norm(dim=-1).cpu()
 
         hooks = list(fwd_hooks or []) + [(f"blocks.{layer}.hook_resid_post", on_resid)
                                          for layer in range(model.facts.n_layers)]
         with torch.no_grad():
-            model.run_with_hooks(ids[s : s + batch_size], fwd_hooks=hooks)
-        out.append(torch.stack([got[layer] for layer in range(model.facts.n_layers)], dim=1))
-    return torch.cat(out)
+            model.run_with_hooks(batch, fwd_hooks=hooks)
+        return torch.stack([got[layer] for layer in range(model.facts.n_layers)], dim=1)
+
+    return torch.cat(batches(ids, batch_size, run, reporter, "residual norms"))
+
+
+def default_ablation_layers(clean_sink: Float[Tensor, " layer"]) -> list[int]:
+    """Layers 0 and 1 and the layer where the clean first-token norm grows most, with the one before it."""
+    growth = torch.cat([clean_sink[:1], clean_sink[1:] - clean_sink[:-1]])
+    jump = int(growth.argmax())
+    return sorted({0, 1, max(jump - 1, 0), jump})
+
+
+def ablation_row(component: str, layer: int, norms: Float[Tensor, "n layer T"], at: int) -> dict[str, Any]:
+    """One row of the peak ablation: the sink's norm and the largest other norm at layer `at`."""
+    return {"component": component, "layer": layer, "sink": float(norms[:, at, 0].mean()),
+            "rest_max": float(norms[:, at, 1:].amax(-1).mean()), "sink_by_layer": norms[..., 0].mean(0)}
 
 
 @dataclass
@@ -207,28 +221,33 @@ class PeakAblation:
 def peak_ablation(
     model: HookedModel, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
     components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
+    reporter: Reporter | None = None,
 ) -> PeakAblation:
     """Zero each listed layer's MLP / attention output in turn; report the sink's residual norm at
     `measure_layer` (default: the layer where the clean sink norm peaks) and the largest other norm.
 
     layers=None: layers 0 and 1 (where the spec's Llama builds its peak) and the layer where the clean
     first-token norm grows most, with the one before it (where this model builds it).
+    reporter (probes.progress): the clean run, then one step per (component, layer) zeroed.
     """
+    rep = reporter or NullReporter()
     ids = check_ids(model, ids)
-    clean = resid_norms(model, ids, batch_size=batch_size)
+    for component in components:
+        if component not in COMPONENTS:
+            raise InputError(f"Unknown component '{component}'. Choose 'mlp' or 'attn'.")
+    clean = resid_norms(model, ids, batch_size=batch_size, reporter=rep.part(0.0, 0.2))
     sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
     at = int(sink.argmax()) if measure_layer is None else model.check_layer(measure_layer)
-    if layers is None:
-        growth = torch.cat([sink[:1], sink[1:] - sink[:-1]])
-        jump = int(growth.argmax())
-        layers = sorted({0, 1, max(jump - 1, 0), jump})
+    layers = default_ablation_layers(sink) if layers is None else layers
     rows = []
-    for component in components:
-        for layer in tqdm(layers, desc=f"ablate {component}", leave=False):
-            norms = resid_norms(model, ids, zero_hooks(model, component, [layer]), batch_size)
-            rows.append({"component": component, "layer": int(layer), "sink": float(norms[:, at, 0].mean()),
-                         "rest_max": float(norms[:, at, 1:].amax(-1).mean()),
-                         "sink_by_layer": norms[..., 0].mean(0)})
+    runs = [(component, layer) for component in components for layer in layers]
+    ablation = rep.part(0.2, 1.0)
+    for done, (component, layer) in enumerate(runs, start=1):
+        ablation.check()
+        norms = resid_norms(model, ids, zero_hooks(model, component, [layer]), batch_size)
+        rows.append(ablation_row(component, int(layer), norms, at))
+        ablation.update(f"ablate {component} of layer {layer} ({done} of {len(runs)})", done, len(runs))
+    rep.update("peak ablation done", 1, 1)
     settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
                 "n": int(ids.shape[0]), "T": int(ids.shape[1])}
     return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))

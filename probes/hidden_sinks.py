@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
+from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
 from probes.sinks import alpha_for_batch, alpha_from_pattern, check_ids
 
@@ -80,27 +80,26 @@ def _context(tokens: list[str], k: int, width: int = 4) -> str:
     return f"{left}[[{tokens[k]}]]{right}"
 
 
-def detect_hidden_sinks(
-    model: HookedModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
-    max_examples: int = 40, min_queries: int = 1,
-) -> HiddenSinkResult:
-    """Per-head sinks alpha_k > threshold at positions k >= 1, with their tokens in context.
-
-    min_queries: count only positions seen by at least this many queries (k <= T - min_queries). The
-    default 1 is the spec's definition; near the end alpha_k is the mean of very few entries (the last
-    position's alpha is A[T-1, T-1] alone), so the CLI shows examples with min_queries = 8.
-    """
+def check_hidden_settings(threshold: float, min_queries: int, T: int) -> None:
+    """threshold strictly inside (0, 1); min_queries in 1..T-1."""
     if not 0.0 < threshold < 1.0:
         raise InputError(f"threshold must be strictly between 0 and 1 (got {threshold}); ACT uses 0.1.")
-    ids = check_ids(model, ids)
-    alpha = torch.cat([alpha_for_batch(model, ids[s : s + batch_size]) for s in range(0, len(ids), batch_size)])
-    sinks = alpha > threshold
-    T = alpha.shape[-1]
     if not 1 <= min_queries < T:
         raise InputError(f"min_queries must lie in 1..{T - 1} (got {min_queries}).")
+
+
+def hidden_sinks_from_alpha(
+    alpha: Float[Tensor, "n layer head T"], str_tokens: list[list[str]], threshold: float = HIDDEN_THRESHOLD,
+    max_examples: int = 40, min_queries: int = 1, metadata: dict[str, Any] | None = None,
+) -> HiddenSinkResult:
+    """The hidden-sink reduction of given alpha (spec "Hidden sinks"): sinks alpha_k > threshold at k >= 1
+    among the positions seen by at least min_queries queries, their rates, token counts and examples.
+    Shared by detect_hidden_sinks and the remote version (probes.remote_analyses)."""
+    T = alpha.shape[-1]
+    check_hidden_settings(threshold, min_queries, T)
+    sinks = alpha > threshold
     sinks[..., T - min_queries + 1 :] = False
     hidden = sinks[..., 1:]
-    str_tokens = model.tokens_from_ids(ids).str_tokens
     found = hidden.nonzero().tolist()
     counts: dict[str, int] = {}
     for s, _, _, k in found:
@@ -109,14 +108,32 @@ def detect_hidden_sinks(
     order = sorted(found, key=lambda f: -float(alpha[f[0], f[1], f[2], f[3] + 1]))
     examples = [SinkToken(layer, head, s, k + 1, str_tokens[s][k + 1], float(alpha[s, layer, head, k + 1]),
                           _context(str_tokens[s], k + 1)) for s, layer, head, k in order[:max_examples]]
-    settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries}
     return HiddenSinkResult(
         alpha=alpha, threshold=threshold,
         hidden_rate=100.0 * hidden.any(dim=-1).float().mean(dim=0),
         position_rate=100.0 * sinks.float().mean(dim=(0, 1, 2)),
         token_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-        examples=examples, str_tokens=str_tokens, metadata=result_metadata(model, settings),
+        examples=examples, str_tokens=str_tokens, metadata=metadata or {},
     )
+
+
+def detect_hidden_sinks(
+    model: HookedModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    max_examples: int = 40, min_queries: int = 1, reporter: Reporter | None = None,
+) -> HiddenSinkResult:
+    """Per-head sinks alpha_k > threshold at positions k >= 1, with their tokens in context.
+
+    min_queries: count only positions seen by at least this many queries (k <= T - min_queries). The
+    default 1 is the spec's definition; near the end alpha_k is the mean of very few entries (the last
+    position's alpha is A[T-1, T-1] alone), so the CLI shows examples with min_queries = 8.
+    reporter (probes.progress): updated after every batch, checked for a cancel before each.
+    """
+    ids = check_ids(model, ids)
+    check_hidden_settings(threshold, min_queries, ids.shape[1])
+    alpha = torch.cat(batches(ids, batch_size, lambda b: alpha_for_batch(model, b), reporter, "hidden sinks"))
+    settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries}
+    return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples,
+                                   min_queries, result_metadata(model, settings))
 
 
 # --- interventions on a pattern ----------------------------------------------------------------------
@@ -199,14 +216,11 @@ def scaling_hooks(model: HookedModel, heads: Sequence[Head], gamma: float) -> li
 
 
 def mean_loss(model: HookedModel, ids: Int[Tensor, "n T"], hooks: list[Any] | None = None,
-              batch_size: int = 8) -> float:
-    """Mean next-token cross-entropy (nats) over every position of every sequence, with optional hooks."""
-    total, count = 0.0, 0
-    for s in range(0, len(ids), batch_size):
-        nll = model.loss_per_token(ids[s : s + batch_size], fwd_hooks=hooks or None)
-        total += float(nll.sum())
-        count += nll.numel()
-    return total / count
+              batch_size: int = 8, reporter: Reporter | None = None) -> float:
+    """Mean next-token cross-entropy (nats) over every position of every sequence, with optional hooks.
+    reporter (probes.progress): per batch."""
+    nll = batches(ids, batch_size, lambda b: model.loss_per_token(b, fwd_hooks=hooks or None), reporter, "loss")
+    return sum(float(x.sum()) for x in nll) / sum(x.numel() for x in nll)
 
 
 @dataclass
@@ -233,24 +247,31 @@ class InterventionResult:
 
 def search_calibration_heads(
     model: HookedModel, calib_ids: Int[Tensor, "n T"], candidates: int = 8, beta: float = BETA,
-    threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8, reporter: Reporter | None = None,
 ) -> tuple[list[Head], dict[str, float]]:
     """A simple head search: calibrate each candidate head alone on the calibration data and
     keep those that lower the loss. Candidates are the `candidates` heads with the highest hidden-sink rate.
 
     Returns the kept heads (best first) and the loss change of every candidate ("layer.head" -> delta).
+    reporter (probes.progress): detection, the clean loss, then one step per candidate head.
     """
+    rep = reporter or NullReporter()
     calib_ids = check_ids(model, calib_ids)
-    found = detect_hidden_sinks(model, calib_ids, threshold=threshold, batch_size=batch_size, max_examples=0)
+    found = detect_hidden_sinks(model, calib_ids, threshold=threshold, batch_size=batch_size, max_examples=0,
+                                reporter=rep.part(0.0, 0.2))
     rate = found.hidden_rate.flatten()
     order = [int(i) for i in rate.argsort(descending=True)[:candidates] if rate[i] > 0]
     n_heads = model.facts.n_heads
-    base = mean_loss(model, calib_ids, batch_size=batch_size)
+    base = mean_loss(model, calib_ids, batch_size=batch_size, reporter=rep.part(0.2, 0.3))
     deltas: dict[str, float] = {}
-    for flat in tqdm(order, desc="calibration search", leave=False):
+    search = rep.part(0.3, 1.0)
+    for done, flat in enumerate(order, start=1):
+        search.check()
         head = (flat // n_heads, flat % n_heads)
         loss = mean_loss(model, calib_ids, calibration_hooks(model, [head], beta, threshold), batch_size)
         deltas[f"{head[0]}.{head[1]}"] = loss - base
+        search.update(f"calibration search: head {head[0]}.{head[1]} ({done} of {len(order)})", done, len(order))
+    search.update("calibration search done", 1, 1)
     kept = sorted((k for k, d in deltas.items() if d < 0), key=lambda k: deltas[k])
     return [(int(k.split(".")[0]), int(k.split(".")[1])) for k in kept], deltas
 

@@ -12,10 +12,12 @@ passes `reporter.part(...)` down and the parent's fraction stays monotone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from probes.errors import GlasshouseError
+
+R = TypeVar("R")
 
 
 class Cancelled(GlasshouseError):
@@ -113,24 +115,23 @@ class TqdmReporter(Reporter):
         self.bar.close()
 
 
-def as_reporter(reporter: Reporter | None, progress: Any = None, desc: str = "") -> Reporter:
-    """The reporter a pipeline uses: `reporter`; else from the older `progress` argument (True: a tqdm
-    bar; a callable(fraction): called at every update; False/None: a NullReporter)."""
+def as_reporter(reporter: Reporter | None, progress: bool = False, desc: str = "") -> Reporter:
+    """The reporter a pipeline uses: `reporter`; else a terminal bar when `progress` (a pipeline's
+    show-a-bar switch), else a NullReporter."""
     if reporter is not None:
         return reporter
-    if progress is True:
-        return TqdmReporter(desc, leave=False)
-    if callable(progress):
-        return _CallbackReporter(progress)
-    return NullReporter()
+    return TqdmReporter(desc, leave=False) if progress else NullReporter()
 
 
-class _CallbackReporter(Reporter):
-    """The deprecated `progress(fraction)` callback as a reporter."""
-
-    def __init__(self, callback: Callable[[float], None]) -> None:
-        super().__init__()
-        self.callback = callback
-
-    def show(self) -> None:
-        self.callback(self.fraction)
+def batches(rows: Sequence[Any] | Any, batch_size: int, run: Callable[[Any], R], reporter: Reporter | None = None,
+            what: str = "") -> list[R]:
+    """run(rows[s : s + batch_size]) for every batch in order: a cancel is checked before each batch and
+    `reporter` updated after each ("<what>: batch i of n"). The results, one per batch."""
+    rep = reporter or NullReporter()
+    starts = range(0, len(rows), batch_size)
+    out = []
+    for done, start in enumerate(starts, start=1):
+        rep.check()
+        out.append(run(rows[start : start + batch_size]))
+        rep.update(f"{what + ': ' if what else ''}batch {done} of {len(starts)}", done, len(starts))
+    return out

@@ -34,3 +34,36 @@ def first_token_attention(pattern: Float[Tensor, "... T T"], min_query: int,
     if isinstance(pattern, Tensor) and not 0 <= min_query < pattern.shape[-2]:  # (nnsight proxies pass)
         raise InputError(f"min_query must be in 0..{pattern.shape[-2] - 1} (got {min_query}).")
     return attention_on_first(pattern)[..., min_query:].to(dtype).mean(dim=-1)
+
+
+# --- direct logit attribution with frozen norms (docs/methods/successor-heads.md, probes/successor/in_context.py);
+# torch only, so the remote DLA trace (probes.remote_analyses.trace_dla) runs these same lines on the server.
+
+
+def head_write(z: Float[Tensor, "... head d_head"], w_o: Float[Tensor, "head d_head d_model"]
+               ) -> Float[Tensor, "... head d_model"]:
+    """Each head's write z_h W_O[h] to the residual stream of one layer (no b_O)."""
+    return torch.einsum("...he,hed->...hd", z, w_o)
+
+
+def frozen_norm_scale(x: Float[Tensor, "b d_model"], eps: float, centered: bool) -> Float[Tensor, " b"]:
+    """The scale a norm puts on its input x, to be frozen: 1 / sqrt(var(x) + eps) for a LayerNorm
+    (centered), 1 / sqrt(mean(x^2) + eps) for an RMSNorm."""
+    x = x.float()
+    if centered:
+        return 1.0 / torch.sqrt(x.var(dim=-1, unbiased=False) + eps)
+    return torch.rsqrt(x.pow(2).mean(dim=-1) + eps)
+
+
+def apply_frozen_norm(c: Float[Tensor, "b ... d_model"], scale: Float[Tensor, " b"], weight: Float[Tensor, " d_model"],
+                      centered: bool) -> Float[Tensor, "b ... d_model"]:
+    """A norm with its scale frozen (a linear map of c): w * (c - mean(c)) * scale, uncentered for an
+    RMSNorm; the norm's bias is left out (it is no component's)."""
+    if centered:
+        c = c - c.mean(dim=-1, keepdim=True)
+    return c * scale.reshape((c.shape[0],) + (1,) * (c.ndim - 1)) * weight
+
+
+def dla_directions(w_u_targets: Float[Tensor, "n_targets d_model"]) -> Float[Tensor, "n_targets d_model"]:
+    """Unembedding directions against the target set's mean: W_U[:, t] - mean_{t' in T} W_U[:, t'] (rows t)."""
+    return w_u_targets - w_u_targets.mean(dim=0, keepdim=True)

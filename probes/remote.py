@@ -25,10 +25,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from probes.errors import InputError
-
-LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
-ATTN_NAMES = ("self_attn", "attn", "attention")
+from probes.errors import InputError, ModelLoadError
+from probes.model.nnsight_view import layer_count, nnsight_paths
 
 
 class RemoteRequestBlocked(RuntimeError):
@@ -47,27 +45,27 @@ class InterceptedRequest:
 
 
 def layer_path(lm: Any) -> str:
-    """Dotted path of the decoder-layer list inside an nnsight LanguageModel's module."""
-    for path in LAYER_PATHS:
-        obj = lm._module
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if obj is not None:
-            return path
-    raise InputError(f"No decoder-layer list found in {type(lm._module).__name__} (tried {', '.join(LAYER_PATHS)}).")
+    """Dotted path of the decoder-layer list inside an nnsight LanguageModel's module (the architecture
+    table of probes/model/architecture.py)."""
+    return str(remote_paths(lm).layers)
 
 
-def attn_name(lm: Any, path: str) -> str:
-    """Name of the attention sub-module of a decoder layer."""
-    obj = lm._module
-    for part in path.split("."):
-        obj = getattr(obj, part)
-    first = obj[0]
-    first = getattr(first, "_original_component", first)  # TransformerLens bridge blocks
-    for name in ATTN_NAMES:
-        if hasattr(first, name):
-            return name
-    raise InputError(f"No attention module found in {type(first).__name__} (tried {', '.join(ATTN_NAMES)}).")
+def attn_name(lm: Any) -> str:
+    """Name of a decoder layer's attention sub-module (the architecture table)."""
+    return str(remote_paths(lm).attn)
+
+
+def remote_paths(lm: Any) -> Any:
+    """The architecture-table module paths of an nnsight model (InputError for an architecture without one)."""
+    try:
+        return nnsight_paths(lm)
+    except ModelLoadError as err:
+        raise InputError(f"Remote statistics cannot walk this model: {err}") from err
+
+
+def _layout(lm: Any) -> tuple[str, str, int]:
+    """The decoder-layer path, the attention name and the number of layers, read outside the trace."""
+    return layer_path(lm), attn_name(lm), layer_count(lm)
 
 
 def _check_ids(ids: Tensor) -> Tensor:
@@ -82,8 +80,7 @@ def residual_norms(lm: Any, ids: Int[Tensor, "batch pos"], remote: bool | str = 
     Only the [layer, pos] statistic is saved inside the trace.
     """
     ids = _check_ids(ids)
-    path = layer_path(lm)
-    n_layers = len(_resolve(lm._module, path))
+    path, _, n_layers = _layout(lm)
     with lm.trace(ids, remote=remote):
         layers = lm
         for part in path.split("."):
@@ -107,9 +104,7 @@ def first_token_attention(
     ids = _check_ids(ids)
     if not 1 <= min_query < ids.shape[1]:
         raise InputError(f"min_query must be in 1..{ids.shape[1] - 1}; got {min_query}.")
-    path = layer_path(lm)
-    attn = attn_name(lm, path)
-    n_layers = len(_resolve(lm._module, path))
+    path, attn, n_layers = _layout(lm)
     with lm.trace(ids, remote=remote):
         layers = lm
         for part in path.split("."):
@@ -122,12 +117,6 @@ def first_token_attention(
             rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
         stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
     return stats
-
-
-def _resolve(module: Any, path: str) -> Any:
-    for part in path.split("."):
-        module = getattr(module, part)
-    return module
 
 
 def ndif_model(repo_id: str) -> Any:

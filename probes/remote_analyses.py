@@ -13,10 +13,13 @@ chunks and assemble the same result objects as the local analyses.
 a HookedModel's `.nnsight` for the `ndif-local` simulation) with the facts the input builders need.
 `remote`: False (run here), "local" (nnsight's serverless simulation) or True (NDIF).
 
-Attention patterns are the attention modules' second output, which HF returns under eager attention
-only. Value norms, the attention-output ablation and the DLA read `self_attn.v_proj` / `o_proj`,
-`model.norm` and `lm_head` (Llama-style models: Llama, Mistral, Qwen2, SmolLM2); other layouts are
-refused with a clear error.
+Module paths (the decoder layers, their attention, the final norm, the unembedding) come from the
+architecture table (probes.model.architecture.module_paths), read outside the traces. Attention patterns
+are the attention modules' second output, which HF returns under eager attention only. Value norms and
+the DLA read the attention's `v_proj` / `o_proj` of Llama-style models (Llama, Mistral, Qwen2, Qwen3,
+SmolLM2: the table's `llama_style`); other layouts are refused with a clear error. The tensor math
+after the trace (hidden sinks, the peak ablation's layer choice) and inside it (the frozen-norm DLA,
+probes.quantities) is the local analyses' own.
 """
 
 from __future__ import annotations
@@ -32,22 +35,32 @@ from torch import Tensor
 
 from probes.dormant import HEAD_STATISTICS
 from probes.errors import InputError
-from probes.extreme import COMPONENTS, ExtremeResult, PeakAblation, logit_gap, sink_attention, value_norms
-from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, SinkToken, _context
+from probes.extreme import (
+    COMPONENTS,
+    ExtremeResult,
+    PeakAblation,
+    ablation_row,
+    default_ablation_layers,
+    logit_gap,
+    sink_attention,
+    value_norms,
+)
+from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, hidden_sinks_from_alpha
 from probes.model.hooked_model import HookedModel, Tokens
-from probes.remote import attn_name, layer_path
+from probes.model.nnsight_view import config_facts
+from probes.quantities import apply_frozen_norm, dla_directions, frozen_norm_scale, head_write
+from probes.remote import remote_paths
 from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
 from probes.results import result_metadata
 from probes.sinks import DEFAULT_EPS, SinkResult, alpha_from_pattern, check_eps, check_ids, sink_rate
 from probes.successor.in_context import DEFAULT_TASKS, InContextScores, PromptSet, build_prompts
 
-LLAMA_STYLE = ("llama", "mistral", "qwen2", "qwen3")
 # The modules whose functions run inside the traces. nnsight ships by value only modules that are not
 # installed (pull_env); Glasshouse is installed, so without this the server (and the ndif-local
 # simulation, which hides our modules) would fail to import them.
 # probes.model.nnsight_view: a HookedModel's `.nnsight` class travels with the tracer (ndif-local, intercepted requests).
 SHIPPED_MODULES = ("probes.remote_analyses", "probes.sinks", "probes.dormant", "probes.extreme", "probes.quantities",
-                   "probes.errors", "probes.model.nnsight_view")
+                   "probes.errors", "probes.model.nnsight_view")  # probes.quantities: also the DLA math
 
 
 def ship_by_value() -> None:
@@ -85,23 +98,18 @@ class RemoteModel:
     def __init__(self, lm: Any, spec: str | None = None) -> None:
         self.lm = lm
         self.tokenizer = lm.tokenizer
-        cfg = lm.config
-        cfg = getattr(cfg, "text_config", None) or cfg
-        self.spec = spec or str(getattr(cfg, "_name_or_path", "") or type(lm._module).__name__)
-        n_heads = int(cfg.num_attention_heads)
-        d_model = int(cfg.hidden_size)
+        c = config_facts(lm)
+        self.spec = spec or c["name"]
         bos = self.tokenizer.bos_token_id
         ids = self.tokenizer("a").input_ids
         self.facts = RemoteFacts(
-            spec=self.spec, family=str(getattr(cfg, "model_type", "")), n_layers=int(cfg.num_hidden_layers),
-            n_heads=n_heads, n_kv_heads=int(getattr(cfg, "num_key_value_heads", None) or n_heads),
-            d_model=d_model, d_head=int(getattr(cfg, "head_dim", None) or d_model // n_heads),
-            d_vocab=int(cfg.vocab_size), n_ctx=int(getattr(cfg, "max_position_embeddings", 2048)),
-            prepends_bos=bos is not None and bool(ids) and ids[0] == bos, bos_token_id=bos,
-            norm_eps=float(getattr(cfg, "rms_norm_eps", None) or getattr(cfg, "layer_norm_eps", None) or 1e-6),
+            spec=self.spec, family=c["model_type"], n_layers=c["n_layers"], n_heads=c["n_heads"],
+            n_kv_heads=c["n_kv_heads"], d_model=c["d_model"], d_head=c["d_head"], d_vocab=c["d_vocab"],
+            n_ctx=c["n_ctx"], prepends_bos=bos is not None and bool(ids) and ids[0] == bos, bos_token_id=bos,
+            norm_eps=c["norm_eps"],
         )
-        self.path = layer_path(lm)
-        self.attn = attn_name(lm, self.path)
+        self.paths = remote_paths(lm)
+        self.path, self.attn = self.paths.layers, self.paths.attn
 
     # The token helpers are HookedModel's own (they read only tokenizer, facts and spec).
     def tokens_from_ids(self, rows: Sequence[Sequence[int]] | Tensor, prepend_bos: bool = False,
@@ -124,10 +132,10 @@ class RemoteModel:
         return sorted(set(int(la) for la in layers))
 
     def require_llama_style(self, what: str) -> None:
-        if self.facts.family not in LLAMA_STYLE:
-            raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj, model.norm and lm_head of Llama-style "
-                             f"models ({', '.join(LLAMA_STYLE)}); {self.spec} is '{self.facts.family}'. Run it with "
-                             "--backend local.")
+        if not self.paths.llama_style:
+            raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj of Llama-style models (Llama, Mistral, "
+                             f"Qwen2, Qwen3, SmolLM2); {self.spec} is {self.paths.architecture} (family "
+                             f"'{self.paths.family}'). Run it with --backend local.")
 
 
 class _HeadWeights:
@@ -242,6 +250,7 @@ def trace_dla(model: RemoteModel, ids: Int[Tensor, "p T"], mask: Int[Tensor, "p 
     f = model.facts
     ship_by_value()
     lm, path, attn = model.lm, model.path, model.attn
+    norm_path, unembed_path = model.paths.final_norm, model.paths.unembed
     n_heads, d_head, d_model, eps = f.n_heads, f.d_head, f.d_model, f.norm_eps
     ar = torch.arange(ids.shape[0])
     with lm.trace(ids, attention_mask=mask, remote=remote):
@@ -251,14 +260,12 @@ def trace_dla(model: RemoteModel, ids: Int[Tensor, "p T"], mask: Int[Tensor, "p 
             a = getattr(blocks[i], attn)
             z = a.o_proj.input.detach()[ar, last].float().reshape(len(ar), n_heads, d_head)
             w_o = a.o_proj.weight.detach().float().T.reshape(n_heads, d_head, d_model)
-            writes.append(torch.einsum("phe,hed->phd", z, w_o))
-        x = lm.model.norm.input.detach()[ar, last].float()
-        scale = torch.rsqrt(x.pow(2).mean(dim=-1) + eps)
-        w_f = lm.model.norm.weight.detach().float()
-        w_u = lm.lm_head.weight.detach().float()[target_set]  # [|T|, d_model]
-        dirs = w_u - w_u.mean(dim=0, keepdim=True)
-        normed = torch.stack(writes, dim=1) * scale[:, None, None, None] * w_f
-        dla = (normed @ dirs.T).cpu().save()  # type: ignore[attr-defined]
+            writes.append(head_write(z, w_o))
+        final_norm = _blocks(lm, norm_path)
+        scale = frozen_norm_scale(final_norm.input.detach()[ar, last], eps, False)
+        normed = apply_frozen_norm(torch.stack(writes, dim=1), scale, final_norm.weight.detach().float(), False)
+        w_u = _blocks(lm, unembed_path).weight.detach().float()[target_set]  # [|T|, d_model]
+        dla = (normed @ dla_directions(w_u).T).cpu().save()  # type: ignore[attr-defined]
         logits = lm.output.logits.detach()[ar, last].float()
         picked = torch.cat([logits[:, target_set], logits.argmax(dim=-1, keepdim=True).float()], dim=-1)
         logit_stats = picked.cpu().save()  # type: ignore[attr-defined]
@@ -326,30 +333,7 @@ def remote_sinks(
                       metadata=result_metadata(model, settings))
 
 
-def hidden_from_alpha(alpha: Float[Tensor, "n layer head T"], str_tokens: list[list[str]],
-                      threshold: float = HIDDEN_THRESHOLD, max_examples: int = 40, min_queries: int = 1,
-                      metadata: dict[str, Any] | None = None) -> HiddenSinkResult:
-    """probes.hidden_sinks.detect_hidden_sinks's reduction of alpha (its definitions, applied to given alpha)."""
-    if not 0.0 < threshold < 1.0:
-        raise InputError(f"threshold must be strictly between 0 and 1 (got {threshold}); ACT uses 0.1.")
-    T = alpha.shape[-1]
-    if not 1 <= min_queries < T:
-        raise InputError(f"min_queries must lie in 1..{T - 1} (got {min_queries}).")
-    sinks = alpha > threshold
-    sinks[..., T - min_queries + 1 :] = False
-    hidden = sinks[..., 1:]
-    found = hidden.nonzero().tolist()
-    counts: dict[str, int] = {}
-    for s, _, _, k in found:
-        counts[str_tokens[s][k + 1]] = counts.get(str_tokens[s][k + 1], 0) + 1
-    order = sorted(found, key=lambda f: -float(alpha[f[0], f[1], f[2], f[3] + 1]))
-    examples = [SinkToken(layer, head, s, k + 1, str_tokens[s][k + 1], float(alpha[s, layer, head, k + 1]),
-                          _context(str_tokens[s], k + 1)) for s, layer, head, k in order[:max_examples]]
-    return HiddenSinkResult(alpha=alpha, threshold=threshold,
-                            hidden_rate=100.0 * hidden.any(dim=-1).float().mean(dim=0),
-                            position_rate=100.0 * sinks.float().mean(dim=(0, 1, 2)),
-                            token_counts=dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-                            examples=examples, str_tokens=str_tokens, metadata=metadata or {})
+hidden_from_alpha = hidden_sinks_from_alpha  # the local reduction, applied to remote alpha
 
 
 def remote_hidden_sinks(
@@ -446,16 +430,12 @@ def remote_peak_ablation(
     clean = remote_resid_norms(model, ids, None, batch_size, remote, budget)
     sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
     at = int(sink.argmax()) if measure_layer is None else model.check_layers([measure_layer])[0]
-    if layers is None:
-        growth = torch.cat([sink[:1], sink[1:] - sink[:-1]])
-        jump = int(growth.argmax())
-        layers = sorted({0, 1, max(jump - 1, 0), jump})
+    layers = default_ablation_layers(sink) if layers is None else layers
     rows = []
     for component in components:
         for layer in layers:
             norms = remote_resid_norms(model, ids, (component, int(layer)), batch_size, remote, budget)
-            rows.append({"component": component, "layer": int(layer), "sink": float(norms[:, at, 0].mean()),
-                         "rest_max": float(norms[:, at, 1:].amax(-1).mean()), "sink_by_layer": norms[..., 0].mean(0)})
+            rows.append(ablation_row(component, int(layer), norms, at))
     settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
                 "n": len(ids), "T": int(ids.shape[1]), "backend": _backend_name(remote)}
     return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))

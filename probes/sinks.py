@@ -14,7 +14,6 @@ no more than one layer's pattern of one batch is alive at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from torch import Tensor
 
 from probes.errors import InputError
 from probes.model.hooked_model import HookedModel, Tokens
-from probes.progress import Reporter, as_reporter
+from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
 
 REGIMES = ("natural", "random", "repeat")
@@ -198,7 +197,6 @@ def compute_sinks(
     prepend_bos: bool = False,
     regime: str = "natural",
     batch_size: int = 8,
-    progress: Callable[[float], None] | None = None,
     T: int | None = None,
     reporter: Reporter | None = None,
 ) -> SinkResult:
@@ -206,8 +204,8 @@ def compute_sinks(
 
     prepend_bos records whether the first of the T tokens is the BOS (as inputs_for_regime made
     them); it is checked against the ids. `reporter` (probes.progress) is updated after every batch and
-checked for a cancel before the next; default a terminal bar. `progress(fraction)`, called after every
-batch, is the older form (deprecated; it replaces the terminal bar).
+    checked for a cancel before each (None: nothing shown; the CLI passes a terminal bar, the app its
+    Streamlit bar).
     """
     eps = check_eps(eps)
     if regime not in REGIMES and regime != "custom":
@@ -221,14 +219,7 @@ batch, is the older form (deprecated; it replaces the terminal bar).
         raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
                          "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
     n = ids.shape[0]
-    parts = []
-    starts = list(range(0, n, batch_size))
-    rep = as_reporter(reporter, progress if progress is not None else True, desc="sinks")
-    for done, start in enumerate(starts, start=1):
-        rep.check()
-        parts.append(alpha_for_batch(model, ids[start : start + batch_size]))
-        rep.update(f"batch {done} of {len(starts)}", done, len(starts))
-    alpha = torch.cat(parts)
+    alpha = torch.cat(batches(ids, batch_size, lambda b: alpha_for_batch(model, b), reporter, f"sinks ({regime})"))
     above = alpha[..., 0] > eps
     rate = sink_rate(alpha, eps)
     settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1])}
@@ -251,13 +242,17 @@ batch, is the older form (deprecated; it replaces the terminal bar).
 def sinks_by_regime(
     model: HookedModel, n: int = 100, T: int = 64, eps: float = DEFAULT_EPS, seed: int = 0,
     prepend_bos: bool | None = None, regimes: tuple[str, ...] = REGIMES, batch_size: int = 8,
+    reporter: Reporter | None = None,
 ) -> dict[str, SinkResult]:
-    """compute_sinks for each input regime on freshly drawn inputs (the paper's three regimes)."""
+    """compute_sinks for each input regime on freshly drawn inputs (the paper's three regimes).
+    reporter (probes.progress): one equal share of the fraction per regime."""
     want_bos = model.facts.prepends_bos if prepend_bos is None else bool(prepend_bos)
+    rep = reporter or NullReporter()
     out = {}
-    for regime in regimes:
+    for i, regime in enumerate(regimes):
         ids = inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want_bos)
-        out[regime] = compute_sinks(model, ids, eps=eps, prepend_bos=want_bos, regime=regime, batch_size=batch_size)
+        out[regime] = compute_sinks(model, ids, eps=eps, prepend_bos=want_bos, regime=regime, batch_size=batch_size,
+                                    reporter=rep.part(i / len(regimes), (i + 1) / len(regimes)))
         out[regime].metadata["seed"] = seed
     return out
 

@@ -73,11 +73,13 @@ def run(args: argparse.Namespace) -> int:
     with prepared(args, "dormant") as out:
         from app.figures.sinks import dormancy_scatter
         from probes.dormant import ABLATIONS, dormant_heads
+        from probes.progress import TqdmReporter
 
         model = load_from_args(args)
         check_heads(args.heads, model.facts.n_layers, model.facts.n_heads)
         res = dormant_heads(model, n=args.n, T=args.seq_len, seed=args.seed, top=args.top, controls=args.controls,
-                            prepend_bos=args.prepend_bos, ablate=args.ablate, heads=args.heads)
+                            prepend_bos=args.prepend_bos, ablate=args.ablate, heads=args.heads,
+                            reporter=TqdmReporter("dormant heads"))
         write_outputs(out, "dormant", res, {"dormancy_scatter": dormancy_scatter(res)})
     a, b = res.domains
     print(f"base loss: {a} {res.base_loss[a]:.3f}, {b} {res.base_loss[b]:.3f} nats")

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             value_norm_figure,
         )
         from probes.extreme import extreme_tokens, peak_ablation
+        from probes.progress import TqdmReporter
         from probes.sinks import inputs_for_regime
 
         model = load_from_args(args)
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             ids = inputs_for_regime(model, "natural", args.n, args.seq_len, seed=args.seed,
                                     prepend_bos=args.prepend_bos)
-        res = extreme_tokens(model, ids)
-        ablation = peak_ablation(model, ids[:4], layers=args.ablate_layers)
+        res = extreme_tokens(model, ids, reporter=TqdmReporter("extreme tokens"))
+        ablation = peak_ablation(model, ids[:4], layers=args.ablate_layers, reporter=TqdmReporter("peak ablation"))
         figures = {"residual_norm_heatmap": residual_norm_heatmap(res),
                    "residual_norm_lines": residual_norm_lines(res), "value_norms": value_norm_figure(res),
                    "peak_ablation": peak_ablation_figure(ablation)}

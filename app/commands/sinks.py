@@ -55,12 +55,13 @@ def register(subparsers: Any) -> None:
 def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> dict[str, Any]:
     """Hidden sinks (shown with min_queries=8), ACT calibration head search and ZeroTuning on all heads."""
     from probes.hidden_sinks import detect_hidden_sinks, evaluate_intervention, search_calibration_heads
+    from probes.progress import TqdmReporter
     from probes.sinks import inputs_for_regime
 
     calib = inputs_for_regime(model, "natural", 8, T, seed=seed + 1, prepend_bos=prepend_bos)
     evaluation = inputs_for_regime(model, "natural", 8, T, seed=seed + 2, prepend_bos=prepend_bos)
-    hidden = detect_hidden_sinks(model, calib, min_queries=8)
-    kept, search = search_calibration_heads(model, calib, candidates=6)
+    hidden = detect_hidden_sinks(model, calib, min_queries=8, reporter=TqdmReporter("hidden sinks"))
+    kept, search = search_calibration_heads(model, calib, candidates=6, reporter=TqdmReporter("calibration search"))
     out: dict[str, Any] = {"hidden_sinks": hidden.to_dict(), "calibration_search": search, "calibrated_heads": kept}
     if kept:
         out["calibration"] = evaluate_intervention(model, evaluation, "calibrate", kept, search=search).to_dict()
@@ -75,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, "sinks")
     with prepared(args, "sinks") as out:
         from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+        from probes.progress import TqdmReporter
         from probes.sinks import sinks_by_regime
 
         model = load_from_args(args)
         regimes = tuple(args.regimes)
         results = sinks_by_regime(model, n=args.n, T=args.seq_len, eps=args.eps, seed=args.seed,
-                                  prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size)
+                                  prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size,
+                                  reporter=TqdmReporter("sinks"))
         bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
                                   "sink1": {r: res.sink1 for r, res in results.items()}}
         if args.interventions:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, out: Any) -> int:
     from app.figures.successor import confusion_figure, dla_heatmap, score_heatmap, task_bars, top_head_bars
+    from probes.progress import TqdmReporter
     from probes.successor import (
         OVSettings,
         in_context_scores,
@@ -50,12 +51,12 @@ def _run(args: argparse.Namespace, out: Any) -> int:
 
     model = load_from_args(args)
     settings = OVSettings(norm=args.norm, source=args.source)
-    scores = score_heads(model, settings=settings, threshold=args.threshold, progress=True)
-    ic = in_context_scores(model, max_prompts=args.n, progress=True)
+    scores = score_heads(model, settings=settings, threshold=args.threshold, reporter=TqdmReporter("successor score"))
+    ic = in_context_scores(model, max_prompts=args.n, reporter=TqdmReporter("in-context DLA"))
     mod10 = mod10_analysis(model, head=scores.top_head, dataset=scores.dataset, settings=settings, seed=args.seed)
     ic_top = ic.ranking(1)[0]
-    natural = (natural_text_effects(model, ic_top["layer"], ic_top["head"], n=args.natural, seed=args.seed)
-               if args.natural > 0 else None)
+    natural = (natural_text_effects(model, ic_top["layer"], ic_top["head"], n=args.natural, seed=args.seed,
+                                    reporter=TqdmReporter("natural text")) if args.natural > 0 else None)
     sd, icd = scores.to_dict(), ic.to_dict()
     result = {"first_order": sd, "in_context": icd, "mod10": mod10.to_dict(),
               "natural_text": natural.to_dict() if natural else None}

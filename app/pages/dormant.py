@@ -18,6 +18,7 @@ from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
 from app.ui.pending import require
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
 
 
@@ -25,7 +26,11 @@ from app.ui.sidebar import current_settings
 def dormant_result(spec: str, device: str, dtype: str, n: int, T: int, seed: int, top: int, ablate: bool) -> Any:
     """probes.dormant.dormant_heads on the prose and code domains, cached by its inputs."""
     dormant = importlib.import_module("probes.dormant")
-    return dormant.dormant_heads(get_model(spec, device, dtype), n=n, T=T, seed=seed, top=top, ablate=ablate)
+    reporter = StreamlitReporter("Dormancy on prose and code ...")
+    result = dormant.dormant_heads(get_model(spec, device, dtype), n=n, T=T, seed=seed, top=top, ablate=ablate,
+                                   reporter=reporter)
+    reporter.close()
+    return result
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

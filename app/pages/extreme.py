@@ -16,6 +16,7 @@ from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_budget, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
 from app.ui.pending import require
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
@@ -33,7 +34,10 @@ def extreme_result(spec: str, device: str, dtype: str, regime: str, n: int, T: i
     model = get_model(spec, device, dtype)
     ids = (torch.tensor(rows, dtype=torch.long) if regime == "input"
            else sinks.inputs_for_regime(model, regime, n, T, seed=seed))
-    return extreme.extreme_tokens(model, ids)
+    reporter = StreamlitReporter("Extreme-token measurements ...")
+    result = extreme.extreme_tokens(model, ids, reporter=reporter)
+    reporter.close()
+    return result
 
 
 settings = current_settings()

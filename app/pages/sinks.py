@@ -1,7 +1,7 @@
 """Attention sinks page (spec: attention-sinks.md, Gu et al. 2024), built on probes.sinks.
 
 Contract used (fixed with the sinks helper): inputs_for_regime(model, regime, n, T, seed, prepend_bos)
--> ids [n, T]; compute_sinks(model, ids, eps, prepend_bos, regime, batch_size, progress) -> SinkResult
+-> ids [n, T]; compute_sinks(model, ids, eps, prepend_bos, regime, batch_size, reporter=) -> SinkResult
 with alpha [n, layer, head, T], sink_rate [T] (%), sink1 (%), head_rate [layer, head] (%), str_tokens, to_dict().
 
 Input: the sidebar's prompt or corpus sample (regime "input", the default, so the page follows the
@@ -32,6 +32,7 @@ from app.ui.inputs import (
 )
 from app.ui.model import current_model, get_model, head_patterns
 from app.ui.pending import import_optional, lands_with, require
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
@@ -57,16 +58,10 @@ def sink_result(spec: str, device: str, dtype: str, regime: str, n: int, T: int,
         prepend = model.facts.prepends_bos if want is None else want
         ids, label = sinks.inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want), regime
     n, T = ids.shape
-    text = f"Sink metric on {n} x {T} tokens: batch {{}} of {-(-n // batch_size)} ..."
-    bar = st.progress(0.0, text=text.format(1))
-
-    def progress(fraction: float) -> None:
-        done = round(fraction * -(-n // batch_size))
-        bar.progress(float(min(1.0, max(0.0, fraction))), text=text.format(min(done + 1, -(-n // batch_size))))
-
+    reporter = StreamlitReporter(f"Sink metric on {n} x {T} tokens ...")
     result = sinks.compute_sinks(model, ids, eps=eps, prepend_bos=prepend, regime=label,
-                                 batch_size=batch_size, progress=progress)
-    bar.empty()
+                                 batch_size=batch_size, reporter=reporter)
+    reporter.close()
     return result, [[int(t) for t in row] for row in ids.tolist()]
 
 
@@ -78,7 +73,10 @@ def hidden_sinks(spec: str, device: str, dtype: str, rows: tuple[tuple[int, ...]
     mod = importlib.import_module("probes.hidden_sinks")
     model = get_model(spec, device, dtype)
     min_queries = min(HIDDEN_MIN_QUERIES, len(rows[0]) - 1)
-    return mod.detect_hidden_sinks(model, torch.tensor(rows), min_queries=min_queries)
+    reporter = StreamlitReporter("Hidden sinks ...")
+    result = mod.detect_hidden_sinks(model, torch.tensor(rows), min_queries=min_queries, reporter=reporter)
+    reporter.close()
+    return result
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ from app.ui.errors import shown_errors
 from app.ui.figures import show_token
 from app.ui.model import current_model, get_model
 from app.ui.pending import require
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
 from probes.errors import InputError
 
@@ -35,7 +36,10 @@ def successor_scores(spec: str, device: str, dtype: str, norm: str, source: str,
     successor = importlib.import_module("probes.successor")
     model = get_model(spec, device, dtype)
     settings = successor.OVSettings(norm=norm, source=source)
-    return dict(successor.score_heads(model, settings=settings, threshold=threshold).to_dict())
+    reporter = StreamlitReporter("Successor scores ...")
+    result = dict(successor.score_heads(model, settings=settings, threshold=threshold, reporter=reporter).to_dict())
+    reporter.close()
+    return result
 
 
 def token_id(model: Any, text: str) -> int:

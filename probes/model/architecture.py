@@ -12,6 +12,7 @@ W_out [d_mlp, d_model]. Norm scales are the effective multipliers (Gemma's 1 + w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,22 +26,42 @@ def _linear_in_out(linear: Any) -> Tensor:
     return linear.weight.detach().T
 
 
+def resolve(root: Any, path: str, missing_ok: bool = False) -> Any:
+    """The object at a dotted attribute path below root (None for a missing one when missing_ok)."""
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part, None) if missing_ok else getattr(obj, part)
+        if obj is None:
+            return None
+    return obj
+
+
 def _split_heads_in_out(w: Tensor, n: int, d_head: int) -> Tensor:
     """[d_model, n*d_head] -> [n, d_model, d_head]."""
     return w.reshape(w.shape[0], n, d_head).permute(1, 0, 2)
 
 
-# Families whose TransformerLens bridge fills `attn.hook_attn_scores` with the softmax output instead of the
-# logits (found by comparing softmax(scores) with hook_pattern; tests/probes/model/test_architectures.py).
-SCORES_HOOK_IS_PATTERN = frozenset({"opt"})
-
-
 class ArchAdapter:
-    """Base adapter: subclasses map one HF family onto canonical modules and weights."""
+    """Base adapter: subclasses map one HF family onto canonical modules and weights.
+
+    The class attributes below are the table of where a family keeps its modules (dotted paths from the
+    HF model's root; block-relative names); the module methods read them, and so do the remote traces
+    (`module_paths`, probes/remote.py), which walk an nnsight model by the same paths."""
 
     family = "base"
     norm_type = "layernorm"
     norm_offset = 0.0  # Gemma's RMSNorm multiplies by (1 + w)
+    layers_path = ""  # the decoder-layer list
+    attn_name = ""  # a block's attention module
+    mlp_name = "mlp"  # a block's MLP module ("" = the block itself holds fc1/fc2)
+    attn_in_norm_name = ""
+    mlp_in_norm_name = ""
+    final_norm_path = ""
+    embed_path = ""
+    pos_embed_path = ""  # learned positions ("" = none)
+    rotary_path = ""  # the shared rotary-embedding module ("" = none; a missing module also means none)
+    unembed_path = "lm_head"
+    scores_hook_is_pattern = False  # the bridge fills attn.hook_attn_scores with the softmax output
 
     def __init__(self, hf_model: Any, n_heads: int, n_kv_heads: int, d_head: int) -> None:
         self.hf = hf_model
@@ -50,22 +71,26 @@ class ArchAdapter:
 
     # --- modules -------------------------------------------------------------------------
     def layers(self) -> Any:
-        raise NotImplementedError
+        return resolve(self.hf, self.layers_path)
 
     def block(self, layer: int) -> Any:
         return self.layers()[layer]
 
     def attn(self, layer: int) -> Any:
-        raise NotImplementedError
+        return getattr(self.block(layer), self.attn_name)
 
     def mlp(self, layer: int) -> Any:
-        raise NotImplementedError
+        return getattr(self.block(layer), self.mlp_name) if self.mlp_name else self.block(layer)
+
+    def mlp_forward(self, layer: int, h: Tensor) -> Tensor:
+        """The layer's MLP on its (already normalized) input."""
+        return self.mlp(layer)(h)
 
     def attn_in_norm(self, layer: int) -> Any:
-        raise NotImplementedError
+        return getattr(self.block(layer), self.attn_in_norm_name)
 
     def mlp_in_norm(self, layer: int) -> Any:
-        raise NotImplementedError
+        return getattr(self.block(layer), self.mlp_in_norm_name)
 
     def attn_out_norm(self, layer: int) -> Any:
         return None
@@ -74,13 +99,18 @@ class ArchAdapter:
         return None
 
     def final_norm(self) -> Any:
-        raise NotImplementedError
+        return resolve(self.hf, self.final_norm_path)
 
     def embed(self) -> Any:
-        raise NotImplementedError
+        return resolve(self.hf, self.embed_path)
 
     def pos_embed(self) -> Any:
-        return None
+        return resolve(self.hf, self.pos_embed_path) if self.pos_embed_path else None
+
+    def pos_weight(self) -> Tensor | None:
+        """The learned position vectors, row p = position p (OPT's table starts at row `offset`, 2)."""
+        pos = self.pos_embed()
+        return None if pos is None else pos.weight.detach()[int(getattr(pos, "offset", 0)) :]
 
     def unembed(self) -> Any:
         return self.hf.get_output_embeddings()
@@ -142,7 +172,19 @@ class ArchAdapter:
 
     def rotary(self) -> Any:
         """The HF rotary-embedding module, called as rotary(x, position_ids) -> (cos, sin), or None."""
-        return None
+        return resolve(self.hf, self.rotary_path, missing_ok=True) if self.rotary_path else None
+
+    def apply_head_norm(self, layer: int, x: Tensor, which: str) -> Tensor:
+        """The norm on each query ("q") or key ("k") head, on x [..., n_heads, d_head]; identity without one.
+        StableLM keeps one LayerNorm per key/value head (`norms`): query head h uses its group's."""
+        norm = self.q_norm(layer) if which == "q" else self.k_norm(layer)
+        if norm is None:
+            return x
+        per_head = getattr(norm, "norms", None)
+        if per_head is None:
+            return norm(x)
+        group = x.shape[-2] // len(per_head)
+        return torch.stack([per_head[h // group](x[..., h, :]) for h in range(x.shape[-2])], dim=-2)
 
     def attn_softcap(self) -> float:
         return float(getattr(self.config(), "attn_logit_softcapping", None) or 0.0)
@@ -188,30 +230,13 @@ class LlamaLikeAdapter(ArchAdapter):
 
     family = "llama"
     norm_type = "rmsnorm"
-
-    def layers(self) -> Any:
-        return self.hf.model.layers
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).self_attn
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer).mlp
-
-    def attn_in_norm(self, layer: int) -> Any:
-        return self.block(layer).input_layernorm
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).post_attention_layernorm
-
-    def final_norm(self) -> Any:
-        return self.hf.model.norm
-
-    def embed(self) -> Any:
-        return self.hf.model.embed_tokens
-
-    def rotary(self) -> Any:
-        return getattr(self.hf.model, "rotary_emb", None)
+    layers_path = "model.layers"
+    attn_name = "self_attn"
+    attn_in_norm_name = "input_layernorm"
+    mlp_in_norm_name = "post_attention_layernorm"
+    final_norm_path = "model.norm"
+    embed_path = "model.embed_tokens"
+    rotary_path = "model.rotary_emb"
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         a = self.attn(layer)
@@ -225,9 +250,7 @@ class LlamaLikeAdapter(ArchAdapter):
         return wq, wk, wv, bias(a.q_proj, self.n_heads), bias(a.k_proj, self.n_kv_heads), bias(a.v_proj, self.n_kv_heads)
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        o_proj = self.attn(layer).o_proj
-        w = _linear_in_out(o_proj).reshape(self.n_heads, self.d_head, -1)
-        return w, None if getattr(o_proj, "bias", None) is None else o_proj.bias.detach()
+        return _heads_out(self.attn(layer).o_proj, self.n_heads, self.d_head)
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         m = self.mlp(layer)
@@ -245,9 +268,7 @@ class Gemma3Adapter(LlamaLikeAdapter):
 
     family = "gemma"
     norm_offset = 1.0
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).pre_feedforward_layernorm
+    mlp_in_norm_name = "pre_feedforward_layernorm"
 
     def attn_out_norm(self, layer: int) -> Any:
         return self.block(layer).post_attention_layernorm
@@ -259,43 +280,52 @@ class Gemma3Adapter(LlamaLikeAdapter):
         return float(self.hf.config.hidden_size) ** 0.5
 
 
+def _heads_out(linear: Any, n_heads: int, d_head: int) -> tuple[Tensor, Tensor | None]:
+    """An nn.Linear output projection as W_O [H, d_head, d_model] and its bias (or None)."""
+    bias = getattr(linear, "bias", None)
+    return _linear_in_out(linear).reshape(n_heads, d_head, -1), None if bias is None else bias.detach()
+
+
+def _fused_qkv(weight: Tensor, bias: Tensor | None, d_head: int, index: tuple[Tensor, Tensor, Tensor]
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """Split a fused query/key/value projection, the one splitter of every fused layout.
+
+    weight [out, d_model] (nn.Linear's; a Conv1D's transposed), bias [out] or None; its rows are blocks
+    of d_head rows, one per head, and index gives the blocks that hold each q, k and v head in order
+    (the layouts: `_qkv_consecutive` [q; k; v], `_qkv_interleaved` per-head [q, k, v], Falcon's groups).
+    Returns W_Q [H, d_model, d_head], W_K and W_V [KV, d_model, d_head] and the biases [n, d_head]."""
+    w = weight.detach().reshape(-1, d_head, weight.shape[-1])  # [blocks, d_head, d_model]
+    b = None if bias is None else bias.detach().reshape(-1, d_head)
+    ws = [w[i].transpose(1, 2) for i in index]
+    bs: list[Tensor | None] = [None if b is None else b[i] for i in index]
+    return ws[0], ws[1], ws[2], bs[0], bs[1], bs[2]
+
+
+def _qkv_consecutive(n_heads: int, n_kv_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """[q heads; k heads; v heads] one after the other (GPT-2's c_attn, Phi-3's qkv_proj)."""
+    return torch.arange(n_heads), n_heads + torch.arange(n_kv_heads), n_heads + n_kv_heads + torch.arange(n_kv_heads)
+
+
+def _qkv_interleaved(n_heads: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per head [q, k, v] (GPT-NeoX's query_key_value, Falcon's without multi-query)."""
+    return torch.arange(n_heads) * 3, torch.arange(n_heads) * 3 + 1, torch.arange(n_heads) * 3 + 2
+
+
 class GPT2Adapter(ArchAdapter):
     """GPT-2: transformer.h[i] with fused Conv1D c_attn, GELU MLP, LayerNorm, learned positions."""
 
     family = "gpt2"
-
-    def layers(self) -> Any:
-        return self.hf.transformer.h
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).attn
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer).mlp
-
-    def attn_in_norm(self, layer: int) -> Any:
-        return self.block(layer).ln_1
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).ln_2
-
-    def final_norm(self) -> Any:
-        return self.hf.transformer.ln_f
-
-    def embed(self) -> Any:
-        return self.hf.transformer.wte
-
-    def pos_embed(self) -> Any:
-        return self.hf.transformer.wpe
+    layers_path = "transformer.h"
+    attn_name = "attn"
+    attn_in_norm_name = "ln_1"
+    mlp_in_norm_name = "ln_2"
+    final_norm_path = "transformer.ln_f"
+    embed_path = "transformer.wte"
+    pos_embed_path = "transformer.wpe"
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         c_attn = self.attn(layer).c_attn  # Conv1D: weight is [in, out]
-        w = c_attn.weight.detach()
-        b = c_attn.bias.detach()
-        d = w.shape[0]
-        ws = [_split_heads_in_out(w[:, i * d : (i + 1) * d], self.n_heads, self.d_head) for i in range(3)]
-        bs = [b[i * d : (i + 1) * d].reshape(self.n_heads, self.d_head) for i in range(3)]
-        return ws[0], ws[1], ws[2], bs[0], bs[1], bs[2]
+        return _fused_qkv(c_attn.weight.T, c_attn.bias, self.d_head, _qkv_consecutive(self.n_heads, self.n_heads))
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
         c_proj = self.attn(layer).c_proj
@@ -312,111 +342,71 @@ class GPT2Adapter(ArchAdapter):
         }
 
 
+def _plain_mlp_weights(fc_in: Any, fc_out: Any) -> dict[str, Tensor | None]:
+    """An ungated MLP of two nn.Linear layers (biases optional)."""
+    def bias(lin: Any) -> Tensor | None:
+        return None if getattr(lin, "bias", None) is None else lin.bias.detach()
+
+    return {"W_in": _linear_in_out(fc_in), "W_gate": None, "W_out": _linear_in_out(fc_out),
+            "b_in": bias(fc_in), "b_out": bias(fc_out)}
+
+
 class NeoXAdapter(ArchAdapter):
     """GPT-NeoX / Pythia: per-head interleaved query_key_value, parallel attention and MLP."""
 
     family = "neox"
+    layers_path = "gpt_neox.layers"
+    attn_name = "attention"
+    attn_in_norm_name = "input_layernorm"
+    mlp_in_norm_name = "post_attention_layernorm"
+    final_norm_path = "gpt_neox.final_layer_norm"
+    embed_path = "gpt_neox.embed_in"
+    rotary_path = "gpt_neox.rotary_emb"
+    unembed_path = "embed_out"
 
     def is_parallel(self) -> bool:
         return bool(getattr(self.config(), "use_parallel_residual", True))
 
-    def rotary(self) -> Any:
-        return self.hf.gpt_neox.rotary_emb
-
-    def layers(self) -> Any:
-        return self.hf.gpt_neox.layers
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).attention
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer).mlp
-
-    def attn_in_norm(self, layer: int) -> Any:
-        return self.block(layer).input_layernorm
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).post_attention_layernorm
-
-    def final_norm(self) -> Any:
-        return self.hf.gpt_neox.final_layer_norm
-
-    def embed(self) -> Any:
-        return self.hf.gpt_neox.embed_in
-
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         lin = self.attn(layer).query_key_value
-        w = lin.weight.detach().reshape(self.n_heads, 3, self.d_head, -1)  # [H, 3, d_head, d_model]
-        b = lin.bias.detach().reshape(self.n_heads, 3, self.d_head)
-        ws = [w[:, i].transpose(1, 2) for i in range(3)]
-        return ws[0], ws[1], ws[2], b[:, 0], b[:, 1], b[:, 2]
+        return _fused_qkv(lin.weight, lin.bias, self.d_head, _qkv_interleaved(self.n_heads))
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        dense = self.attn(layer).dense
-        return _linear_in_out(dense).reshape(self.n_heads, self.d_head, -1), dense.bias.detach()
+        return _heads_out(self.attn(layer).dense, self.n_heads, self.d_head)
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         m = self.mlp(layer)
-        return {
-            "W_in": _linear_in_out(m.dense_h_to_4h),
-            "W_gate": None,
-            "W_out": _linear_in_out(m.dense_4h_to_h),
-            "b_in": m.dense_h_to_4h.bias.detach(),
-            "b_out": m.dense_4h_to_h.bias.detach(),
-        }
+        return _plain_mlp_weights(m.dense_h_to_4h, m.dense_4h_to_h)
 
 
 class OPTAdapter(ArchAdapter):
     """OPT (and the project's Bigram-Backcopy toy models, saved as OPT): learned positions, ReLU MLP."""
 
     family = "opt"
+    layers_path = "model.decoder.layers"
+    attn_name = "self_attn"
+    mlp_name = ""  # fc1/fc2 live on the layer itself
+    attn_in_norm_name = "self_attn_layer_norm"
+    mlp_in_norm_name = "final_layer_norm"
+    final_norm_path = "model.decoder.final_layer_norm"
+    embed_path = "model.decoder.embed_tokens"
+    pos_embed_path = "model.decoder.embed_positions"
+    # Found by comparing softmax(scores) with hook_pattern (tests/probes/model/test_architectures.py).
+    scores_hook_is_pattern = True
 
-    def layers(self) -> Any:
-        return self.hf.model.decoder.layers
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).self_attn
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer)  # fc1/fc2 live on the layer itself
-
-    def attn_in_norm(self, layer: int) -> Any:
-        return self.block(layer).self_attn_layer_norm
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).final_layer_norm
-
-    def final_norm(self) -> Any:
-        return self.hf.model.decoder.final_layer_norm
-
-    def embed(self) -> Any:
-        return self.hf.model.decoder.embed_tokens
-
-    def pos_embed(self) -> Any:
-        return self.hf.model.decoder.embed_positions
+    def mlp_forward(self, layer: int, h: Tensor) -> Tensor:
+        blk = self.block(layer)
+        return blk.fc2(blk.activation_fn(blk.fc1(h)))
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         return LlamaLikeAdapter.qkv(self, layer)  # type: ignore[arg-type]
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        out_proj = self.attn(layer).out_proj
-        w = _linear_in_out(out_proj).reshape(self.n_heads, self.d_head, -1)
-        return w, None if out_proj.bias is None else out_proj.bias.detach()
+        return _heads_out(self.attn(layer).out_proj, self.n_heads, self.d_head)
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         blk = self.block(layer)
-        return {
-            "W_in": _linear_in_out(blk.fc1),
-            "W_gate": None,
-            "W_out": _linear_in_out(blk.fc2),
-            "b_in": None if blk.fc1.bias is None else blk.fc1.bias.detach(),
-            "b_out": None if blk.fc2.bias is None else blk.fc2.bias.detach(),
-        }
-
-
-def _split_fused_rows(w: Tensor, sizes: list[int]) -> list[Tensor]:
-    """Split an nn.Linear's [out, in] weight (or [out] bias) along out into consecutive blocks."""
-    return list(torch.split(w, sizes, dim=0))
+        return _plain_mlp_weights(blk.fc1, blk.fc2)
 
 
 class Phi3Adapter(LlamaLikeAdapter):
@@ -426,10 +416,7 @@ class Phi3Adapter(LlamaLikeAdapter):
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         lin = self.attn(layer).qkv_proj
-        sizes = [self.n_heads * self.d_head, self.n_kv_heads * self.d_head, self.n_kv_heads * self.d_head]
-        wq, wk, wv = (x.detach().T for x in _split_fused_rows(lin.weight, sizes))
-        return (_split_heads_in_out(wq, self.n_heads, self.d_head), _split_heads_in_out(wk, self.n_kv_heads, self.d_head),
-                _split_heads_in_out(wv, self.n_kv_heads, self.d_head), None, None, None)
+        return _fused_qkv(lin.weight, lin.bias, self.d_head, _qkv_consecutive(self.n_heads, self.n_kv_heads))
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         m = self.mlp(layer)
@@ -457,42 +444,23 @@ class PhiAdapter(ArchAdapter):
 
     family = "phi"
     parallel_residual = True
-
-    def layers(self) -> Any:
-        return self.hf.model.layers
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).self_attn
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer).mlp
-
-    def attn_in_norm(self, layer: int) -> Any:
-        return self.block(layer).input_layernorm
-
-    def mlp_in_norm(self, layer: int) -> Any:
-        return self.block(layer).input_layernorm  # the same norm feeds both branches
-
-    def final_norm(self) -> Any:
-        return self.hf.model.final_layernorm
-
-    def embed(self) -> Any:
-        return self.hf.model.embed_tokens
-
-    def rotary(self) -> Any:
-        return self.hf.model.rotary_emb
+    layers_path = "model.layers"
+    attn_name = "self_attn"
+    attn_in_norm_name = "input_layernorm"
+    mlp_in_norm_name = "input_layernorm"  # the same norm feeds both branches
+    final_norm_path = "model.final_layernorm"
+    embed_path = "model.embed_tokens"
+    rotary_path = "model.rotary_emb"
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         return LlamaLikeAdapter.qkv(self, layer)  # type: ignore[arg-type]
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        dense = self.attn(layer).dense
-        return _linear_in_out(dense).reshape(self.n_heads, self.d_head, -1), dense.bias.detach()
+        return _heads_out(self.attn(layer).dense, self.n_heads, self.d_head)
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         m = self.mlp(layer)
-        return {"W_in": _linear_in_out(m.fc1), "W_gate": None, "W_out": _linear_in_out(m.fc2),
-                "b_in": m.fc1.bias.detach(), "b_out": m.fc2.bias.detach()}
+        return _plain_mlp_weights(m.fc1, m.fc2)
 
 
 class FalconAdapter(ArchAdapter):
@@ -500,19 +468,15 @@ class FalconAdapter(ArchAdapter):
     architecture), GELU MLP, LayerNorms, rotary; attention and MLP in parallel unless parallel_attn is off."""
 
     family = "falcon"
+    layers_path = "transformer.h"
+    attn_name = "self_attention"
+    final_norm_path = "transformer.ln_f"
+    embed_path = "transformer.word_embeddings"
+    rotary_path = "transformer.rotary_emb"
 
     def is_parallel(self) -> bool:
         cfg = self.config()
         return bool(cfg.new_decoder_architecture or cfg.parallel_attn)
-
-    def layers(self) -> Any:
-        return self.hf.transformer.h
-
-    def attn(self, layer: int) -> Any:
-        return self.block(layer).self_attention
-
-    def mlp(self, layer: int) -> Any:
-        return self.block(layer).mlp
 
     def attn_in_norm(self, layer: int) -> Any:
         blk = self.block(layer)
@@ -525,17 +489,8 @@ class FalconAdapter(ArchAdapter):
                 return getattr(blk, name)
         raise ModelLoadError("This Falcon block has no MLP input norm.")
 
-    def final_norm(self) -> Any:
-        return self.hf.transformer.ln_f
-
-    def embed(self) -> Any:
-        return self.hf.transformer.word_embeddings
-
-    def rotary(self) -> Any:
-        return getattr(self.hf.transformer, "rotary_emb", None)
-
     def _qkv_index(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Row blocks (of d_head rows) of query_key_value that hold each q head, k head and v head."""
+        """Blocks (of d_head rows) of query_key_value that hold each q head, k head and v head."""
         cfg, H, KV = self.config(), self.n_heads, self.n_kv_heads
         if cfg.new_decoder_architecture:
             g = H // KV
@@ -543,27 +498,18 @@ class FalconAdapter(ArchAdapter):
             return q, torch.arange(KV) * (g + 2) + g, torch.arange(KV) * (g + 2) + g + 1
         if cfg.multi_query:
             return torch.arange(H), torch.tensor([H]), torch.tensor([H + 1])
-        return torch.arange(H) * 3, torch.arange(H) * 3 + 1, torch.arange(H) * 3 + 2
+        return _qkv_interleaved(H)
 
     def qkv(self, layer: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
         lin = self.attn(layer).query_key_value
-        w = lin.weight.detach().reshape(-1, self.d_head, lin.weight.shape[1])  # [blocks, d_head, d_model]
-        b = None if lin.bias is None else lin.bias.detach().reshape(-1, self.d_head)
-        idx = self._qkv_index()
-        ws = [w[i].transpose(1, 2) for i in idx]
-        bs: list[Tensor | None] = [None if b is None else b[i] for i in idx]
-        return ws[0], ws[1], ws[2], bs[0], bs[1], bs[2]
+        return _fused_qkv(lin.weight, lin.bias, self.d_head, self._qkv_index())
 
     def o(self, layer: int) -> tuple[Tensor, Tensor | None]:
-        dense = self.attn(layer).dense
-        return _linear_in_out(dense).reshape(self.n_heads, self.d_head, -1), (
-            None if dense.bias is None else dense.bias.detach())
+        return _heads_out(self.attn(layer).dense, self.n_heads, self.d_head)
 
     def mlp_weights(self, layer: int) -> dict[str, Tensor | None]:
         m = self.mlp(layer)
-        return {"W_in": _linear_in_out(m.dense_h_to_4h), "W_gate": None, "W_out": _linear_in_out(m.dense_4h_to_h),
-                "b_in": None if m.dense_h_to_4h.bias is None else m.dense_h_to_4h.bias.detach(),
-                "b_out": None if m.dense_4h_to_h.bias is None else m.dense_4h_to_h.bias.detach()}
+        return _plain_mlp_weights(m.dense_h_to_4h, m.dense_4h_to_h)
 
 
 ADAPTERS: dict[str, type[ArchAdapter]] = {
@@ -593,3 +539,29 @@ def adapter_for(hf_model: Any, n_heads: int, n_kv_heads: int, d_head: int) -> Ar
         )
     return ADAPTERS[name](hf_model, n_heads, n_kv_heads, d_head)
 
+
+
+@dataclass(frozen=True)
+class ModulePaths:
+    """Where an architecture keeps its modules, as dotted paths from the HF model's root (the adapter table),
+    for code that walks a model by name instead of holding an adapter (the remote traces, probes/remote.py)."""
+
+    architecture: str
+    family: str
+    layers: str  # the decoder-layer list
+    attn: str  # a layer's attention module
+    final_norm: str
+    unembed: str
+    llama_style: bool  # self_attn.{q,k,v,o}_proj, an RMSNorm final norm, no post-attention norm
+
+
+def module_paths(architecture: str) -> ModulePaths:
+    """The module paths of an HF architecture class name (e.g. "LlamaForCausalLM")."""
+    if architecture not in ADAPTERS:
+        raise ModelLoadError(
+            f"Glasshouse has no module table for architecture {architecture}. Supported: "
+            f"{', '.join(sorted(ADAPTERS))}. Add an adapter class in probes/model/architecture.py."
+        )
+    a = ADAPTERS[architecture]
+    return ModulePaths(architecture, a.family, a.layers_path, a.attn_name, a.final_norm_path, a.unembed_path,
+                       llama_style=a.family == "llama")

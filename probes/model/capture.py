@@ -27,7 +27,6 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import BudgetError, InputError
-from probes.model.architecture import SCORES_HOOK_IS_PATTERN
 from probes.model.hooked_model import HookedModel, Tokens
 
 RESID_LIKE = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
@@ -62,7 +61,8 @@ class CaptureResult:
         return self.tokens.attention_mask
 
 
-def _as_tokens(model: HookedModel, prompts: Any, prepend_bos: bool | None) -> Tokens:
+def as_tokens(model: HookedModel, prompts: Any, prepend_bos: bool | None) -> Tokens:
+    """Prompts (a string, strings, a Tokens batch, a tensor or rows of ids) as one Tokens batch."""
     if isinstance(prompts, Tokens):
         return prompts
     if isinstance(prompts, Tensor):
@@ -174,7 +174,7 @@ def capture(
     (default: half the free RAM; 80% of free GPU memory for CUDA models).
     """
     names = _check_what(what)
-    tokens = _as_tokens(model, prompts, prepend_bos)
+    tokens = as_tokens(model, prompts, prepend_bos)
     f = model.facts
     layer_ids = _check_index(layers, f.n_layers, "layer")
     head_ids = _check_index(heads, f.n_heads, "head")
@@ -191,7 +191,7 @@ def capture(
             "Reduce it: fewer prompts or a smaller batch_size, fewer layers=/heads=, fewer targets in what=, "
             "shorter prompts (patterns grow with length squared); or pass budget_bytes= to raise the budget."
         )
-    if "scores" in names and model.facts.family in SCORES_HOOK_IS_PATTERN:
+    if "scores" in names and model.attn_scores_are_pattern:
         raise InputError(
             f"The TransformerLens bridge gives no attention logits for {model.facts.family} models (its "
             "hook_attn_scores holds the softmax output). Capture 'pattern' instead: log(pattern) equals the "
@@ -217,7 +217,7 @@ def capture(
 
 def _hook_plan(model: HookedModel, names: list[str], layers: list[int]) -> set[str]:
     """TL hook names to keep (for head vectors every candidate; the first that fires is used)."""
-    available = set(model.bridge.hook_dict)
+    available = set(model.hook_names())
     wanted: set[str] = set()
     for w in names:
         for layer in layers:

@@ -380,15 +380,9 @@ class HookedModel:
         layer = self.check_layer(layer)
         with self._lock:
             h = self.adapter.mlp_in_norm(layer)(x) if with_input_norm else x
-            out = self._mlp_forward(layer, h)
+            out = self.adapter.mlp_forward(layer, h)
             post = self.adapter.mlp_out_norm(layer)
             return post(out) if post is not None else out
-
-    def _mlp_forward(self, layer: int, h: Tensor) -> Tensor:
-        if self.adapter.family == "opt":
-            blk = self.adapter.block(layer)
-            return blk.fc2(blk.activation_fn(blk.fc1(h)))
-        return self.adapter.mlp(layer)(h)
 
     def apply_final_norm(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         with self._lock:
@@ -507,11 +501,7 @@ class HookedModel:
 
     @property
     def W_pos(self) -> Float[Tensor, "n_ctx d_model"] | None:
-        pos = self.adapter.pos_embed()
-        if pos is None:
-            return None
-        # OPT's learned positions start at row `offset` (2): row offset + p is position p.
-        return pos.weight.detach()[int(getattr(pos, "offset", 0)) :]
+        return self.adapter.pos_weight()
 
     @property
     def W_U(self) -> Float[Tensor, "d_model d_vocab"]:
@@ -603,6 +593,26 @@ class HookedModel:
         """The norms applied to each query head and each key head after projection (or None, None)."""
         layer = self.check_layer(layer)
         return self.adapter.q_norm(layer), self.adapter.k_norm(layer)
+
+    def apply_qk_norm(self, layer: int, x: Float[Tensor, "... head d_head"], which: str) -> Tensor:
+        """The model's norm on each query ("q") or key ("k") head after projection; x unchanged without one
+        (and for "v"). x holds every query head: grouped per-head norms (StableLM) are mapped to them."""
+        if which not in ("q", "k", "v"):
+            raise InputError(f"Unknown projection '{which}'. Use q, k or v.")
+        if which == "v":
+            return x
+        with self._lock:
+            return self.adapter.apply_head_norm(self.check_layer(layer), x, which)
+
+    @property
+    def attn_scores_are_pattern(self) -> bool:
+        """Whether the bridge's `attn.hook_attn_scores` carries the softmax output instead of the logits
+        (OPT; found by comparing softmax(scores) with hook_pattern)."""
+        return bool(self.adapter.scores_hook_is_pattern)
+
+    def hook_names(self) -> frozenset[str]:
+        """Every TransformerLens hook name this model's bridge offers (blocks.{l}.attn.hook_pattern, ...)."""
+        return frozenset(self.bridge.hook_dict)
 
     def attn_scale(self, layer: int) -> float:
         """The factor on q.k before the softmax."""

@@ -62,3 +62,45 @@ def isolated_language_model(model: HookedModel) -> Any:
     lm = IsolatedLanguageModel(model.hf_model, tokenizer=model.tokenizer)
     object.__setattr__(lm, "_glasshouse_model", model)
     return lm
+
+
+# --- reading an nnsight LanguageModel (the model layer's side of probes/remote.py) --------------------
+
+
+def hf_architecture(lm: Any) -> str:
+    """The HF class name of the module an nnsight LanguageModel wraps (e.g. LlamaForCausalLM)."""
+    return type(lm._module).__name__
+
+
+def nnsight_paths(lm: Any) -> Any:
+    """The architecture table's module paths (probes.model.architecture.ModulePaths) of an nnsight model."""
+    from probes.model.architecture import module_paths
+
+    return module_paths(hf_architecture(lm))
+
+
+def layer_count(lm: Any) -> int:
+    """How many decoder layers the wrapped module has (read from the module, so a meta model works too)."""
+    from probes.model.architecture import resolve
+
+    return len(resolve(lm._module, nnsight_paths(lm).layers))
+
+
+def config_facts(lm: Any) -> dict[str, Any]:
+    """Sizes and names from an nnsight model's HF config (the text config of a multimodal one)."""
+    cfg = lm.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    n_heads = int(cfg.num_attention_heads)
+    d_model = int(cfg.hidden_size)
+    return {
+        "name": str(getattr(cfg, "_name_or_path", "") or hf_architecture(lm)),
+        "model_type": str(getattr(cfg, "model_type", "")),
+        "n_layers": int(cfg.num_hidden_layers),
+        "n_heads": n_heads,
+        "n_kv_heads": int(getattr(cfg, "num_key_value_heads", None) or n_heads),
+        "d_model": d_model,
+        "d_head": int(getattr(cfg, "head_dim", None) or d_model // n_heads),
+        "d_vocab": int(cfg.vocab_size),
+        "n_ctx": int(getattr(cfg, "max_position_embeddings", 2048)),
+        "norm_eps": float(getattr(cfg, "rms_norm_eps", None) or getattr(cfg, "layer_norm_eps", None) or 1e-6),
+    }

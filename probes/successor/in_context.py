@@ -32,10 +32,11 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.model.hooked_model import HookedModel, Tokens
+from probes.progress import NullReporter, Reporter
+from probes.quantities import apply_frozen_norm, dla_directions, frozen_norm_scale, head_write
 from probes.results import result_metadata
 from probes.successor.dataset import TASKS
 
@@ -88,19 +89,12 @@ def build_prompts(model: HookedModel, task: str, shown: int = 4, max_prompts: in
 
 def final_norm_linear(model: HookedModel, x_final: Float[Tensor, "b d_model"]) -> Any:
     """The final norm with its scale frozen at x_final: a function c [b, ..., d] -> normalized c (no bias)."""
-    eps = model.norm_eps("final")
+    centered = model.facts.normalization == "layernorm"
     w = model.norm_scales()["ln_final"].float().cpu()
-    x = x_final.float()
-    if model.facts.normalization == "layernorm":
-        s = 1.0 / torch.sqrt(x.var(dim=-1, unbiased=False) + eps)
-    else:
-        s = torch.rsqrt(x.pow(2).mean(dim=-1) + eps)
+    s = frozen_norm_scale(x_final, model.norm_eps("final"), centered)
 
     def apply(c: Tensor) -> Tensor:
-        if model.facts.normalization == "layernorm":
-            c = c - c.mean(dim=-1, keepdim=True)
-        shape = (c.shape[0],) + (1,) * (c.ndim - 1)
-        return c * s.reshape(shape) * w
+        return apply_frozen_norm(c, s, w, centered)
 
     return apply
 
@@ -145,7 +139,7 @@ def head_writes(
     `layers` names the layers z covers (default: all, in order)."""
     layer_ids = list(range(model.facts.n_layers)) if layers is None else layers
     w_o = model.W_O[layer_ids].float().cpu()
-    out = torch.einsum("blhe,lhed->blhd", z, w_o)
+    out = torch.stack([head_write(z[:, i], w_o[i]) for i in range(len(layer_ids))], dim=1)
     b_o = model.b_O
     if model.attn_out_norm(layer_ids[0]) is None:
         return out
@@ -214,8 +208,7 @@ def head_dla(model: HookedModel, ps: PromptSet, batch_size: int = 16) -> dict[st
     writes = final(head_writes(model, run["z"]))  # [p, L, H, d]
     w_u = model.W_U.float().cpu()
     t_set = torch.tensor(ps.target_set)
-    dirs = w_u[:, t_set] - w_u[:, t_set].mean(dim=1, keepdim=True)  # [d, |T|]
-    per_t = writes @ dirs  # [p, L, H, |T|]
+    per_t = writes @ dla_directions(w_u[:, t_set].T).T  # [p, L, H, |T|]
     col = torch.tensor([ps.target_set.index(t) for t in ps.targets])
     correct = per_t[torch.arange(len(col)), :, :, col]  # [p, L, H]
     logits = run["logits"]
@@ -225,12 +218,15 @@ def head_dla(model: HookedModel, ps: PromptSet, batch_size: int = 16) -> dict[st
 
 def in_context_scores(
     model: HookedModel, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
-    batch_size: int = 16, progress: bool = False,
+    batch_size: int = 16, reporter: Reporter | None = None,
 ) -> InContextScores:
-    """The in-context view for every head and task (see the module docstring for the definitions)."""
+    """The in-context view for every head and task (see the module docstring for the definitions).
+    reporter (probes.progress): one step per task, a cancel checked before each."""
+    rep = reporter or NullReporter()
     prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]
     dla, rank_acc, per_prompt, diffs, acc, task_acc = [], [], [], [], [], []
-    for ps in tqdm(prompt_sets, desc="in-context tasks", disable=not progress):
+    for done, ps in enumerate(prompt_sets, start=1):
+        rep.check()
         r = head_dla(model, ps, batch_size)
         per_prompt.append(r["correct"])
         dla.append(r["correct"].mean(dim=0))
@@ -240,6 +236,7 @@ def in_context_scores(
         acc.append(float((r["logits"].argmax(dim=-1) == targets).float().mean()))
         t_set = torch.tensor(ps.target_set)
         task_acc.append(float((r["logits"][:, t_set].argmax(dim=-1) == r["col"]).float().mean()))
+        rep.update(f"in-context DLA: task {ps.task} ({done} of {len(prompt_sets)})", done, len(prompt_sets))
     settings = {"tasks": list(tasks), "shown": shown, "max_prompts": max_prompts,
                 "baseline": "mean W_U over the task's target set"}
     return InContextScores(result_metadata(model, settings), prompt_sets, torch.stack(dla), torch.stack(rank_acc),

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from probes.corpus import sample
 from probes.model.hooked_model import HookedModel
+from probes.progress import NullReporter, Reporter
 from probes.results import result_metadata
 from probes.successor.in_context import final_norm_linear, head_writes
 
@@ -36,9 +36,11 @@ class NaturalExamples:
 
 def natural_text_effects(
     model: HookedModel, layer: int, head: int, domain: str = "prose", n: int = 8, length: int = 96,
-    top: int = 12, seed: int = 0, context: int = 12, progress: bool = False,
+    top: int = 12, seed: int = 0, context: int = 12, reporter: Reporter | None = None,
 ) -> NaturalExamples:
-    """The `top` positions of n corpus windows where head (layer, head) adds the most to one token's logit."""
+    """The `top` positions of n corpus windows where head (layer, head) adds the most to one token's logit.
+    reporter (probes.progress): one step per window, a cancel checked before each."""
+    rep = reporter or NullReporter()
     layer, head = model.check_layer(layer), model.check_head(head)
     prefix = [int(model.tokenizer.bos_token_id)] if model.facts.prepends_bos else []
     corpus = sample(domain, n, length, model, seed=seed, prefix_ids=prefix)
@@ -47,7 +49,8 @@ def natural_text_effects(
     w_u = model.W_U.float().cpu()
     found: list[tuple[float, int, int, list[int], list[float]]] = []
     maxima = []
-    for row in tqdm(range(n), desc="natural text", disable=not progress):
+    for row in range(n):
+        rep.check()
         ids = corpus.ids[row : row + 1]
         with torch.no_grad():
             _, cache = model.run_with_cache(ids, names_filter=lambda name: name in names)
@@ -63,6 +66,7 @@ def natural_text_effects(
             top_vals, top_toks = logits[pos].topk(5)
             found.append((float(best[pos]), row, pos, [int(t) for t in top_toks], [float(v) for v in top_vals]))
         del cache
+        rep.update(f"natural text: window {row + 1} of {n}", row + 1, n)
     found.sort(key=lambda r: -r[0])
     examples = []
     for value, row, pos, toks, vals in found[:top]:

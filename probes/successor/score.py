@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
+from probes.progress import NullReporter, Reporter
 from probes.results import result_metadata
 from probes.successor.dataset import SuccessionDataset, Task, build_dataset
 from probes.successor.ov import DEFAULT_SETTINGS, OVSettings, ov_logits
@@ -82,19 +82,23 @@ class SuccessorScores:
 
 def score_heads(
     model: HookedModel, dataset: SuccessionDataset | None = None, settings: OVSettings = DEFAULT_SETTINGS,
-    threshold: float = 0.4, progress: bool = False,
+    threshold: float = 0.4, reporter: Reporter | None = None,
 ) -> SuccessorScores:
-    """Successor score of every head of the model on every task (all heads at once, per task)."""
+    """Successor score of every head of the model on every task (all heads at once, per task).
+    reporter (probes.progress): one step per task, a cancel checked before each."""
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must lie in [0, 1], got {threshold}.")
     ds = dataset if dataset is not None else build_dataset(model.tokenizer)
     s = settings.resolved(model)
     hits_per_task, preds = [], []
-    for task in tqdm(ds.tasks, desc="successor tasks", disable=not progress):
+    rep = reporter or NullReporter()
+    for done, task in enumerate(ds.tasks, start=1):
+        rep.check()
         logits = ov_logits(model, task.token_ids, task.token_ids, s)
         hits, pred = task_hits(logits, task)
         hits_per_task.append(hits)
         preds.append(pred)
+        rep.update(f"successor score: task {task.name} ({done} of {len(ds.tasks)})", done, len(ds.tasks))
     per_task = torch.stack([h.float().mean(dim=-1) for h in hits_per_task])
     scores = torch.cat(hits_per_task, dim=-1).float().mean(dim=-1)
     settings_dict = {**s.to_dict(), "threshold": threshold}

@@ -9,7 +9,7 @@ import torch
 
 from probes.bb.data import estimate_task
 from probes.bb.train import TrainSettings, train
-from probes.progress import Cancelled, NullReporter, Reporter, TqdmReporter, as_reporter
+from probes.progress import Cancelled, NullReporter, Reporter, TqdmReporter, as_reporter, batches
 
 
 class Recorder(Reporter):
@@ -65,15 +65,23 @@ def test_parts_map_into_the_parent_and_share_its_cancel_flag() -> None:
         second.check()
 
 
-def test_as_reporter_keeps_the_old_progress_arguments() -> None:
-    got: list[float] = []
-    rep = as_reporter(None, got.append)
-    rep.update("", 1, 4)
-    rep.update("", 4, 4)
-    assert got == [0.25, 1.0]
+def test_as_reporter_takes_a_reporter_or_the_show_a_bar_switch() -> None:
     assert isinstance(as_reporter(None, False), NullReporter)
+    bar = as_reporter(None, True)
+    assert isinstance(bar, TqdmReporter)
+    bar.close()
     mine = NullReporter()
     assert as_reporter(mine, True) is mine
+
+
+def test_batches_reports_after_each_batch_and_checks_before_each() -> None:
+    rec = Recorder()
+    assert batches(list(range(5)), 2, sum, rec, "sum") == [1, 5, 4]
+    assert rec.seen == pytest.approx([1 / 3, 2 / 3, 1.0]) and rec.texts[-1] == "sum: batch 3 of 3"
+    ran: list[int] = []
+    with pytest.raises(Cancelled):
+        batches(list(range(5)), 2, lambda b: ran.append(len(b)), Recorder(stop_at=2))
+    assert ran == [2, 2]  # the third batch never ran
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +137,7 @@ def test_sae_trainer_reports_and_a_cancel_resumes(tmp_path: Any) -> None:
     torch.testing.assert_close(resumed.sae.W_dec, whole.sae.W_dec)
 
 
-def test_compute_sinks_reports_per_batch_and_the_old_callback_still_works(smollm: Any) -> None:
+def test_compute_sinks_reports_per_batch_and_a_cancel_stops_it(smollm: Any) -> None:
     from probes.sinks import compute_sinks, inputs_for_regime
 
     ids = inputs_for_regime(smollm, "random", 2, 4, seed=0, prepend_bos=False)
@@ -137,14 +145,74 @@ def test_compute_sinks_reports_per_batch_and_the_old_callback_still_works(smollm
     with_rep = compute_sinks(smollm, ids, batch_size=1, reporter=rec)
     monotone_to_one(rec.seen)
     assert rec.seen == [0.5, 1.0]
-    got: list[float] = []
-    with_cb = compute_sinks(smollm, ids, batch_size=1, progress=got.append)
-    assert got == [0.5, 1.0]
-    torch.testing.assert_close(with_rep.alpha, with_cb.alpha)
+    torch.testing.assert_close(with_rep.alpha, compute_sinks(smollm, ids, batch_size=2).alpha)  # reporter-free
     stopper = Recorder(stop_at=1)  # cancelled after the first of two batches
     with pytest.raises(Cancelled):
         compute_sinks(smollm, ids, batch_size=1, reporter=stopper)
     assert stopper.seen == [0.5]
+
+
+def _reports_to_one_and_cancels(run: Any, results_equal: Any = None) -> None:
+    """run(reporter) reports a monotone fraction ending at 1, gives the reporter-free result, and stops
+    with Cancelled once the cancel flag is set after its first report."""
+    rec = Recorder()
+    got = run(rec)
+    monotone_to_one(rec.seen)
+    assert len(rec.seen) >= 2 and all(rec.texts)
+    if results_equal is not None:
+        results_equal(got, run(None))
+    stopper = Recorder(stop_at=1)
+    with pytest.raises(Cancelled):
+        run(stopper)
+    assert len(stopper.seen) == 1 and stopper.fraction < 1.0
+
+
+def test_sinks_hidden_sinks_and_calibration_search_report_and_cancel(smollm: Any) -> None:
+    from probes.hidden_sinks import detect_hidden_sinks, search_calibration_heads
+    from probes.sinks import inputs_for_regime, sinks_by_regime
+
+    ids = inputs_for_regime(smollm, "random", 2, 6, seed=0, prepend_bos=False)
+    _reports_to_one_and_cancels(lambda r: sinks_by_regime(smollm, n=2, T=4, regimes=("random", "repeat"),
+                                                          batch_size=1, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a["repeat"].alpha, b["repeat"].alpha))
+    _reports_to_one_and_cancels(lambda r: detect_hidden_sinks(smollm, ids, batch_size=1, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a.alpha, b.alpha))
+    _reports_to_one_and_cancels(lambda r: search_calibration_heads(smollm, ids, candidates=2, batch_size=1,
+                                                                   reporter=r),
+                                lambda a, b: a[1] == pytest.approx(b[1]))
+
+
+def test_dormant_and_extreme_report_and_cancel(smollm: Any) -> None:
+    from probes.dormant import dormant_heads
+    from probes.extreme import extreme_tokens, peak_ablation
+    from probes.sinks import inputs_for_regime
+
+    def same_rows(a: Any, b: Any) -> None:
+        assert [(r.layer, r.head, r.loss_delta) for r in a.rows] == [(r.layer, r.head, r.loss_delta) for r in b.rows]
+
+    _reports_to_one_and_cancels(lambda r: dormant_heads(smollm, n=2, T=6, top=1, controls=1, batch_size=1,
+                                                        reporter=r), same_rows)
+    ids = inputs_for_regime(smollm, "random", 2, 5, seed=1, prepend_bos=False)
+    _reports_to_one_and_cancels(lambda r: extreme_tokens(smollm, ids, batch_size=1, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a.resid_norm, b.resid_norm))
+    _reports_to_one_and_cancels(lambda r: peak_ablation(smollm, ids, layers=[0, 1], components=("mlp",),
+                                                        reporter=r),
+                                lambda a, b: [x["sink"] for x in a.rows] == pytest.approx([x["sink"] for x in b.rows]))
+
+
+def test_successor_pipelines_report_and_cancel(smollm: Any) -> None:
+    from probes.successor import in_context_scores, natural_text_effects, score_heads
+    from probes.successor.dataset import build_dataset
+
+    ds = build_dataset(smollm.tokenizer)
+    ds.tasks = ds.tasks[:2]
+    _reports_to_one_and_cancels(lambda r: score_heads(smollm, dataset=ds, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a.scores, b.scores))
+    _reports_to_one_and_cancels(lambda r: in_context_scores(smollm, tasks=("days", "months"), max_prompts=2,
+                                                            reporter=r),
+                                lambda a, b: torch.testing.assert_close(a.dla, b.dla))
+    _reports_to_one_and_cancels(lambda r: natural_text_effects(smollm, 3, 0, n=2, length=12, top=2, reporter=r),
+                                lambda a, b: a.mean_effect == pytest.approx(b.mean_effect))
 
 
 def test_first_token_attention_one_definition_both_query_conventions() -> None:

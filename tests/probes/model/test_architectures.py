@@ -22,7 +22,6 @@ from transformers import (
 from probes import load_model
 from probes.errors import InputError
 from probes.extreme import extreme_tokens
-from probes.model.architecture import SCORES_HOOK_IS_PATTERN
 from probes.model.capture import capture
 from tests.probes.model.weights_check import check_weights_reproduce_heads
 
@@ -68,7 +67,7 @@ def test_tiny_model_folder(family, tmp_path):
     # attention logits: softmax(scores) is the pattern, except for OPT, whose bridge has no logits
     T = ref["ids"].shape[1]
     causal = torch.ones(T, T, dtype=torch.bool).tril()
-    if family in SCORES_HOOK_IS_PATTERN:
+    if model.attn_scores_are_pattern:
         with pytest.raises(InputError, match="no attention logits"):
             capture(model, PROMPT, what=["scores"])
     else:
