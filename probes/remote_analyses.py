@@ -48,6 +48,7 @@ from probes.extreme import (
 from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, hidden_sinks_from_alpha
 from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.nnsight_view import config_facts
+from probes.progress import Reporter
 from probes.quantities import apply_frozen_norm, dla_directions, frozen_norm_scale, head_write
 from probes.remote import remote_paths
 from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
@@ -306,7 +307,7 @@ def _plan_and_check(plan: RequestPlan, budget: RequestBudget | None,
 def remote_sinks(
     model: RemoteModel, ids: Int[Tensor, "n T"], eps: float = DEFAULT_EPS, prepend_bos: bool = False,
     regime: str = "natural", batch_size: int = 8, layers: Sequence[int] | None = None, remote: bool | str = False,
-    budget: RequestBudget | None = None, progress: Callable[[float], None] | None = None,
+    budget: RequestBudget | None = None, reporter: Reporter | None = None,
     checkpoint: str | None = None, on_plan: Callable[[RequestPlan], None] | None = None,
 ) -> SinkResult:
     """probes.sinks.compute_sinks through nnsight: alpha per (sample, layer, head, key) comes back, the
@@ -316,7 +317,7 @@ def remote_sinks(
     chosen = model.check_layers(layers)
     _plan_and_check(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget, on_plan)
     parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)}, "remote sinks",
-                       progress, checkpoint, f"sinks{chosen}")
+                       reporter, checkpoint, f"sinks{chosen}")
     alpha = torch.cat([p["alpha"] for p in parts])
     bos = model.facts.bos_token_id
     first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
@@ -339,7 +340,7 @@ hidden_from_alpha = hidden_sinks_from_alpha  # the local reduction, applied to r
 def remote_hidden_sinks(
     model: RemoteModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
     max_examples: int = 40, min_queries: int = 1, layers: Sequence[int] | None = None, remote: bool | str = False,
-    budget: RequestBudget | None = None, progress: Callable[[float], None] | None = None,
+    budget: RequestBudget | None = None, reporter: Reporter | None = None,
 ) -> HiddenSinkResult:
     """Hidden-sink detection (spec "Hidden sinks") from remote alpha. With `layers`, the result's layer axis
     indexes those layers in order."""
@@ -347,7 +348,7 @@ def remote_hidden_sinks(
     chosen = model.check_layers(layers)
     check_budget(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
     parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)},
-                       "remote hidden sinks", progress)
+                       "remote hidden sinks", reporter)
     alpha = torch.cat([p["alpha"] for p in parts])
     settings = {"threshold": threshold, "n": len(ids), "T": int(ids.shape[1]), "min_queries": min_queries,
                 "layers": chosen, "backend": _backend_name(remote)}
@@ -358,14 +359,14 @@ def remote_hidden_sinks(
 def remote_head_statistics(
     model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
     remote: bool | str = False, budget: RequestBudget | None = None,
-    progress: Callable[[float], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> dict[str, Float[Tensor, "layer head"]]:
     """probes.dormant.head_statistics through nnsight: only [3, layer, head] sums come back per request."""
     ids = check_ids(model, ids)  # type: ignore[arg-type]
     chosen = model.check_layers(layers)
     check_budget(head_stats_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
     parts = run_chunks(ids, batch_size, lambda c: {"sums": trace_head_statistics(model, c, chosen, remote)},
-                       "remote head statistics", progress)
+                       "remote head statistics", reporter)
     total = torch.stack([p["sums"] for p in parts]).sum(0) / len(ids)
     return {name: total[k] for k, name in enumerate(HEAD_STATISTICS)}
 
@@ -388,7 +389,7 @@ def remote_dormancy_by_domain(
 def remote_extreme_tokens(
     model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
     remote: bool | str = False, budget: RequestBudget | None = None,
-    progress: Callable[[float], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> ExtremeResult:
     """probes.extreme.extreme_tokens through nnsight. The logit gap is computed from log A (the log-normalizer
     cancels), which equals the local gap of the logits up to float rounding."""
@@ -397,7 +398,7 @@ def remote_extreme_tokens(
     chosen = model.check_layers(layers)
     check_budget(extreme_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
     parts = run_chunks(ids, batch_size, lambda c: trace_extreme(model, c, chosen, remote), "remote extreme tokens",
-                       progress)
+                       reporter)
     cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     settings = {"n": len(ids), "T": int(ids.shape[1]), "layers": chosen, "backend": _backend_name(remote)}
     return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"], model.tokens_from_ids(ids).str_tokens,

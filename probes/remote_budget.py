@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
+from probes.progress import Reporter, TqdmReporter
 
 # The traced block's source plus the by-value source of the statistic functions it calls, measured on
 # the intercepted requests of tests/probes/test_remote_analyses.py (largest: 36 kB); rounded up.
@@ -133,9 +133,12 @@ def _chunk_key(tag: str, chunk: Tensor) -> str:
 
 def run_chunks(
     ids: Tensor, batch_size: int, run: Callable[[Tensor], dict[str, Tensor]], desc: str = "remote",
-    progress: Callable[[float], None] | None = None, checkpoint: str | Path | None = None, tag: str = "",
+    reporter: Reporter | None = None, checkpoint: str | Path | None = None, tag: str = "",
 ) -> list[dict[str, Tensor]]:
     """Run `run` on each chunk of `batch_size` rows; report progress; resume from `checkpoint`.
+
+    reporter (probes.progress): updated after every chunk, checked for a cancel before each (None: a
+    transient terminal bar named `desc`).
 
     With a checkpoint folder every finished chunk is written there atomically, named by a hash of `tag`
     (the analysis and its settings) and the chunk's ids; a rerun loads those instead of sending them again.
@@ -147,7 +150,9 @@ def run_chunks(
         folder.mkdir(parents=True, exist_ok=True)
     starts: Sequence[int] = range(0, ids.shape[0], batch_size)
     out = []
-    for done, start in enumerate(tqdm(starts, desc=desc, leave=False), start=1):
+    rep = reporter or TqdmReporter(desc, leave=False)
+    for done, start in enumerate(starts, start=1):
+        rep.check()
         chunk = ids[start : start + batch_size]
         path = folder / _chunk_key(tag, chunk) if folder is not None else None
         if path is not None and path.is_file():
@@ -159,6 +164,5 @@ def run_chunks(
                 torch.save(part, tmp)
                 os.replace(tmp, path)
         out.append(part)
-        if progress is not None:
-            progress(done / len(starts))
+        rep.update(f"{desc}: request {done} of {len(starts)}", done, len(starts))
     return out

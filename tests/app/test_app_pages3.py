@@ -199,9 +199,9 @@ def test_interrupted_run_is_not_cached(smollm: Any, monkeypatch: pytest.MonkeyPa
     real = sinks.compute_sinks
     calls: list[str] = []
 
-    def stopped(*args: Any, progress: Any = None, **kwargs: Any) -> Any:
+    def stopped(*args: Any, reporter: Any = None, **kwargs: Any) -> Any:
         calls.append("stopped")
-        progress(0.5)
+        reporter.update("batch 1 of 2", 1, 2)
         st.stop()
 
     def counted(*args: Any, **kwargs: Any) -> Any:
