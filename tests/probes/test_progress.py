@@ -167,22 +167,30 @@ def _reports_to_one_and_cancels(run: Any, results_equal: Any = None) -> None:
     assert len(stopper.seen) == 1 and stopper.fraction < 1.0
 
 
-def test_sinks_hidden_sinks_and_calibration_search_report_and_cancel(smollm: Any) -> None:
+@pytest.fixture(scope="module")
+def tiny() -> Any:
+    """The conformance zoo's tiny random Llama (2 layers, byte-level tokenizer): cheap forward passes."""
+    from tests.conformance.zoo import entry
+
+    return entry("llama").model
+
+
+def test_sinks_hidden_sinks_and_calibration_search_report_and_cancel(tiny: Any) -> None:
     from probes.hidden_sinks import detect_hidden_sinks, search_calibration_heads
     from probes.sinks import inputs_for_regime, sinks_by_regime
 
-    ids = inputs_for_regime(smollm, "random", 2, 6, seed=0, prepend_bos=False)
-    _reports_to_one_and_cancels(lambda r: sinks_by_regime(smollm, n=2, T=4, regimes=("random", "repeat"),
+    ids = inputs_for_regime(tiny, "random", 2, 6, seed=0, prepend_bos=False)
+    _reports_to_one_and_cancels(lambda r: sinks_by_regime(tiny, n=2, T=4, regimes=("random", "repeat"),
                                                           batch_size=1, reporter=r),
                                 lambda a, b: torch.testing.assert_close(a["repeat"].alpha, b["repeat"].alpha))
-    _reports_to_one_and_cancels(lambda r: detect_hidden_sinks(smollm, ids, batch_size=1, reporter=r),
+    _reports_to_one_and_cancels(lambda r: detect_hidden_sinks(tiny, ids, batch_size=1, reporter=r),
                                 lambda a, b: torch.testing.assert_close(a.alpha, b.alpha))
-    _reports_to_one_and_cancels(lambda r: search_calibration_heads(smollm, ids, candidates=2, batch_size=1,
+    _reports_to_one_and_cancels(lambda r: search_calibration_heads(tiny, ids, candidates=2, batch_size=1,
                                                                    reporter=r),
                                 lambda a, b: a[1] == pytest.approx(b[1]))
 
 
-def test_dormant_and_extreme_report_and_cancel(smollm: Any) -> None:
+def test_dormant_and_extreme_report_and_cancel(tiny: Any) -> None:
     from probes.dormant import dormant_heads
     from probes.extreme import extreme_tokens, peak_ablation
     from probes.sinks import inputs_for_regime
@@ -190,12 +198,12 @@ def test_dormant_and_extreme_report_and_cancel(smollm: Any) -> None:
     def same_rows(a: Any, b: Any) -> None:
         assert [(r.layer, r.head, r.loss_delta) for r in a.rows] == [(r.layer, r.head, r.loss_delta) for r in b.rows]
 
-    _reports_to_one_and_cancels(lambda r: dormant_heads(smollm, n=2, T=6, top=1, controls=1, batch_size=1,
+    _reports_to_one_and_cancels(lambda r: dormant_heads(tiny, n=2, T=6, top=1, controls=1, batch_size=1,
                                                         reporter=r), same_rows)
-    ids = inputs_for_regime(smollm, "random", 2, 5, seed=1, prepend_bos=False)
-    _reports_to_one_and_cancels(lambda r: extreme_tokens(smollm, ids, batch_size=1, reporter=r),
+    ids = inputs_for_regime(tiny, "random", 2, 5, seed=1, prepend_bos=False)
+    _reports_to_one_and_cancels(lambda r: extreme_tokens(tiny, ids, batch_size=1, reporter=r),
                                 lambda a, b: torch.testing.assert_close(a.resid_norm, b.resid_norm))
-    _reports_to_one_and_cancels(lambda r: peak_ablation(smollm, ids, layers=[0, 1], components=("mlp",),
+    _reports_to_one_and_cancels(lambda r: peak_ablation(tiny, ids, layers=[0, 1], components=("mlp",),
                                                         reporter=r),
                                 lambda a, b: [x["sink"] for x in a.rows] == pytest.approx([x["sink"] for x in b.rows]))
 
