@@ -81,6 +81,17 @@ def adapt_scale(scale: Tensor, l0: float, target: float | None, rate: float) -> 
     scale.copy_((scale.log() + step).clamp(math.log(1e-4), math.log(1e4)).exp())
 
 
+def default_missing_scale(state_dict: dict[str, Any], prefix: str) -> None:
+    """Give a state dict written before the `sparsity_scale` buffer existed (Standard, JumpReLU) the value 1.
+
+    Those checkpoints trained with a fixed coefficient, which is a scale of 1 (and their configs have no
+    `target_l0`, so the scale stays 1). Called from `_load_from_state_dict`; the dict is torch's own copy.
+    """
+    import torch
+
+    state_dict.setdefault(prefix + "sparsity_scale", torch.ones(()))
+
+
 def hook_layer(hook_name: str) -> int | None:
     """The layer number in a TransformerLens hook name ("blocks.6.hook_resid_post" -> 6)."""
     parts = hook_name.split(".")

@@ -35,6 +35,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -262,9 +263,19 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
     reporter (probes.progress): updated after every step, checked for a cancel before every step; on a
     cancel the current step is checkpointed (a later call resumes there) and Cancelled is raised.
     Default: a terminal bar unless cfg.progress is False.
+    The run holds `cfg.out_dir` (probes.runfolder.hold, as the CLI does): a second trainer on the same
+    folder, in another process, is refused with a RunFolderError naming the running one.
     """
+    from probes.runfolder import hold
+
+    command = f"{' '.join(sys.argv)} [saes.trainer.train, {cfg.sae.get('architecture', 'standard')}]"
+    with hold(cfg.out_dir, "out_dir", command=command):
+        return _train_held(cfg, source, stop_after, reporter)
+
+
+def _train_held(cfg: TrainConfig, source: ActivationSource, stop_after: int | None,
+                reporter: Reporter | None) -> TrainResult:
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(cfg)
     start = 0
     if ckpt_path.exists():

@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from saes.base import SAE
-from saes.config import SAEConfig, adapt_scale
+from saes.config import SAEConfig, adapt_scale, default_missing_scale
 from saes.registry import register
 
 
@@ -87,6 +87,10 @@ class JumpReLUSAE(SAE):
         super().__init__(cfg)
         self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(cfg.initial_threshold)))
         self.register_buffer("sparsity_scale", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        default_missing_scale(state_dict, prefix)  # checkpoints from before the buffer existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def adapt_sparsity(self, l0: float) -> None:

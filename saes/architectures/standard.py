@@ -13,7 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from saes.base import SAE
-from saes.config import SAEConfig, adapt_scale
+from saes.config import SAEConfig, adapt_scale, default_missing_scale
 from saes.registry import register
 
 
@@ -35,6 +35,10 @@ class StandardSAE(SAE):
     def __init__(self, cfg: StandardConfig) -> None:
         super().__init__(cfg)
         self.register_buffer("sparsity_scale", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        default_missing_scale(state_dict, prefix)  # checkpoints from before the buffer existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def adapt_sparsity(self, l0: float) -> None:

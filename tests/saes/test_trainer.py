@@ -222,3 +222,74 @@ def test_target_l0_steers_toward_the_target(tmp_path, arch):
         assert abs(steered - 4.0) < 0.5 * abs(plain - 4.0) and 2.0 <= steered <= 8.0, (steered, plain)
     else:  # JumpReLU's thresholds move about lr per step under Adam whatever the coefficient: slower
         assert steered < plain, (steered, plain)
+
+
+@pytest.mark.parametrize("arch", ["standard", "jumprelu"])
+def test_checkpoint_without_sparsity_scale_resumes(tmp_path, arch):
+    # A run folder written before the sparsity_scale buffer (and target_l0 / target_rate) existed:
+    # it resumes with the scale at 1 (the fixed coefficient it trained with) and ends as an uninterrupted run.
+    source = TensorSource(data())
+    full = train(cfg_for(tmp_path / "full", arch), source)
+    train(cfg_for(tmp_path / "old", arch), source, stop_after=7)
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    del state["sae_state"]["sparsity_scale"]
+    for d in (state["sae_cfg"], state["train_config"]["sae"]):
+        d.pop("target_l0", None)
+        d.pop("target_rate", None)
+    torch.save(state, path)
+    resumed = train(cfg_for(tmp_path / "old", arch), source)
+    assert resumed.resumed_from == 5 and float(resumed.sae.sparsity_scale) == 1.0
+    for name, value in full.sae.state_dict().items():
+        assert torch.equal(value, resumed.sae.state_dict()[name]), name
+    # a bare state dict without the buffer loads too (strict); one with it keeps its value
+    from saes import registry
+
+    sae = registry.build(registry.make_config(arch, d_in=8, d_sae=32))
+    sae.load_state_dict({k: v for k, v in full.sae.state_dict().items() if k != "sparsity_scale"})
+    assert float(sae.sparsity_scale) == 1.0
+    sae.load_state_dict({**full.sae.state_dict(), "sparsity_scale": torch.tensor(2.5)})
+    assert float(sae.sparsity_scale) == 2.5
+
+
+_SECOND_TRAINER = """
+import json, sys, torch
+from probes.errors import RunFolderError
+from saes.activation_store import TensorSource
+from saes.trainer import TrainConfig, train
+cfg = TrainConfig(sae={"architecture": "topk", "d_in": 8, "d_sae": 32, "k": 3}, total_tokens=128, batch_size=64,
+                  out_dir=sys.argv[1], progress=False)
+try:
+    train(cfg, TensorSource(torch.randn(256, 8)))
+    print(json.dumps({"refused": False}))
+except RunFolderError as exc:
+    print(json.dumps({"refused": True, "message": str(exc)}))
+"""
+
+
+def test_second_trainer_on_one_folder_is_refused(tmp_path):
+    # The API trainer holds its out_dir as the CLI does: a second trainer (another process) is refused, naming the first.
+    import os
+    import subprocess
+    import sys
+
+    from probes.progress import Reporter
+
+    seen: dict = {}
+
+    class SecondTrainerAtStep3(Reporter):
+        def update(self, text, done, total, partial=None):
+            super().update(text, done, total, partial)
+            if done == 3 and not seen:
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+                out = subprocess.run([sys.executable, "-c", _SECOND_TRAINER, str(tmp_path / "run")], capture_output=True,
+                                     text=True, env=env, timeout=300)
+                seen.update(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    first = train(cfg_for(tmp_path / "run"), TensorSource(data()), reporter=SecondTrainerAtStep3())
+    assert first.steps == 20
+    assert seen["refused"], seen
+    assert "is in use by another run" in seen["message"] and f"pid {os.getpid()}" in seen["message"]
+    assert "saes.trainer.train, topk" in seen["message"]
+    assert not (tmp_path / "run" / ".glasshouse.lock").exists()  # released at the end
+    assert train(cfg_for(tmp_path / "run"), TensorSource(data())).resumed_from == 20  # the folder is free again
