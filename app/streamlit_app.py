@@ -1,7 +1,7 @@
 """The Glasshouse Streamlit app (docs/app.md): start it with `glasshouse app`.
 
 Entry script: draws the shared sidebar, stores its settings for the pages, and runs the page
-the user picked. Each analysis page checks whether its module has landed and says so if not.
+the user picked.
 Icons are emoji: Streamlit fetches a Material favicon from fonts.gstatic.com, which fails offline.
 """
 
@@ -16,7 +16,6 @@ if str(_ROOT) not in sys.path:  # `streamlit run app/streamlit_app.py` from a ch
 
 import streamlit as st  # noqa: E402
 
-from app.ui.pending import import_optional  # noqa: E402
 from app.ui.sidebar import parse_defaults, render_sidebar  # noqa: E402
 
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -24,13 +23,11 @@ PAGES = Path(__file__).resolve().parent / "pages"
 
 def main() -> None:
     st.set_page_config(page_title="Glasshouse", page_icon="🌿", layout="wide")
-    sinks_landed = import_optional("probes.sinks") is not None
-    model_page = st.Page(PAGES / "model.py", title="Model", icon="🧠", default=not sinks_landed)
+    model_page = st.Page(PAGES / "model.py", title="Model", icon="🧠")
     pages = {
         "Model": [model_page],
         "Analyses": [
-            st.Page(PAGES / "sinks.py", title="Attention sinks", icon="⚓",
-                    default=sinks_landed),
+            st.Page(PAGES / "sinks.py", title="Attention sinks", icon="⚓", default=True),
             st.Page(PAGES / "extreme.py", title="Extreme tokens", icon="⚡"),
             st.Page(PAGES / "dormant.py", title="Active/dormant heads", icon="💤"),
             st.Page(PAGES / "successor.py", title="Successor heads", icon="➡️"),

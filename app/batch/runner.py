@@ -25,7 +25,6 @@ from probes.runfolder import hold
 
 Loader = Callable[[Plan, str], Any]
 Hook = Callable[[str, int, Unit], None]
-STAGES = ("start", "computed", "figures", "rows", "done")
 ROW_FIELDS = ("unit", "model", "probe", "settings", "corpus", "seed", "backend", "versions", "metric", "value",
               "layer", "head", "position")
 
@@ -72,7 +71,8 @@ def run_plan(
     """Run every unit of the plan not yet done in `folder`; see the module docstring.
 
     loader(plan, spec) gives the model object the probes get (default: `default_loader`).
-    hook(stage, k, unit) is called at each stage of unit k (tests inject failures through it).
+    hook(stage, k, unit) is called at each stage of unit k ("start", "computed", "figures", "rows", "done"; tests
+    inject failures through it).
     The folder is held for the run (probes.runfolder.hold): a second run on it is refused, a stale
     lock of a killed run is taken over, and the killed run's temporary files are removed.
     """

@@ -192,6 +192,34 @@ def add_model_args(parser: argparse.ArgumentParser, model_default: str | None = 
     parser.add_argument("--seed", type=SEED, default=0, help="random seed")
 
 
+def analysis_parser(subparsers: Any, name: str, help: str, *, backend: bool = False,
+                    **model_args: Any) -> Any:
+    """The parser of an analysis command, opened with the options they all share, in one order:
+    --model, --device, --dtype, --out, --seed (`add_model_args`, whose keywords `model_args` takes) and,
+    with `backend`, --backend and --layers (app/commands/backend.py)."""
+    parser = subparsers.add_parser(name, help=help)
+    add_model_args(parser, **model_args)
+    if backend:
+        from app.commands.backend import add_backend_arg
+
+        add_backend_arg(parser)
+    return parser
+
+
+def add_window_args(parser: argparse.ArgumentParser, n: int, n_help: str, seq_len: int = 64,
+                    seq_len_help: str = "tokens per sequence") -> None:
+    """--n (corpus windows or sequences, >= 1) and --seq-len (tokens in each, >= 2; old spelling --T)."""
+    add_option(parser, "--n", type=int_range(1), default=n, help=n_help)
+    add_option(parser, "--seq-len", aliases=("--T",), type=int_range(2), default=seq_len, help=seq_len_help)
+
+
+def add_bos_args(parser: argparse.ArgumentParser, no_bos_help: str = "no BOS") -> None:
+    """--bos / --no-bos into `prepend_bos`: True, False, or None for the model's own convention."""
+    bos = parser.add_mutually_exclusive_group()
+    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
+    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help=no_bos_help)
+
+
 def default_out(args: argparse.Namespace, command: str) -> Path:
     """`--out`, else runs/<command>/<model>."""
     if getattr(args, "out", None):

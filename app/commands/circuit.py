@@ -14,7 +14,7 @@ from typing import Any
 from app.commands._common import (
     LazyChoices,
     LazyHelp,
-    add_model_args,
+    analysis_parser,
     int_list,
     int_range,
     load_from_args,
@@ -39,10 +39,9 @@ TASKS = LazyChoices(_tasks)
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("circuit", help="position-aware circuit discovery on a generated task")
+    p = analysis_parser(subparsers, "circuit", "position-aware circuit discovery on a generated task")
     # checked in run_circuit, before the model loads, so that a bad option fails without importing circuits
     p.add_argument("task", metavar="TASK", help=LazyHelp(lambda: "the generated task: " + ", ".join(TASKS)))
-    add_model_args(p)
     p.add_argument("--n", type=int_range(1), default=16, help="number of examples")
     p.add_argument("--method", choices=LazyChoices(_methods), default="eap", metavar="METHOD",
                    help="edge scores: %(choices)s")

@@ -10,29 +10,26 @@ import re
 from typing import Any
 
 from app.commands._common import (
-    add_model_args,
-    add_option,
+    add_bos_args,
+    add_window_args,
+    analysis_parser,
     int_range,
     load_from_args,
     prepared,
     write_outputs,
 )
-from app.commands.backend import add_backend_arg, is_remote, run_remote
+from app.commands.backend import is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("dormant", help="active-dormant heads: dormancy per head on prose vs code, ablations")
-    add_model_args(p)
-    add_backend_arg(p)
-    add_option(p, "--n", type=int_range(1), default=16, help="sequences per domain")
-    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per sequence")
+    p = analysis_parser(subparsers, "dormant", "active-dormant heads: dormancy per head on prose vs code, ablations",
+                        backend=True)
+    add_window_args(p, n=16, n_help="sequences per domain")
     p.add_argument("--top", type=int_range(0), default=5, help="heads with the largest dormancy difference to ablate")
     p.add_argument("--controls", type=int_range(0), default=2, help="control heads (small difference) to ablate")
     p.add_argument("--heads", type=heads_type, default=[], help="more heads to ablate, e.g. L26H7,L23H4 (default none)")
     p.add_argument("--no-ablate", dest="ablate", action="store_false", help="dormancy only")
-    bos = p.add_mutually_exclusive_group()
-    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
-    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS")
+    add_bos_args(p)
     p.set_defaults(func=run)
 
 

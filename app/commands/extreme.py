@@ -9,31 +9,27 @@ import argparse
 from typing import Any
 
 from app.commands._common import (
-    add_model_args,
-    add_option,
+    add_bos_args,
+    add_window_args,
+    analysis_parser,
     int_list,
-    int_range,
     load_from_args,
     prepared,
     write_outputs,
 )
-from app.commands.backend import add_backend_arg, is_remote, run_remote
+from app.commands.backend import is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("extreme", help="extreme tokens: residual peak, value drain, logit gap, ablations")
-    add_model_args(p)
-    add_backend_arg(p)
+    p = analysis_parser(subparsers, "extreme", "extreme tokens: residual peak, value drain, logit gap, ablations",
+                        backend=True)
     p.add_argument("--prompt", type=_prompt, default=None,
                    help="one prompt instead of corpus windows (e.g. 'Summer is warm. Winter is cold.'; default: windows)")
-    add_option(p, "--n", type=int_range(1), default=8, help="prose windows")
-    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per window")
+    add_window_args(p, n=8, n_help="prose windows", seq_len_help="tokens per window")
     p.add_argument("--ablate-layers", type=int_list(0, "layer numbers"), default=None,
                    help="comma-separated layers whose MLP / attention output is zeroed in turn "
                         "(default: 0, 1 and the layer where the first-token norm jumps, with the one before)")
-    bos = p.add_mutually_exclusive_group()
-    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
-    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS")
+    add_bos_args(p)
     p.set_defaults(func=run)
 
 

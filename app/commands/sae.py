@@ -9,8 +9,8 @@ from typing import Any
 
 from app.commands._common import (
     LazyChoices,
-    add_model_args,
     add_option,
+    analysis_parser,
     float_range,
     int_range,
     load_from_args,
@@ -36,8 +36,7 @@ def register(subparsers: Any) -> None:
     sae = subparsers.add_parser("sae", help="train, evaluate and browse sparse autoencoders")
     sub = sae.add_subparsers(dest="sae_command", metavar="SAE_COMMAND")
 
-    tr = sub.add_parser("train", help="train an SAE at a hook (resumes from a checkpoint in --out)")
-    add_model_args(tr)
+    tr = analysis_parser(sub, "train", "train an SAE at a hook (resumes from a checkpoint in --out)")
     tr.add_argument("--arch", default="topk", choices=LazyChoices(_architectures), metavar="ARCH",
                     help="architecture: %(choices)s")
     tr.add_argument("--hook", default="blocks.6.hook_resid_post", type=_hook, help="TransformerLens hook name")
@@ -59,26 +58,28 @@ def register(subparsers: Any) -> None:
     tr.set_defaults(func=_train)
 
     cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
-    ev = sub.add_parser("eval", help="L0, FVU, CE loss recovered, dead/dense features of a saved SAE")
-    add_model_args(ev, model_default=None, model_help=cfg_model)
+    ev = analysis_parser(sub, "eval", "L0, FVU, CE loss recovered, dead/dense features of a saved SAE",
+                         model_default=None, model_help=cfg_model)
     ev.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
-    add_option(ev, "--n", aliases=("--prompts",), dest="prompts", type=int_range(1), default=16,
-               help="corpus windows (half prose, half code)")
-    add_option(ev, "--seq-len", aliases=("--length",), dest="length", type=int_range(2), default=64,
-               help="tokens per window")
+    _window_args(ev, n=16)
     ev.add_argument("--ablation", default="zero", choices=["zero", "mean"], help="the baseline CE loss recovered compares with")
     ev.set_defaults(func=_eval)
 
-    da = sub.add_parser("dashboard", help="dashboard JSON for features, HTML for each")
-    add_model_args(da, model_default=None, model_help=cfg_model)
+    da = analysis_parser(sub, "dashboard", "dashboard JSON for features, HTML for each",
+                         model_default=None, model_help=cfg_model)
     da.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
     da.add_argument("--features", type=int_range(0), nargs="+", default=[0, 1, 2], help="feature indices")
-    add_option(da, "--n", aliases=("--prompts",), dest="prompts", type=int_range(1), default=32,
-               help="corpus windows (half prose, half code)")
-    add_option(da, "--seq-len", aliases=("--length",), dest="length", type=int_range(2), default=64,
-               help="tokens per window")
+    _window_args(da, n=32)
     da.set_defaults(func=_dashboard)
     sae.set_defaults(func=lambda args: sae.print_help() or 2)
+
+
+def _window_args(parser: argparse.ArgumentParser, n: int) -> None:
+    """eval and dashboard: --n corpus windows (into args.prompts) of --seq-len tokens (into args.length)."""
+    add_option(parser, "--n", aliases=("--prompts",), dest="prompts", type=int_range(1), default=n,
+               help="corpus windows (half prose, half code)")
+    add_option(parser, "--seq-len", aliases=("--length",), dest="length", type=int_range(2), default=64,
+               help="tokens per window")
 
 
 def _hook(text: str) -> str:

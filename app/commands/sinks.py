@@ -10,8 +10,10 @@ from typing import Any
 
 from app.commands._common import (
     LazyChoices,
-    add_model_args,
+    add_bos_args,
     add_option,
+    add_window_args,
+    analysis_parser,
     float_range,
     int_range,
     load_from_args,
@@ -19,7 +21,7 @@ from app.commands._common import (
     prepared,
     write_outputs,
 )
-from app.commands.backend import add_backend_arg, is_remote, run_remote
+from app.commands.backend import is_remote, run_remote
 
 
 def _regimes() -> tuple[str, ...]:
@@ -32,18 +34,14 @@ REGIMES = LazyChoices(_regimes)
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("sinks", help="attention sinks: Sink_k^eps by input regime, hidden sinks, interventions")
-    add_model_args(p)
-    add_backend_arg(p)
-    add_option(p, "--n", type=int_range(1), default=100, help="sequences per regime")
-    add_option(p, "--seq-len", aliases=("--T",), type=int_range(2), default=64, help="tokens per sequence")
+    p = analysis_parser(subparsers, "sinks", "attention sinks: Sink_k^eps by input regime, hidden sinks, interventions",
+                        backend=True)
+    add_window_args(p, n=100, n_help="sequences per regime")
     p.add_argument("--eps", type=float_range(0, 1, lo_open=True, hi_open=True), default=0.3,
                    help="threshold on alpha, in (0, 1)")
     p.add_argument("--regimes", type=name_list(REGIMES, "regime"), default=("natural", "random", "repeat"),
                    help="comma-separated input regimes, from: natural, random, repeat (default all three)")
-    bos = p.add_mutually_exclusive_group()
-    bos.add_argument("--bos", dest="prepend_bos", action="store_true", default=None, help="put the BOS first")
-    bos.add_argument("--no-bos", dest="prepend_bos", action="store_false", help="no BOS (first text token is first)")
+    add_bos_args(p, no_bos_help="no BOS (first text token is first)")
     add_option(p, "--batch-size", aliases=("--batch",), type=int_range(1), default=8,
                help="sequences per forward pass")
     p.add_argument("--interventions", action="store_true",

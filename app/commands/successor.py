@@ -6,21 +6,20 @@ import argparse
 from typing import Any
 
 from app.commands._common import (
-    add_model_args,
     add_option,
+    analysis_parser,
     float_range,
     int_range,
     load_from_args,
     prepared,
     write_outputs,
 )
-from app.commands.backend import add_backend_arg, is_remote, run_remote
+from app.commands.backend import is_remote, run_remote
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("successor", help="find successor heads (effective OV score and in-context DLA)")
-    add_model_args(p)
-    add_backend_arg(p)
+    p = analysis_parser(subparsers, "successor", "find successor heads (effective OV score and in-context DLA)",
+                        backend=True)
     p.add_argument("--norm", default="auto", choices=["auto", "none", "mlp", "all"],
                    help="norms on the OV path (auto: none for LayerNorm models, all for RMSNorm)")
     p.add_argument("--source", default="mlp0", choices=["mlp0", "resid"], help="what a head reads for a token")

@@ -24,7 +24,6 @@ import streamlit as st
 
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
-from app.ui.pending import require
 from probes.errors import InputError
 from probes.progress import Cancelled
 
@@ -107,8 +106,6 @@ st.caption("The Bigram-Backcopy task (Guo et al. 2024): after a trigger characte
            "non-trigger queries start parking their attention on <s> (an attention sink) while trigger queries do not.")
 st.caption("Input: sequences generated from the BB task (its bigram law estimated from the prose corpus), not the "
            "sidebar input or the sidebar model: the page trains its own small model.")
-if require("probes.bb") is None:
-    st.stop()
 train_mod = importlib.import_module("probes.bb.train")
 figs = importlib.import_module("app.figures.bb")
 

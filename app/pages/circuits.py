@@ -18,7 +18,6 @@ import streamlit as st
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.model import current_model, get_model
-from app.ui.pending import require
 from app.ui.sidebar import current_settings
 from probes.errors import InputError
 
@@ -67,8 +66,6 @@ st.caption("Edge attribution patching scores every edge of the model's graph; gr
            "are measured by normalized faithfulness (1: the full model, 0: every edge patched with the corrupted run).")
 st.caption("Input: the task's own clean/corrupted prompt pairs (drawn from its templates with the seed), not the "
            "sidebar input: attribution needs matched pairs whose answers differ.")
-if require("circuits") is None or require("circuits.discover") is None:
-    st.stop()
 task_names = list(importlib.import_module("circuits.tasks").TASKS)
 figs = importlib.import_module("app.figures.circuits")
 model = current_model(settings)

@@ -1,5 +1,5 @@
 """Active/dormant heads page (spec: extreme-tokens.md): dormancy of every head on two domains
-(probes.dormant, figure from app/figures/sinks.py). Says "lands with issue N" while it has not merged.
+(probes.dormant, figure from app/figures/sinks.py).
 
 Input: dormancy is a comparison of two corpus domains (prose vs code), so the ranking reads corpus
 windows drawn here, as the page says; the table adds each listed head's dormancy on the sidebar
@@ -17,7 +17,6 @@ from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
-from app.ui.pending import require
 from app.ui.sidebar import current_settings
 
 
@@ -41,8 +40,6 @@ settings = current_settings()
 st.title("Active/dormant heads")
 st.caption("A head is dormant on an input when it parks its attention on the first token; heads whose dormancy "
            "differs most between prose and code, with the loss cost of ablating them.")
-if require("probes.dormant") is None:
-    st.stop()
 figs = importlib.import_module("app.figures.sinks")
 model = current_model(settings)
 with st.form("dormant_inputs"):

@@ -1,5 +1,5 @@
 """Extreme tokens page (spec: extreme-tokens.md): residual-state peaks and value-state drains
-(probes.extreme, figures from app/figures/sinks.py). Says "lands with issue N" while it has not merged.
+(probes.extreme, figures from app/figures/sinks.py).
 
 Input: the sidebar's prompt or corpus sample (the default), or sequences drawn for one of the
 spec's regimes, which the page then says; n x T is capped and checked against the memory budget."""
@@ -15,7 +15,6 @@ from app.ui.downloads import json_download, plot
 from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_budget, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
-from app.ui.pending import require
 from app.ui.sidebar import current_settings
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
@@ -40,8 +39,6 @@ settings = current_settings()
 st.title("Extreme tokens")
 st.caption("Value-state drains and residual-state peaks: the first token's residual norm and its small value "
            "vectors, per layer and head.")
-if require("probes.extreme") is None or require("probes.sinks") is None:
-    st.stop()
 figs = importlib.import_module("app.figures.sinks")
 model = current_model(settings)
 with st.form("extreme_inputs"):

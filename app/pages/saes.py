@@ -30,7 +30,6 @@ from app.ui.errors import shown_errors
 from app.ui.figures import show_token
 from app.ui.inputs import TOKEN_FIGURE_MAX, check_budget, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, get_model
-from app.ui.pending import require
 from app.ui.sidebar import current_settings
 
 EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
@@ -159,8 +158,6 @@ settings = current_settings()
 st.title("SAE features")
 st.caption("Sparse autoencoders on the residual stream: train a small one here or load a SAELens folder, then read "
            "its features: where they fire, how often, and which tokens they push the logits towards.")
-if require("saes.registry") is None or require("saes.dashboard") is None:
-    st.stop()
 registry = importlib.import_module("saes.registry")
 figs = importlib.import_module("app.figures.saes")
 model = current_model(settings)

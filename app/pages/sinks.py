@@ -31,7 +31,6 @@ from app.ui.inputs import (
     token_window,
 )
 from app.ui.model import current_model, get_model, head_patterns
-from app.ui.pending import import_optional, lands_with, require
 from app.ui.sidebar import current_settings
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
@@ -89,8 +88,6 @@ settings = current_settings()
 st.title("Attention sinks")
 st.caption("Sink_k^eps (Gu et al. 2024): the percentage of (sequence, layer, head) triples whose mean attention "
            "alpha on key k, averaged over the queries that can see it, exceeds eps.")
-if require("probes.sinks") is None:
-    st.stop()
 model = current_model(settings)
 facts = model.facts
 
@@ -137,7 +134,7 @@ sink_rate = _numpy(result.sink_rate)
 head_rate = _numpy(result.head_rate)
 first_alpha = alpha[:, :, :, 0].mean(axis=0)
 tag = f"{facts.spec}_{regime}_n{n}_T{T}_eps{eps:g}" + ("" if regime == "input" else f"_seed{seed}")
-figs = import_optional("app.figures.sinks")
+figs = importlib.import_module("app.figures.sinks")
 
 m = st.columns(4)
 m[0].metric(f"Sink_1^{eps:g}", f"{float(result.sink1):.2f} %",
@@ -180,38 +177,29 @@ head = int(cols[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1
 if figs is not None:
     plot(figs.token_view(result, seq), f"sinks_tokens_{tag}_s{seq}")
 
-hidden_mod = import_optional("probes.hidden_sinks")
-hidden_here: list[int] = []
-if hidden_mod is None:
-    st.caption("Hidden sinks beyond the first token (ACT): " + lands_with("probes.hidden_sinks"))
-else:
-    with shown_errors(), st.spinner(f"Detecting hidden sinks (ACT, alpha_k > 0.1) on {n} x {T} tokens ..."):
-        hidden = hidden_sinks(settings.spec, settings.device, settings.dtype, tuple(map(tuple, ids)))
-    is_sink = _numpy(hidden.alpha) > hidden.threshold
-    last = T - min(HIDDEN_MIN_QUERIES, T - 1)  # positions seen by fewer queries are not counted (as the CLI does)
-    hidden_here = [k for k in range(1, last + 1) if is_sink[seq, layer, head, k]]
+with shown_errors(), st.spinner(f"Detecting hidden sinks (ACT, alpha_k > 0.1) on {n} x {T} tokens ..."):
+    hidden = hidden_sinks(settings.spec, settings.device, settings.dtype, tuple(map(tuple, ids)))
+is_sink = _numpy(hidden.alpha) > hidden.threshold
+last = T - min(HIDDEN_MIN_QUERIES, T - 1)  # positions seen by fewer queries are not counted (as the CLI does)
+hidden_here = [k for k in range(1, last + 1) if is_sink[seq, layer, head, k]]
 key_alpha = alpha[seq, layer, head]
 with shown_errors(), st.spinner(f"Attention patterns of layer {layer} on sequence {seq} ..."):
     patterns, str_tokens = head_patterns(settings.spec, settings.device, settings.dtype, tuple(ids[seq]),
                                          prepend, layer)
-if hidden_mod is not None:
-    bar_title = f"(red: hidden sinks, alpha > {hidden.threshold:g} at k > 1)"
-    line, marked = float(hidden.threshold), hidden_here
-else:
-    bar_title, line, marked = f"(red: alpha > eps {eps:g})", eps, [k for k in range(T) if key_alpha[k] > eps]
+bar_title = f"(red: hidden sinks, alpha > {hidden.threshold:g} at k > 1)"
+line, marked = float(hidden.threshold), hidden_here
 plot(token_bar_figure(key_alpha, str_tokens, f"Sequence {seq}, layer {layer}, head {head}: alpha per key {bar_title}",
                       "alpha (mean attention from later queries)", threshold=line, highlight=marked),
      f"sinks_alpha_tokens_{tag}_s{seq}_L{layer}H{head}")
-if hidden_mod is not None:
-    st.caption(f"Hidden sinks of this head in this sequence: {len(hidden_here)} "
-               + (", ".join(f"{k}: {str_tokens[k]!r}" for k in hidden_here) if hidden_here else "")
-               + f". Over all heads and sequences, {float(_numpy(hidden.hidden_rate).mean()):.1f} % of "
-               "(sequence, head) pairs have one.")
-    with st.expander("Hidden sinks in context (strongest first)"):
-        table(pd.DataFrame([{"layer": e.layer, "head": e.head, "sequence": e.sample, "position": e.position,
-                             "token": e.token, "alpha": e.alpha, "context": e.context} for e in hidden.examples],
-                           columns=["layer", "head", "sequence", "position", "token", "alpha", "context"]),
-              f"hidden_sinks_{tag}")
+st.caption(f"Hidden sinks of this head in this sequence: {len(hidden_here)} "
+           + (", ".join(f"{k}: {str_tokens[k]!r}" for k in hidden_here) if hidden_here else "")
+           + f". Over all heads and sequences, {float(_numpy(hidden.hidden_rate).mean()):.1f} % of "
+           "(sequence, head) pairs have one.")
+with st.expander("Hidden sinks in context (strongest first)"):
+    table(pd.DataFrame([{"layer": e.layer, "head": e.head, "sequence": e.sample, "position": e.position,
+                         "token": e.token, "alpha": e.alpha, "context": e.context} for e in hidden.examples],
+                       columns=["layer", "head", "sequence", "position", "token", "alpha", "context"]),
+          f"hidden_sinks_{tag}")
 start, stop = token_window(len(str_tokens), PATTERN_MAX_TOKENS, key="sink_pattern_start", what="The pattern heatmap")
 plot(attention_pattern_figure(patterns[head], str_tokens, f"Sequence {seq}, layer {layer}, head {head}: attention pattern",
                               start=start, stop=stop), f"sinks_pattern_{tag}_s{seq}_L{layer}H{head}")

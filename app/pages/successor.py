@@ -19,7 +19,6 @@ from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.figures import show_token
 from app.ui.model import current_model, get_model
-from app.ui.pending import require
 from app.ui.sidebar import current_settings
 from probes.errors import InputError
 
@@ -92,8 +91,6 @@ st.caption("A successor head maps a token of an ordered sequence (Monday, 3, Mar
            "its OV circuit: W_U . W_OV . MLP0(W_E[t]) ranks succ(t) first among the task's tokens.")
 st.caption("Input: none from the sidebar. The scores read the weights only (the effective OV circuit on the "
            "tasks' token lists: days, months, numbers, letters); the last section reads the token you type.")
-if require("probes.successor") is None:
-    st.stop()
 figs = importlib.import_module("app.figures.successor")
 model = current_model(settings)
 facts = model.facts

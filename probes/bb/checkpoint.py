@@ -127,17 +127,6 @@ def from_opt_state(sd: dict[str, torch.Tensor], cfg: BBConfig) -> BBModel:
     return model
 
 
-def to_opt(model: BBModel) -> Any:
-    """An OPTForCausalLM (eager attention) computing the same logits as a softmax BBModel."""
-    from transformers import OPTForCausalLM
-
-    if model.cfg.attention != "softmax":
-        raise CheckpointError(RELU_REFUSAL)
-    opt = OPTForCausalLM(opt_config(model.cfg))
-    opt.load_state_dict(to_opt_state(model), strict=True)
-    return opt.eval()
-
-
 def char_tokenizer(task: BBTask) -> Any:
     """A character-level PreTrainedTokenizerFast over the task's vocabulary (`<s>` = 0, put first)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors

@@ -1,8 +1,7 @@
 """End to end: `glasshouse app` on a free localhost port, driven by headless Chromium (Playwright).
 
-Opens the default page on the embedded model (the Sinks page once probes.sinks has landed, the
-Model page before), waits for a plotly heatmap to render, prints the time it took, and saves a
-screenshot to test-artifacts/. Needs Debian's chromium (/usr/bin/chromium) and the `playwright`
+Opens the default page on the embedded model (the Sinks page), waits for a plotly heatmap to render,
+prints the time it took, and saves a screenshot to test-artifacts/. Needs Debian's chromium (/usr/bin/chromium) and the `playwright`
 Python package; Playwright never downloads a browser here. Deselect with `-m "not e2e"`.
 
 The concurrency test (docs/concurrency.md) opens 8 sessions at once on a fresh server, 5 of them computing

@@ -219,7 +219,7 @@ def test_backends_check_names_keys_and_hub_ids(monkeypatch):
 
 
 def test_batch_probes_remote_rows_equal_local_rows(smollm):
-    from app.batch.builtin import remote_dormancy, remote_sinks, run_dormancy
+    from app.batch.analyses import remote_dormancy, remote_sinks, run_dormancy
     from app.batch.registry import get
     from probes.corpus import sample
 

@@ -1,7 +1,7 @@
 """Batch runner: plan validation, resume after kills at every stage, torn lines, result schema (docs/batch.md).
 
 The resume tests use a toy probe (no model) so that many kill points stay cheap; the real probes
-are checked against independent computations in test_batch_probes.py.
+are checked against independent computations in test_builtin.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from app.batch.registry import unregister
 from app.batch.runner import ROW_FIELDS
 from app.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class CharTokenizer:
@@ -191,7 +191,7 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     sys.path.insert(0, {here!r})
-    from test_batch import toy_plan, loader, toy_run
+    from test_runner import toy_plan, loader, toy_run
     from app.batch import ProbeEntry, Setting, register, run_plan
     def slow(model, settings, corpus, seed):
         time.sleep(0.15)
