@@ -8,8 +8,10 @@ Sub-commands (each writes JSON into the results folder given with --results):
     sinkmap    (d) a sink map at T tokens through the attention-statistics kernel: the model-level
                attention_statistics over every layer and the bare kernel at the model's head shapes;
                seconds and peak memory, against the eager pattern's n_heads * T^2 * 4 bytes per layer.
-    sae        (e) TopK SAE training tokens/s: the dense eager step (SAE.loss: x @ W_enc, ReLU, torch.topk,
-               dense decode) against the kernel step (fused topk_encode + sparse_decode, their backward).
+    sae        (e) TopK SAE training tokens/s: the trainer's dense step (SAE.loss) against its sparse step
+               through the Triton kernels (TopKSAE.loss_sparse, backend triton) and through torch ops, with
+               and without AuxK, interleaved rounds; and their equality (loss, terms, every gradient) on
+               one batch, with the fused encode's top-k selection agreement against torch.topk.
     make-model a model folder for the check: `tiny` (2 layers, random weights; for the dry run) or `arch`
                (the embedded model's architecture with random weights, used on a machine where the
                94 MiB embedded model cannot travel), with the tokenizer and config of --from (a folder
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shlex
@@ -84,6 +87,7 @@ class CliCase:
     name: str
     argv: list[str]
     takes_device: bool = True
+    takes_dtype: bool = True  # False: the command takes --device but always computes in float32
     needs: str | None = None  # a case whose success this one depends on
     note: str = ""
     prepare: Callable[[], None] | None = field(default=None, repr=False)
@@ -112,7 +116,7 @@ def cli_cases(model: str, device: str, dtype: str, work: Path, dry: bool) -> lis
             '[[probes]]\nname = "first_token_attention"\n\n[[probes]]\nname = "residual_norms"\n')
 
     bb_out = work / "bb"
-    bb_note = "bb has no --device/--dtype: it trains on the CPU in float32"
+    bb_note = "bb train takes --device but no --dtype (float32); bb eval measures on the CPU"
     return [
         CliCase("info", ["info", model, "--device", device, "--dtype", dtype, "--json"]),
         CliCase("sinks", ["sinks", *common, "--n", s["n"], "--T", s["T"], "--batch-size", "4", "--interventions",
@@ -136,7 +140,7 @@ def cli_cases(model: str, device: str, dtype: str, work: Path, dry: bool) -> lis
                 needs="sae train"),
         CliCase("bb train", ["bb", "train", "--steps", s["bb_steps"], "--batch", "32", "--d-model", "32",
                              "--seq-len", "33", "--eval-every", s["bb_steps"], "--checkpoint-every", s["bb_steps"],
-                             "--out", str(bb_out)], takes_device=False, note=bb_note),
+                             "--device", device, "--out", str(bb_out)], takes_dtype=False, note=bb_note),
         CliCase("bb eval", ["bb", "eval", str(bb_out), "--n", "8", "--out", str(work / "bb_eval")],
                 takes_device=False, needs="bb train", note=bb_note),
         CliCase("batch", ["batch", str(plan), "--out", str(work / "batch"), "--no-progress"], takes_device=False,
@@ -178,6 +182,8 @@ def run_cli_case(case: CliCase, device: str, dtype: str, logs: Path, limit: floa
     from app.cli import main as cli_main
 
     dev, dt = (device, dtype) if case.takes_device else ("cpu", "float32")
+    if not case.takes_dtype:
+        dt = "float32"
     if case.name == "batch":
         dev, dt = device, dtype
     log = logs / (case.name.replace(" ", "_") + ".log")
@@ -341,33 +347,34 @@ def cmd_sinkmap(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- (e) TopK SAE training throughput
 
 
-def _sae_steps(d: int, f: int, k: int, device: str, dtype: Any) -> tuple[Any, Callable[[Any], float], Callable[[Any], float]]:
-    """A TopK SAE with an Adam optimizer, and its two training steps: dense eager and kernels."""
+def _sae_trainer_steps(d: int, f: int, k: int, device: str, dead_fraction: float) -> dict[str, Callable[[Any], None]]:
+    """The trainer's TopK step (loss, backward, decoder-norm projection, fused Adam, renormalisation) three
+    ways on one fp32 SAE: dense (SAE.loss), sparse through the Triton kernels (loss_sparse backend
+    "triton": CUDA, or the interpreter in the dry run) and sparse through torch ops (backend "torch").
+    A fixed fraction of features counts as dead, so AuxK runs when dead_fraction > 0."""
     import torch
 
     from saes import registry
+    from saes.trainer import TrainConfig, make_optimizer
 
-    cfg = registry.make_config("topk", d_in=d, d_sae=f, k=k)
-    sae: Any = registry.build(cfg).to(device=device, dtype=dtype)
-    opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+    sae: Any = registry.build(registry.make_config("topk", d_in=d, d_sae=f, k=k, seed=0)).to(device)
+    opt = make_optimizer(sae, TrainConfig(lr=1e-5))
+    dead = (torch.rand(f, generator=torch.Generator().manual_seed(1)) < dead_fraction).to(device)
 
-    def eager(x: Any) -> float:
-        out = sae.loss(x)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt.step()
-        return 0.0
+    def make(loss: Callable[[Any], Any]) -> Callable[[Any], None]:
+        def step(x: Any) -> None:
+            out = loss(x)
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            sae.remove_parallel_decoder_grad()
+            opt.step()
+            sae.normalize_decoder()
 
-    def kernels(x: Any) -> float:
-        vals, idx = sae.encode_sparse(x)
-        x_hat = sae.decode_sparse(vals, idx)
-        loss = (x_hat - x).pow(2).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return 0.0
+        return step
 
-    return sae, eager, kernels
+    return {"dense": make(lambda x: sae.loss(x, dead_mask=dead)),
+            "sparse_kernels": make(lambda x: sae.loss_sparse(x, dead, backend="triton")),
+            "sparse_torch": make(lambda x: sae.loss_sparse(x, dead, backend="torch"))}
 
 
 def _timed(fn: Callable[[], Any], device: str, rounds: int) -> tuple[float, float]:
@@ -385,34 +392,117 @@ def _timed(fn: Callable[[], Any], device: str, rounds: int) -> tuple[float, floa
     return statistics.median(walls), statistics.median(cpus)
 
 
-def cmd_sae(args: argparse.Namespace) -> int:
-    """Tokens/s of the two TopK training steps, interleaved over rounds in the same process."""
+def sae_step_equality(d: int, f: int, k: int, n: int, device: str, dead_fraction: float = 0.1) -> dict[str, Any]:
+    """Loss, terms and every gradient of the sparse steps (kernels, torch) against the dense step, fp32, one batch.
+
+    Relative error of a gradient: max |g - g_dense| / max |g_dense|. status "ok" when the losses agree to
+    1e-5 and every gradient to 1e-4 (fp32 summation order; a near-tie in the top-k could flip a selection,
+    which would show here as a larger error on a few rows)."""
     import torch
 
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(args.dtype, torch.float32)
-    d, f, k, n = (64, 512, 8, 256) if args.dry_run else (args.d, args.f, args.k, args.batch)
-    out: dict[str, Any] = {"device": args.device, "dtype": args.dtype, "d_in": d, "d_sae": f, "k": k, "batch": n}
+    from saes import registry
+
+    sae: Any = registry.build(registry.make_config("topk", d_in=d, d_sae=f, k=k, seed=2, norm_scale=1.3)).to(device)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        sae.b_enc.copy_(0.2 * torch.randn(f, generator=g))
+        sae.b_dec.copy_(0.2 * torch.randn(d, generator=g))
+    x = torch.randn(n, d, generator=g).to(device)
+    dead = (torch.rand(f, generator=g) < dead_fraction).to(device)
+
+    def run(fn: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
+        sae.zero_grad(set_to_none=True)
+        out = fn()
+        out.loss.backward()
+        return out, {name: p.grad.detach().clone() for name, p in sae.named_parameters()}
+
+    dense, g_dense = run(lambda: sae.loss(x, dead_mask=dead))
+    res: dict[str, Any] = {"d_in": d, "d_sae": f, "k": k, "batch": n, "dead": int(dead.sum()), "dtype": "float32",
+                           "loss_dense": float(dense.loss.detach()), "auxk_dense": float(dense.terms["auxk"].detach())}
+    ok = True
+    for name, backend in (("sparse_kernels", "triton"), ("sparse_torch", "torch")):
+        out, grads = run(functools.partial(sae.loss_sparse, x, dead, backend=backend))
+        loss_rel = abs(float(out.loss.detach()) - res["loss_dense"]) / max(abs(res["loss_dense"]), 1e-30)
+        grad_rel = {p: float((grads[p] - g_dense[p]).abs().max() / g_dense[p].abs().max().clamp_min(1e-30))
+                    for p in g_dense}
+        fine = loss_rel <= 1e-5 and all(v <= 1e-4 for v in grad_rel.values())
+        ok = ok and fine
+        res[name] = {"loss_rel_err": loss_rel, "grad_rel_err": grad_rel, "ok": fine}
+    res["status"] = "ok" if ok else "mismatch"
+    return res
+
+
+def selection_agreement(d: int, f: int, k: int, n: int, device: str) -> float:
+    """Fraction of tokens whose top-k feature set from the fused Triton encode equals torch.topk's (fp32)."""
+    import torch
+
+    from saes.kernels import topk_encode
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(n, d, generator=g).to(device)
+    w = (torch.randn(d, f, generator=g) / d**0.5).to(device)
+    b = (0.1 * torch.randn(f, generator=g)).to(device)
+    _, idx = topk_encode(x, w, b, k, backend="triton")
+    _, ref = torch.topk(x @ w + b, k, dim=-1)
+    return float((idx.sort(-1).values == ref.sort(-1).values).all(-1).float().mean())
+
+
+def cmd_sae(args: argparse.Namespace) -> int:
+    """The trainer's TopK step, dense against sparse (kernels, torch), tokens/s interleaved over rounds in one
+    process, plus the equality check (sae_step_equality) and the kernel's top-k selection agreement."""
+    dry = args.dry_run
+    d, f, k, n = (16, 64, 4, 32) if dry else (args.d, args.f, args.k, args.batch)
+    rounds, reps = (2, 1) if dry else (args.rounds, 3)
+    out: dict[str, Any] = {"device": args.device, "dtype": "float32", "d_in": d, "d_sae": f, "k": k, "batch": n,
+                           "rounds": rounds, "note": (
+                               "the trainer's step (loss + backward + decoder-grad projection + fused Adam + "
+                               "renormalisation), fp32 as the trainer trains; dense = SAE.loss (3 GEMMs forward, "
+                               "3 backward, torch.topk); sparse_kernels = TopKSAE.loss_sparse through the Triton "
+                               "kernels (one fused encode GEMM + top-k, sparse decode, sparse backward); "
+                               "sparse_torch = the same step through torch gather/index_add/embedding_bag. "
+                               "*_auxk: 10% of the features counted dead, so AuxK runs. --dtype is not used "
+                               "(the trainer keeps fp32 weights).")}
+    status = "ok"
     try:
         with time_limit(args.time_limit):
-            _, eager, kernels = _sae_steps(d, f, k, args.device, dtype)
-            g = torch.Generator(device=args.device).manual_seed(0)
-            x = torch.randn(n, d, device=args.device, dtype=dtype, generator=g)
-            for fn in (eager, kernels):  # warm-up: compilation and autotuning
-                fn(x)
-            res: dict[str, list[tuple[float, float]]] = {"eager": [], "kernels": []}
-            for _ in range(args.rounds):
-                res["eager"].append(_timed(lambda: eager(x), args.device, 3))
-                res["kernels"].append(_timed(lambda: kernels(x), args.device, 3))
-        for name, vals in res.items():
+            import torch
+
+            eq = (12, 40, 5, 17) if dry else (256, 4096, 32, 512)
+            out["equality"] = sae_step_equality(*eq, device=args.device)
+            if out["equality"]["status"] != "ok":
+                status = "mismatch"
+            out["selection_agreement"] = selection_agreement(d, f, k, min(n, 4096), args.device)
+            variants: dict[str, Callable[[Any], None]] = {}
+            for fraction, suffix in ((0.0, ""), (0.1, "_auxk")):
+                for name, fn in _sae_trainer_steps(d, f, k, args.device, fraction).items():
+                    variants[name + suffix] = fn
+            x = torch.randn(n, d, generator=torch.Generator().manual_seed(0)).to(args.device)
+            times: dict[str, list[tuple[float, float]]] = {}
+            errors: dict[str, str] = {}
+            for name, fn in variants.items():  # warm-up: compilation and autotuning
+                try:
+                    fn(x)
+                    times[name] = []
+                except Exception as exc:  # one failing variant must not hide the others
+                    errors[name] = _error_text(exc)
+            for _ in range(rounds):
+                for name in list(times):
+                    times[name].append(_timed(functools.partial(variants[name], x), args.device, reps))
+        steps: dict[str, Any] = {}
+        for name, vals in times.items():
             wall = sorted(v[0] for v in vals)[len(vals) // 2]
             cpu = sorted(v[1] for v in vals)[len(vals) // 2]
-            out[name] = {"step_ms": round(wall * 1e3, 3), "cpu_ms": round(cpu * 1e3, 3),
-                         "tokens_per_s": round(n / wall, 1)}
-        out["kernels_over_eager"] = round(out["kernels"]["tokens_per_s"] / out["eager"]["tokens_per_s"], 3)
-        out["status"] = "ok"
-        out["note"] = ("eager: SAE.loss (dense pre-activations, torch.topk, dense decode) + backward + Adam; "
-                       "kernels: fused topk_encode + sparse_decode (backend auto) + MSE + backward + Adam; "
-                       "no AuxK in either")
+            steps[name] = {"step_ms": round(wall * 1e3, 3), "cpu_ms": round(cpu * 1e3, 3),
+                           "tokens_per_s": round(n / wall, 3)}
+        for name, err in errors.items():
+            steps[name] = {"status": "failed", "error": err}
+            status = "failed"
+        out["steps"] = steps
+        out["ratios"] = {f"{a}_over_{b}": round(steps[a]["tokens_per_s"] / steps[b]["tokens_per_s"], 3)
+                         for a, b in (("sparse_kernels", "dense"), ("sparse_torch", "dense"),
+                                      ("sparse_kernels_auxk", "dense_auxk"), ("sparse_kernels", "sparse_torch"))
+                         if "tokens_per_s" in steps.get(a, {}) and "tokens_per_s" in steps.get(b, {})}
+        out["status"] = status
     except (StepTimeout, Exception) as exc:
         out["status"], out["error"] = "failed", _error_text(exc)
     (Path(args.results) / "sae_train.json").write_text(json.dumps(out, indent=1))

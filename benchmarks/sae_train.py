@@ -2,10 +2,13 @@
 
 Two modes, both on the CPU and on a cached activation folder (saes/activation_store.py):
 
-    python benchmarks/sae_train.py throughput --cache CACHE [--d-sae 2304 --batch 1024 --steps 20]
-        training throughput (tokens/s) and peak resident memory for each architecture at one size,
-        each in its own subprocess (so the peak is its own). The encode is the plain-torch one
-        (SAE.pre_acts): the baseline a Triton kernel in saes/kernels/ is to improve on.
+    python benchmarks/sae_train.py throughput --cache CACHE [--d-sae 2304 --batch 1024 --rounds 5 --steps 3 --threads 1]
+        training throughput of every architecture at one size, as `sae train` runs it (its default
+        settings, `_train_step`: TopK's sparse step on the CPU), and the six dense matmuls of a dense
+        step (the plain-torch bound), in one process, in interleaved rounds (the order rotated each
+        round), two cached batches per architecture. Per entry: median tokens/s by wall time, median
+        CPU seconds per step, and the ratio to the bound (median of per-round wall ratios; CPU-time
+        ratio beside it). The peak resident memory is the whole process's (all architectures).
 
     python benchmarks/sae_train.py compare --cache CACHE --out runs/sae_compare [--eval-tokens 8192]
         trains all six architectures from the cache (the last --eval-tokens rows held out), then
@@ -25,11 +28,16 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
         ratios (entries of a round run back to back) by wall time, with the CPU-time ratio beside it.
 
     python benchmarks/sae_train.py underuse --out OUT [--steps 400]
-        dead and under-used features over training, BatchTopK against Mutual Choice (our under-use
-        loss) and Feature Choice (uniform, Zipf), with TopK for reference, on synthetic activations
-        whose true features have Zipf-distributed frequencies (d 64, 1024 true features, F 512,
-        k 8, batch 512; the same data and seed for every run); writes underuse.json with the
-        metrics.jsonl curves and prints a markdown table (docs/saes.md).
+    python benchmarks/sae_train.py underuse --cache CACHE --out OUT [--steps 128 --tokens 65536 --eval-tokens 16384
+                                            --d-sae 2304 --k 32 --batch 1024 --dead-window 16384 --archs ...]
+        dead and under-used features over training (the trainer's metrics.jsonl: dead for the dead
+        window; under-used = density EMA below 0.1x the Zipf fit at its rank, mutual_choice.py), then
+        on held-out rows in inference mode. Without --cache: BatchTopK against Mutual Choice (our
+        under-use loss) and Feature Choice (uniform, Zipf), with TopK for reference, on synthetic
+        activations whose true features have Zipf-distributed frequencies (d 64, 1024 true features,
+        F 512, k 8, batch 512). With --cache (real activations; the first --tokens rows, reused each
+        epoch, the next --eval-tokens held out): BatchTopK and Mutual Choice by default. Same data and
+        seed for every run; writes underuse.json and prints a markdown table (docs/saes.md).
 
     python benchmarks/sae_train.py table --results A/results.json B/results.json
         the markdown table in docs/saes.md (a later file's row replaces an earlier one's).
@@ -64,29 +72,6 @@ ARCH_SETTINGS = {
     "feature_choice": {},
     "mutual_choice": {},
 }
-
-
-def throughput_one(cache: str, arch: str, d_sae: int, batch: int, steps: int) -> dict:
-    """Time `steps` training steps (after 2 warm-up steps); peak RSS of this process."""
-    from saes.trainer import TrainConfig, _initial_sae, _train_step
-
-    source = CachedActivations(cache)
-    cfg = TrainConfig(sae={"architecture": arch, "d_in": source.d_in, "d_sae": d_sae, "k": 32, **ARCH_SETTINGS[arch]},
-                      batch_size=batch, total_tokens=batch * (steps + 2), progress=False, out_dir="/tmp/unused")
-    sae = _initial_sae(cfg, source)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
-    batches = source.iter_batches(batch, seed=0)
-    xs = [next(batches) for _ in range(steps + 2)]
-    sae.train()
-    for i in range(2):
-        _train_step(sae, opt, xs[i], i, cfg, Path("/tmp/unused"))
-    t0 = time.perf_counter()
-    for i in range(2, steps + 2):
-        _train_step(sae, opt, xs[i], i, cfg, Path("/tmp/unused"))
-    dt = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"architecture": arch, "d_sae": d_sae, "batch": batch, "steps": steps,
-            "tokens_per_s": steps * batch / dt, "peak_rss_mb": peak_mb}
 
 
 SAELENS_STEP = r"""
@@ -237,46 +222,184 @@ UNDERUSE_RUNS = {
 
 
 def underuse(args: argparse.Namespace) -> None:
+    """Dead and under-used features over training; synthetic Zipf data, or --cache (real activations)."""
     from saes.activation_store import TensorSource
-    from saes.evaluate import reconstruction_metrics
     from saes.trainer import TrainConfig, train
 
-    batch, steps = 512, args.steps
-    data = zipf_data(batch * steps + 8192)
-    source, held_out = TensorSource(data[: batch * steps]), data[batch * steps:]
+    if args.cache:
+        cache = CachedActivations(args.cache)
+        train_rows = min(args.tokens, len(cache) - args.eval_tokens)
+        source, held_out = TensorSource(cache.rows(0, train_rows)), cache.rows(train_rows, train_rows + args.eval_tokens)
+        d_in, d_sae, k, batch, lr = cache.d_in, args.d_sae, args.k, args.batch, args.lr
+        runs = {name: UNDERUSE_RUNS[name] for name in (args.archs or ["batchtopk", "mutual_choice"])}
+        extra = {"hook_name": cache.hook_name, "model_name": cache.meta["model"]}
+        dead_window, log_every, warmup = args.dead_window, 8, 10
+    else:
+        d_in, d_sae, k, batch, lr = 64, 512, 8, 512, 2e-3
+        data = zipf_data(batch * args.steps + 8192)
+        source, held_out = TensorSource(data[: batch * args.steps]), data[batch * args.steps:]
+        runs, extra, dead_window, log_every, warmup = UNDERUSE_RUNS, {}, batch * 20, 10, 10
+    steps = args.steps
     rows = {}
-    for name, sae in UNDERUSE_RUNS.items():
-        cfg = TrainConfig(sae={**sae, "d_in": 64, "d_sae": 512, "k": 8}, total_tokens=batch * steps, batch_size=batch,
-                          lr=2e-3, warmup_steps=10, dead_window_tokens=batch * 20, log_every=10,
-                          checkpoint_every=steps, out_dir=f"{args.out}/{name.replace(' ', '_')}", progress=False)
+    for name, sae in runs.items():
+        cfg = TrainConfig(sae={**sae, "d_in": d_in, "d_sae": d_sae, "k": k, **extra}, total_tokens=batch * steps,
+                          batch_size=batch, lr=lr, warmup_steps=warmup, dead_window_tokens=dead_window,
+                          log_every=log_every, checkpoint_every=max(1, steps // 4),
+                          out_dir=f"{args.out}/{name.replace(' ', '_')}", progress=False)
+        t0 = time.time()
         res = train(cfg, source)
         curve = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
-        rec = reconstruction_metrics(res.sae, held_out)
-        rows[name] = {"curve": [{k: c[k] for k in ("step", "dead_fraction", "underused_fraction", "l0", "fvu")} for c in curve],
-                      "held_out": {"l0": rec.l0, "fvu": rec.fvu, "dead_fraction": rec.dead_fraction}}
+        rows[name] = {"curve": [{k: c.get(k) for k in ("step", "dead_fraction", "underused_fraction", "l0", "fvu", "underuse")}
+                                for c in curve],
+                      "held_out": held_out_usage(res.sae, held_out), "seconds": time.time() - t0}
         print(name, rows[name]["curve"][-1], rows[name]["held_out"], flush=True)
-    write_json(Path(args.out) / "underuse.json", {"steps": steps, "rows": rows})
-    marks = sorted({max(10, steps // 8), steps // 4, steps // 2, steps})
-    head = " | ".join(f"dead / under-used @ {m}" for m in marks)
-    lines = [f"| run | {head} | held-out L0 | held-out FVU |", "|---" * (len(marks) + 3) + "|"]
+        write_json(Path(args.out) / "underuse.json", {"steps": steps, "d_sae": d_sae, "k": k, "batch": batch,
+                                                       "dead_window_tokens": dead_window, "machine": _machine(args.threads),
+                                                       "cache": args.cache, "rows": rows})
+    print(underuse_table(rows, steps, d_sae))
+
+
+def held_out_usage(sae: Any, acts: torch.Tensor) -> dict:
+    """Held-out (inference mode) L0, FVU, dead features (density 0) and under-used ones (the trainer's rule on density)."""
+    from saes.architectures.mutual_choice import underused
+    from saes.evaluate import reconstruction_metrics
+
+    rec = reconstruction_metrics(sae, acts)
+    sae.eval()
+    with torch.no_grad():
+        density = torch.cat([(sae.encode(acts[i : i + 4096]) > 0).float() for i in range(0, acts.shape[0], 4096)]).mean(0)
+    under = underused(density, 0.1, None)
+    return {"l0": rec.l0, "fvu": rec.fvu, "dead": int((density == 0).sum()), "underused": int(under.sum()),
+            "underused_live": int((under & (density > 0)).sum()), "n_tokens": int(acts.shape[0])}
+
+
+def underuse_table(rows: dict, steps: int, d_sae: int) -> str:
+    """Markdown: dead / under-used feature counts at a few steps for each run, then the held-out counts."""
+    logged = [c["step"] for c in next(iter(rows.values()))["curve"]]
+    marks = sorted({min(logged, key=lambda s: abs(s - f * steps)) for f in (1 / 8, 1 / 4, 1 / 2, 3 / 4, 1)})
+    head = " | ".join(f"step {m}" for m in marks)
+    lines = [f"| run (dead / under-used of {d_sae}) | {head} | held-out dead / under-used | held-out L0 | held-out FVU |",
+             "|---" * (len(marks) + 4) + "|"]
     for name, row in rows.items():
         at = {c["step"]: c for c in row["curve"]}
-        cells = " | ".join(f"{at[m]['dead_fraction']:.3f} / {at[m]['underused_fraction']:.3f}" if m in at else "-" for m in marks)
-        lines.append(f"| {name} | {cells} | {row['held_out']['l0']:.1f} | {row['held_out']['fvu']:.3f} |")
-    print("\n".join(lines))
+        cells = " | ".join(f"{round(at[m]['dead_fraction'] * d_sae)} / {round(at[m]['underused_fraction'] * d_sae)}"
+                           if m in at else "-" for m in marks)
+        h = row["held_out"]
+        lines.append(f"| {name} | {cells} | {h['dead']} / {h['underused']} | {h['l0']:.1f} | {h['fvu']:.3f} |")
+    return "\n".join(lines)
+
+
+def cli_train_config(arch: str, cache: CachedActivations, out_dir: str, tokens: int = 65536, d_sae: int = 2304,
+                     k: int = 32, sae_overrides: dict | None = None, batch: int = 1024) -> Any:
+    """The TrainConfig `glasshouse sae train --arch ARCH` builds with its defaults (app/commands/sae.py run_train)."""
+    from saes.trainer import TrainConfig
+
+    fields = {"architecture": arch, "d_in": cache.d_in, "d_sae": d_sae, "k": k, "hook_name": cache.hook_name,
+              "model_name": cache.meta["model"], "seed": 0}
+    if arch in ("standard", "jumprelu"):
+        fields["target_l0"] = float(k)
+    fields.update(sae_overrides or {})
+    return TrainConfig(sae=fields, total_tokens=tokens, batch_size=batch, lr=2e-3, seed=0, out_dir=out_dir,
+                       checkpoint_every=20, progress=False)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value)
+    return out
+
+
+def defaults(args: argparse.Namespace) -> None:
+    """Standard and JumpReLU with `sae train`'s default sparsity (target L0 = k): where does L0 land?"""
+    from saes.activation_store import TensorSource
+    from saes.evaluate import reconstruction_metrics
+    from saes.trainer import train
+
+    cache = CachedActivations(args.cache)
+    tokens = args.tokens
+    held_out = cache.rows(tokens, min(len(cache), tokens + args.eval_tokens))
+    rows = {}
+    for arch in args.archs or ["standard", "jumprelu"]:
+        name = arch + (f" {args.label}" if args.label else "")
+        cfg = cli_train_config(arch, cache, f"{args.out}/{name.replace(' ', '_')}", tokens, args.d_sae, args.k,
+                               _parse_sets(args.set))
+        t0 = time.time()
+        res = train(cfg, TensorSource(cache.rows(0, tokens)))
+        curve = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+        rec = reconstruction_metrics(res.sae, held_out)
+        rows[name] = {"sae": cfg.sae, "curve_l0": {c["step"]: c["l0"] for c in curve},
+                      "sparsity_scale": float(getattr(res.sae, "sparsity_scale", 1.0)),
+                      "held_out": {"l0": rec.l0, "fvu": rec.fvu, "dead_fraction": rec.dead_fraction},
+                      "seconds": time.time() - t0}
+        print(name, json.dumps({k: v for k, v in rows[name].items() if k != "sae"}), flush=True)
+        previous = json.loads((Path(args.out) / "defaults.json").read_text())["rows"] if (Path(args.out) / "defaults.json").exists() else {}
+        write_json(Path(args.out) / "defaults.json", {"cache": cache.meta, "tokens": tokens, "k": args.k,
+                                                        "machine": _machine(args.threads), "rows": {**previous, **rows}})
+    for name, row in rows.items():
+        steps = sorted(row["curve_l0"])
+        marks = " ".join(f"{s}:{row['curve_l0'][s]:.0f}" for s in steps)
+        print(f"| {name} | {marks} | {row['held_out']['l0']:.1f} | {row['held_out']['fvu']:.3f} | {row['sparsity_scale']:.3g} |")
+
+
+def _machine(threads: int) -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "cores_visible": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def _arch_step(arch: str, cache: CachedActivations, d_sae: int, batch: int) -> Any:
+    """One training step of `arch` as `sae train` runs it (its default settings; `_train_step`), on two cached batches."""
+    from saes.trainer import _initial_sae, _train_step, make_optimizer
+
+    cfg = cli_train_config(arch, cache, "/tmp/unused", tokens=batch * 100, d_sae=d_sae, batch=batch)
+    sae = _initial_sae(cfg, cache)
+    opt = make_optimizer(sae, cfg)
+    batches = cache.iter_batches(batch, seed=0)
+    xs = [next(batches) for _ in range(2)]
+    sae.train()
+    state = {"i": 0}
+
+    def run() -> None:
+        _train_step(sae, opt, xs[state["i"] % 2], 50, cfg, Path("/tmp/unused"))
+        state["i"] += 1
+
+    run()
+    run()
+    return run
 
 
 def throughput(args: argparse.Namespace) -> None:
-    rows = []
-    for arch in registry.names():
-        cmd = [sys.executable, __file__, "_one", "--cache", args.cache, "--arch", arch, "--d-sae", str(args.d_sae),
-               "--batch", str(args.batch), "--steps", str(args.steps)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
-               "python": platform.python_version(), "cores_visible": os.cpu_count()}
-    write_json(Path(args.out) / "throughput.json", {"machine": machine, "rows": rows})
+    """Every architecture's training step (and the six-dense-matmul bound) in interleaved rounds, one process."""
+    import statistics
+
+    torch.set_num_threads(args.threads)
+    cache = CachedActivations(args.cache)
+    runners = {arch: _arch_step(arch, cache, args.d_sae, args.batch) for arch in registry.names()}
+    runners["six_dense_matmuls"] = _matmul_bound(cache.d_in, args.d_sae, args.batch)
+    names = list(runners)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # a rotated order each round
+            samples[name].append(_timed(runners[name], args.steps))
+        print(f"round {r + 1}: " + ", ".join(f"{n} {args.batch / v[-1][0]:.0f}" for n, v in samples.items()), flush=True)
+    base = samples["six_dense_matmuls"]
+    rows = {}
+    for name, vals in samples.items():
+        wall, cpu = statistics.median(v[0] for v in vals), statistics.median(v[1] for v in vals)
+        rows[name] = {"tokens_per_s_wall": args.batch / wall, "cpu_seconds_per_step": cpu,
+                      "tokens_per_s_cpu": args.batch * args.threads / cpu if cpu else None,
+                      "vs_six_dense_matmuls_wall": statistics.median(b[0] / a[0] for a, b in zip(vals, base, strict=True)),
+                      "vs_six_dense_matmuls_cpu": statistics.median(v[1] for v in base) / cpu if cpu else None,
+                      "rounds_tokens_per_s_wall": [args.batch / v[0] for v in vals]}
+    machine = {**_machine(args.threads), "peak_rss_mb_all_architectures": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {"shape": {"d_in": cache.d_in, "d_sae": args.d_sae, "batch": args.batch, "k": 32}, "rounds": args.rounds,
+              "steps_per_round": args.steps, "machine": machine, "rows": rows}
+    write_json(Path(args.out) / "throughput.json", result)
+    print("| architecture | tokens/s (wall) | CPU s/step | vs six dense matmuls (wall / CPU) |\n|---|---|---|---|")
+    for name, row in rows.items():
+        print(f"| {name} | {row['tokens_per_s_wall']:.0f} | {row['cpu_seconds_per_step']:.3f} | "
+              f"{row['vs_six_dense_matmuls_wall']:.2f}x / {row['vs_six_dense_matmuls_cpu']:.2f}x |")
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -336,7 +459,7 @@ def table(paths: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["throughput", "compare", "table", "step", "underuse", "_one"])
+    p.add_argument("mode", choices=["throughput", "compare", "table", "step", "underuse", "defaults"])
     p.add_argument("--d", type=int, default=576, help="activation width (step)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (step)")
     p.add_argument("--saelens-python", default=None, help="python of a venv with sae-lens 6 (step)")
@@ -357,13 +480,16 @@ def main() -> None:
     p.add_argument("--ce-length", type=int, default=64)
     p.add_argument("--l1-coefficient", type=float, default=ARCH_SETTINGS["standard"]["l1_coefficient"])
     p.add_argument("--l0-coefficient", type=float, default=ARCH_SETTINGS["jumprelu"]["l0_coefficient"])
+    p.add_argument("--tokens", type=int, default=65536, help="training tokens (defaults; `sae train`'s default)")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON", help="SAE config overrides (defaults)")
+    p.add_argument("--label", default="", help="row label suffix (defaults)")
     p.add_argument("--jumprelu-threshold", type=float, default=0.1, help="JumpReLU's initial threshold (normalised units)")
     args = p.parse_args()
     if args.mode == "table":
         print(table(args.results))
         return
     if args.mode == "underuse":
-        args.steps = 400 if args.steps == 20 else args.steps
+        args.steps = (128 if args.cache else 400) if args.steps == 20 else args.steps
         underuse(args)
         return
     if args.mode == "step":
@@ -372,10 +498,12 @@ def main() -> None:
         args.steps = min(args.steps, 3) if args.steps == 20 else args.steps
         step_benchmark(args)
         return
+    if args.mode == "throughput" and args.steps == 20:
+        args.steps = 3
     if not args.cache:
         p.error("--cache is required for throughput and compare")
-    if args.mode == "_one":
-        print(json.dumps(throughput_one(args.cache, args.arch, args.d_sae, args.batch, args.steps)))
+    if args.mode == "defaults":
+        defaults(args)
     elif args.mode == "throughput":
         throughput(args)
     else:

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from probes.errors import InputError
@@ -67,18 +68,50 @@ class SAEConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def adapt_scale(scale: Tensor, l0: float, target: float | None, rate: float) -> None:
+def adapt_scale(scale: Tensor, l0: float, target: float | None, rate: float, trace: Tensor | None = None,
+                hold_speed: float = 0.01, clip: float = 0.25) -> None:
     """Steer a sparsity coefficient to a target L0 (Standard, JumpReLU; docs/saes.md), in place.
 
     With `target_l0` set in their config, the SAE keeps a buffer `sparsity_scale` (starting at 1,
     saved in checkpoints) that multiplies its coefficient, and after each training step with batch
-    L0 `l0`:  log scale += rate * log(l0 / target), clamped to [1e-4, 1e4] (a proportional
-    controller in log space: an L0 above the target raises the penalty). No-op without a target.
+    L0 `l0`:  log scale += rate * log(l0 / target), clamped to [1e-4, 1e4] (an integrating controller
+    in log space: an L0 above the target raises the penalty). No-op without a target.
+
+    With `trace` (a buffer [smoothed log L0, steps seen], also in checkpoints) the scale is held while
+    the smoothed L0 (EMA, momentum 0.8) already moves toward the target by at least `hold_speed`
+    (relative) per step. Under Adam an L0 falls at about the same speed whatever the coefficient, so
+    raising it during that fall only winds the integrator up: on SmolLM2 layer 6 the plain controller
+    took Standard from L0 1,143 to 0.2 in 64 steps (the scale kept rising until L0 crossed 32, then the
+    features were dead). With a trace the error is also clipped to [-clip, clip] (at most a factor
+    exp(rate * clip) per step, 1.25% at the defaults), so the integrator trims the coefficient
+    rather than replacing it: the default coefficients are set so that the scale stays near 1 on the
+    embedded model at `sae train`'s defaults (docs/saes.md, measured).
     """
     if target is None or target <= 0:
         return
-    step = rate * math.log(max(l0, 1e-3) / target)
-    scale.copy_((scale.log() + step).clamp(math.log(1e-4), math.log(1e4)).exp())
+    err = math.log(max(l0, 1e-3) / target)
+    if trace is not None:
+        x = math.log(max(l0, 1e-3))
+        prev = float(trace[0]) if float(trace[1]) > 0 else x
+        smooth = 0.8 * prev + 0.2 * x
+        trace.copy_(torch.tensor([smooth, float(trace[1]) + 1], dtype=trace.dtype))
+        err = smooth - math.log(target)
+        slope = smooth - prev
+        if slope * err < 0 and abs(slope) >= hold_speed:
+            return
+        err = max(-clip, min(clip, err))
+    scale.copy_((scale.log() + rate * err).clamp(math.log(1e-4), math.log(1e4)).exp())
+
+
+def default_missing_buffers(state_dict: dict[str, Any], prefix: str) -> None:
+    """Fill the controller buffers of a state dict written before they existed (Standard, JumpReLU).
+
+    Those checkpoints trained with a fixed coefficient: `sparsity_scale` 1 (their configs have no
+    `target_l0`, so it stays 1) and an empty `l0_trace`. Called from `_load_from_state_dict` on
+    torch's own copy of the dict.
+    """
+    state_dict.setdefault(prefix + "sparsity_scale", torch.ones(()))
+    state_dict.setdefault(prefix + "l0_trace", torch.zeros(2))
 
 
 def hook_layer(hook_name: str) -> int | None:

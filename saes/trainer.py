@@ -22,6 +22,13 @@
   the new one (all fields but out_dir, progress and checkpoint_every, which do not change the
   result); a difference raises InputError naming the setting (and its CLI flag) with both values,
   and saying how to start fresh (another --out, or delete the checkpoint).
+- Device (`device`): the SAE, the optimizer state and every batch live there (the source yields CPU
+  batches; each is moved before its step). A checkpoint is read onto the CPU and moved, so a run may
+  resume on another device. "cuda" without a GPU is refused before anything is built.
+- Step (`step`, `backend`): "auto" takes TopK's sparse step (`loss_sparse`) on the CPU (torch
+  gather / index_add / embedding_bag) and on CUDA when Triton is installed (the Triton kernels of
+  saes/kernels; `backend` forces "torch" or "triton"), else the dense step; the others have only
+  the dense step.
 - `TrainResult` counts what this call did (`steps_this_run`, `tokens_this_run`) beside the totals.
 - At the end, batch-level rules (BatchTopK, Mutual Choice, Feature Choice) re-estimate their
   inference thresholds from the final weights on `calibrate_batches` batches of a separate stream
@@ -35,6 +42,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +52,7 @@ import torch
 
 from probes.errors import CheckpointError, InputError
 from probes.io import atomic_write, write_json
+from probes.model.kernels.dispatch import BACKENDS
 from probes.progress import Cancelled, Reporter, TqdmReporter
 from saes import registry
 from saes.base import SAE
@@ -65,9 +74,10 @@ _RULES = {"batch_size": "it must be at least 1", "total_tokens": "it must be at 
           "lr": "the learning rate must be a finite number above 0", "checkpoint_every": "it must be at least 1 step",
           "log_every": "it must be at least 1 step", "warmup_steps": "it must be 0 or more",
           "decay_fraction": "it must lie in [0, 1]", "norm_batches": "it must be at least 1",
-          "step": "it must be auto, dense or sparse"}
-# Settings that do not change what a run computes; a resume may change them.
-_RESUMABLE = ("out_dir", "progress", "checkpoint_every")
+          "step": "it must be auto, dense or sparse", "backend": "it must be auto, triton or torch",
+    "device": "it must be cpu, cuda or cuda:N"}
+# Settings that do not change what a run computes (beyond float rounding); a resume may change them.
+_RESUMABLE = ("out_dir", "progress", "checkpoint_every", "device", "backend")
 
 
 @dataclass
@@ -87,7 +97,9 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     calibrate_batches: int = 8
-    step: str = "auto"  # auto | dense | sparse: TopK's sparse step through (values, indices) (auto: on CPU)
+    step: str = "auto"  # auto | dense | sparse: TopK's sparse step through (values, indices) (module docstring)
+    backend: str = "auto"  # the sparse step's kernels: auto (Triton on CUDA, torch on CPU) | triton | torch
+    device: str = "cpu"  # where the SAE trains: cpu, cuda or cuda:N
     out_dir: str = "runs/sae"
     progress: bool = True
 
@@ -96,11 +108,23 @@ class TrainConfig:
                   "lr": math.isfinite(self.lr) and self.lr > 0, "checkpoint_every": self.checkpoint_every >= 1,
                   "log_every": self.log_every >= 1, "warmup_steps": self.warmup_steps >= 0,
                   "decay_fraction": 0 <= self.decay_fraction <= 1, "norm_batches": self.norm_batches >= 1,
-                  "step": self.step in ("auto", "dense", "sparse")}
+                  "step": self.step in ("auto", "dense", "sparse"), "backend": self.backend in BACKENDS,
+                  "device": _device_ok(self.device)}
         for name, ok in checks.items():
             if not ok:
                 flag = FLAGS.get(name, name)
                 raise InputError(f"{flag}={getattr(self, name)} is not allowed: {_RULES[name]}.")
+
+    def check_device(self) -> None:
+        """InputError if `device` names a CUDA device this machine does not have (before any work)."""
+        dev = torch.device(self.device)
+        if dev.type != "cuda":
+            return
+        if not torch.cuda.is_available():
+            raise InputError(f"device={self.device!r}: this machine has no CUDA GPU that torch can use "
+                             "(torch.cuda.is_available() is False). Train on device='cpu'.")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"device={self.device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
 
     @property
     def steps(self) -> int:
@@ -116,6 +140,13 @@ class TrainConfig:
         if "adam_betas" in fields:
             fields["adam_betas"] = tuple(fields["adam_betas"])
         return cls(**fields)
+
+
+def _device_ok(device: str) -> bool:
+    try:
+        return torch.device(device).type in ("cpu", "cuda")
+    except (RuntimeError, TypeError):
+        return False
 
 
 @dataclass
@@ -262,9 +293,21 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
     reporter (probes.progress): updated after every step, checked for a cancel before every step; on a
     cancel the current step is checkpointed (a later call resumes there) and Cancelled is raised.
     Default: a terminal bar unless cfg.progress is False.
+    The run holds `cfg.out_dir` (probes.runfolder.hold, as the CLI does): a second trainer on the same
+    folder, in another process, is refused with a RunFolderError naming the running one.
     """
+    from probes.runfolder import hold
+
+    cfg.check_device()
+    command = f"{' '.join(sys.argv)} [saes.trainer.train, {cfg.sae.get('architecture', 'standard')}]"
+    with hold(cfg.out_dir, "out_dir", command=command):
+        return _train_held(cfg, source, stop_after, reporter)
+
+
+def _train_held(cfg: TrainConfig, source: ActivationSource, stop_after: int | None,
+                reporter: Reporter | None) -> TrainResult:
+    device = torch.device(cfg.device)
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = _checkpoint_path(cfg)
     start = 0
     if ckpt_path.exists():
@@ -275,6 +318,11 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
         start = int(state["step"])
     else:
         sae = _initial_sae(cfg, source)
+    sae.to(device)
+    if getattr(sae, "loss_sparse", None) is not None and uses_sparse_step(cfg, device):
+        from probes.model.kernels.dispatch import resolve_backend
+
+        resolve_backend(cfg.backend, device)  # backend="triton" where it cannot run: refused before step 0
     opt = make_optimizer(sae, cfg)
     if start:
         opt.load_state_dict(state["optimizer"])
@@ -294,7 +342,7 @@ def train(cfg: TrainConfig, source: ActivationSource, stop_after: int | None = N
             if step > start:
                 _save_checkpoint(cfg, sae, opt, step)
             raise
-        x = next(batches)
+        x = next(batches).to(device, non_blocking=True)
         _check_finite(x, step, ckpt_path)
         out_ = _train_step(sae, opt, x, step, cfg, ckpt_path)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -328,7 +376,8 @@ def _calibrate(sae: SAE, source: ActivationSource, cfg: TrainConfig) -> None:
     if cfg.calibrate_batches <= 0 or type(sae).calibrate_thresholds is SAE.calibrate_thresholds:
         return
     batches = source.iter_batches(cfg.batch_size, seed=cfg.seed + 2)
-    sae.calibrate_thresholds([next(batches) for _ in range(cfg.calibrate_batches)])
+    device = sae.W_enc.device
+    sae.calibrate_thresholds([next(batches).to(device) for _ in range(cfg.calibrate_batches)])
 
 
 def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int, cfg: TrainConfig, ckpt: Path) -> Any:
@@ -349,12 +398,23 @@ def _train_step(sae: SAE, opt: torch.optim.Optimizer, x: torch.Tensor, step: int
 
 
 def _loss(sae: SAE, x: torch.Tensor, dead: torch.Tensor, cfg: TrainConfig) -> Any:
-    """The dense loss, or TopK's sparse step (`step` "sparse", or "auto" for TopK on the CPU)."""
+    """The dense loss, or TopK's sparse step (`step` "sparse"; "auto": see `uses_sparse_step`)."""
     sparse = getattr(sae, "loss_sparse", None)
-    use = cfg.step == "sparse" or (cfg.step == "auto" and not x.is_cuda)
-    if sparse is not None and use:
-        return sparse(x, dead_mask=dead)
+    if sparse is not None and uses_sparse_step(cfg, x.device):
+        return sparse(x, dead_mask=dead, backend=cfg.backend)
     return sae.loss(x, dead_mask=dead)
+
+
+def uses_sparse_step(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether an SAE with a sparse step takes it: always for step "sparse"; for "auto" on the CPU, and on
+    CUDA unless the Triton kernels cannot run there (no triton package, or backend "torch")."""
+    from probes.model.kernels.dispatch import triton_importable
+
+    if cfg.step != "auto":
+        return cfg.step == "sparse"
+    if device.type != "cuda":
+        return True
+    return cfg.backend != "torch" and triton_importable()
 
 
 def _metrics(sae: SAE, out: Any, x: torch.Tensor, step: int, cfg: TrainConfig) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 #   b. the kernel tests on real CUDA (scripts/gpu_check_pytest_cuda.py redirects them from the interpreter)
 #   c. every CLI command on the model with --device cuda --dtype bfloat16 at small sizes (one JSON row each)
 #   d. a sink map at T = 32768 through the attention-statistics kernel: time and peak memory
-#   e. TopK SAE training tokens/s, kernels against the dense eager step
+#   e. TopK SAE training: the trainer's dense step against its sparse step through the Triton kernels (and
+#      through torch ops), tokens/s in interleaved rounds, and their loss/gradient equality (sae_train.json)
 #
 # Usage:  bash scripts/gpu_check.sh [--dry-run] [--model SPEC] [--steps a,b,...] RESULTS
 #   --dry-run  the same steps on the CPU at tiny shapes (float32, tiny random model): checks the script (CI).
@@ -155,7 +156,7 @@ if wanted kernels; then
   step kernels 170 "$PY" benchmarks/kernels.py "${DRYFLAG[@]}" --json "$RES/kernels.json"
 fi
 if wanted tests; then
-  KTESTS=(tests/saes/kernels tests/probes/model/test_attention_stats_kernel.py)
+  KTESTS=(tests/saes/kernels tests/saes/test_sparse_step_kernels.py tests/probes/model/test_attention_stats_kernel.py)
   [ $DRY = 1 ] && KTESTS=(tests/saes/kernels/test_dispatch.py)
   step tests 90 "$PY" -m pytest -q -p gpu_check_pytest_cuda "${KTESTS[@]}" \
     --deselect tests/saes/kernels/test_dispatch.py::test_triton_on_cpu_without_interpreter_raises \
@@ -171,8 +172,8 @@ if wanted sinkmap; then
     --dtype "$DTYPE" --T $TLONG --time-limit $(( 80 * SLOW )) "${DRYFLAG[@]}"
 fi
 if wanted sae; then
-  step sae 60 "$PY" benchmarks/gpu_check.py sae --results "$RES" --device $DEV --dtype "$DTYPE" \
-    --time-limit $(( 55 * SLOW )) "${DRYFLAG[@]}"
+  step sae 90 "$PY" benchmarks/gpu_check.py sae --results "$RES" --device $DEV --dtype "$DTYPE" \
+    --time-limit $(( 85 * SLOW )) "${DRYFLAG[@]}"
 fi
 "$PY" benchmarks/gpu_check.py summary --results "$RES" || true
 echo "gpu_check: done in $(( $(date +%s) - T0 ))s; results in $RES"

@@ -81,7 +81,9 @@ def test_dry_run_command_rows(dry_run, tiny_model):
     by = {r["name"]: r for r in rows}
     assert by["extreme"]["device"] == "cpu" and by["extreme"]["dtype"] == "float32"
     assert f"--model {tiny_model} --device cpu --dtype float32" in by["extreme"]["command"]
-    assert "--device" not in by["bb train"]["command"] and "no --device" in by["bb train"]["note"]
+    bb = by["bb train"]
+    assert "--device cpu" in bb["command"] and "--dtype" not in bb["command"] and "no --dtype" in bb["note"]
+    assert (bb["device"], bb["dtype"]) == ("cpu", "float32")
 
 
 def test_dry_run_kernel_tests_ran_through_the_plugin(dry_run):
@@ -113,10 +115,35 @@ def test_dry_run_sae_rows_are_consistent(dry_run):
     res, _ = dry_run
     out = json.loads((res / "sae_train.json").read_text())
     assert out["status"] == "ok"
-    for name in ("eager", "kernels"):
-        assert out[name]["tokens_per_s"] == pytest.approx(out["batch"] / (out[name]["step_ms"] / 1e3), rel=1e-3)
-    assert out["kernels_over_eager"] == pytest.approx(out["kernels"]["tokens_per_s"] / out["eager"]["tokens_per_s"],
-                                                      rel=1e-2)
+    steps = out["steps"]
+    assert set(steps) == {"dense", "sparse_kernels", "sparse_torch", "dense_auxk", "sparse_kernels_auxk",
+                          "sparse_torch_auxk"}
+    for row in steps.values():
+        assert row["tokens_per_s"] == pytest.approx(out["batch"] / (row["step_ms"] / 1e3), rel=1e-3)
+    ratios = out["ratios"]
+    assert ratios["sparse_kernels_over_dense"] == pytest.approx(
+        steps["sparse_kernels"]["tokens_per_s"] / steps["dense"]["tokens_per_s"], rel=1e-2)
+    eq = out["equality"]
+    assert eq["status"] == "ok" and eq["dead"] > 0 and eq["auxk_dense"] > 0  # AuxK was part of the comparison
+    for name in ("sparse_kernels", "sparse_torch"):
+        assert eq[name]["ok"] and set(eq[name]["grad_rel_err"]) == {"W_enc", "b_enc", "W_dec", "b_dec"}
+    assert out["selection_agreement"] == 1.0
+
+
+def test_sae_equality_check_can_fail(monkeypatch):
+    """A sparse step with a wrong gradient is reported as a mismatch (the check is not vacuous)."""
+    from saes.architectures.topk import TopKSAE
+
+    real = TopKSAE.loss_sparse
+
+    def wrong(self, x, dead_mask=None, backend="auto"):
+        out = real(self, x, dead_mask, backend="torch")
+        out.loss = out.loss + 1e-3 * self.b_dec.sum()  # same value scale, a wrong b_dec gradient
+        return out
+
+    monkeypatch.setattr(TopKSAE, "loss_sparse", wrong)
+    eq = gpu_check.sae_step_equality(12, 40, 5, 17, "cpu")
+    assert eq["status"] == "mismatch" and eq["sparse_torch"]["grad_rel_err"]["b_dec"] > 1e-4
 
 
 def test_failed_and_timed_out_commands_become_rows(tmp_path):
@@ -156,7 +183,9 @@ def test_every_cli_row_parses(tmp_path, dry):
     for case in gpu_check.cli_cases("smollm2-135m", "cuda", "bfloat16", tmp_path, dry):
         args = parser.parse_args(case.argv)
         assert callable(args.func), case.name
-        if case.takes_device:
+        if case.takes_device and not case.takes_dtype:
+            assert args.device == "cuda" and not hasattr(args, "dtype") and case.note, case.name
+        elif case.takes_device:
             assert (args.device, args.dtype) == ("cuda", "bfloat16"), case.name
         else:
             assert not hasattr(args, "device") and case.note, case.name

@@ -10,7 +10,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from app.commands._common import SEED, LazyChoices, LazyHelp, add_option, float_range, int_range
+from app.commands._common import (
+    SEED,
+    LazyChoices,
+    LazyHelp,
+    add_option,
+    check_device,
+    device_type,
+    float_range,
+    int_range,
+)
 
 
 def _optimizers() -> tuple[str, ...]:
@@ -69,6 +78,8 @@ def register(subparsers: Any) -> None:
     train.add_argument("--eval-every", type=int_range(1), default=None, help=_sized("eval_every", "steps between measurements"))
     train.add_argument("--checkpoint-every", type=int_range(1), default=None, help=_sized("checkpoint_every", "steps between checkpoints"))
     train.add_argument("--seed", type=SEED, default=0, help="random seed")
+    train.add_argument("--device", type=_bb_device, default="auto", metavar="DEVICE",
+                       help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     train.add_argument("--out", default=None, help="run folder (default runs/bb/<attention>-<optimizer>-L<layers>)")
     train.set_defaults(func=run_train)
 
@@ -81,9 +92,30 @@ def register(subparsers: Any) -> None:
     bb.set_defaults(func=lambda args: bb.print_help() or 2)
 
 
+def _bb_device(text: str) -> str:
+    """An argparse type: auto, or a device name device_type accepts (availability is checked in run_train)."""
+    text = text.strip()
+    if text == "auto":
+        return text
+    if text == "mps":
+        raise argparse.ArgumentTypeError("must be auto, cpu, cuda or cuda:N (BB training has no mps path)")
+    return device_type(text)
+
+
+def resolve_bb_device(device: str) -> str:
+    """auto -> cuda when torch sees a GPU, else cpu; any other name is checked to exist (InputError if not)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
+    return device
+
+
 def run_train(args: argparse.Namespace) -> int:
     from probes.runfolder import hold
 
+    device = resolve_bb_device(getattr(args, "device", "auto"))  # before the run folder is touched
     default = os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}")
     with hold(Path(args.out or default), "--out" if args.out else "output folder") as out:
         from app.commands._common import write_outputs
@@ -94,11 +126,11 @@ def run_train(args: argparse.Namespace) -> int:
             args.preset or DEFAULT_PRESET, layers=args.layers, optimizer=args.optimizer, attention=args.attention,
             steps=args.steps, batch=args.batch_size, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr,
             seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
-        result = train(settings, out)
+        result = train(settings, out, device=device)
         label = f"{args.attention}+{args.optimizer}"
         write_outputs(out, "bb_train", result, {"bb_sink_formation": sink_formation_figure({label: result.metrics})})
     last = result.metrics[-1]
-    print(f"{out}: step {last['step']}, attention on <s> non-trigger {last['attn_sink_nontrigger'][-1]:.3f} "
+    print(f"{out} ({device}): step {last['step']}, attention on <s> non-trigger {last['attn_sink_nontrigger'][-1]:.3f} "
           f"trigger {last['attn_sink_trigger'][-1]:.3f}, back-copy risk {last['backcopy_risk']:.3f}, "
           f"bigram risk {last['bigram_risk']:.3f}; checkpoint {result.final_checkpoint}")
     return 0

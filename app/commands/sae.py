@@ -185,8 +185,10 @@ def run_train(args: argparse.Namespace) -> int:
         sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
     elif args.arch in ("standard", "jumprelu"):
         sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
+    # The SAE trains where the model runs (--device; default cuda when available).
     cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20))
+                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20),
+                      device=str(model.device))
     res = train(cfg, TensorSource(cache.rows(0, tokens)))
     last = _last_metrics(out / args.arch / "metrics.jsonl")
     result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),

@@ -11,6 +11,10 @@ Spec: docs/methods/extreme-tokens.md, "The Bigram-Backcopy (BB) task", training.
   taken on a fixed evaluation batch (stream EVAL_STREAM, `eval_batch` sequences) and appended to
   metrics.jsonl; every `checkpoint_every` steps (and at the end) a checkpoint folder is written.
 
+Device: `train(..., device=...)` trains on the CPU or a CUDA device (the model's initial weights are drawn
+on the CPU and moved, so both start alike). Batches are generated on the CPU and moved; checkpoints and
+measurements are taken from a CPU copy, so a checkpoint reads anywhere and a run may resume on another device.
+
 Two presets (PRESETS; docs/bb_lab.md says what each shows):
 - "spec": the spec's run, d = 256, 257-token sequences, batch 512, 10k steps (a GPU job);
 - "cpu" (the default): d = 64, 65-token sequences, the spec's batch of 512, 2000 steps (about 11 minutes
@@ -175,17 +179,56 @@ def status_text(step: int, settings: TrainSettings, rows: list[dict[str, Any]]) 
             f"trigger {last['attn_sink_trigger'][-1]:.3f}, loss {last['loss']:.3f}")
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device to train on; InputError if it is not cpu/cuda[:N] or names a GPU this machine lacks."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r}: BB training runs on cpu or cuda.")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {str(device)!r}: this machine has no CUDA GPU that torch can use "
+                             "(torch.cuda.is_available() is False). Train on cpu.")
+        if (dev.index or 0) >= torch.cuda.device_count():
+            raise InputError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return dev
+
+
+def _cpu_copy(model: BBModel) -> BBModel:
+    """The model itself on the CPU, else a CPU copy (checkpoints and measurements are taken on the CPU)."""
+    if next(model.parameters()).device.type == "cpu":
+        return model
+    copy = BBModel(model.cfg)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    copy.train(model.training)
+    return copy
+
+
+def _to_cpu(obj: Any) -> Any:
+    """An optimizer state dict with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 def train(
     settings: TrainSettings, run_dir: str | Path, task: BBTask | None = None, progress: bool = True,
-    reporter: Reporter | None = None,
+    reporter: Reporter | None = None, device: str | torch.device = "cpu",
 ) -> TrainResult:
-    """Train (or resume) a BB model in run_dir; return its metrics (spec: BB task, training).
+    """Train (or resume) a BB model in run_dir on `device`; return its metrics (spec: BB task, training).
 
     reporter (probes.progress): updated after every step (done = steps finished, partial = the metric
     rows when a new one was measured) and checked for a cancel before every step; on a cancel the
     current step is checkpointed (so a later call resumes there) and Cancelled is raised. Default: a
     terminal bar, unless progress=False.
     """
+    dev = check_device(device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     task = task or prose_task()
@@ -193,11 +236,12 @@ def train(
     resumed = _resume(run_dir, settings)
     if resumed is None:
         torch.manual_seed(settings.seed)
-        model = BBModel(settings.model_config(task))
+        model = BBModel(settings.model_config(task)).to(dev)
         optimizer = make_optimizer(model, settings)
         start, rows = 0, []
     else:
         model, opt_state, start = resumed
+        model = model.to(dev)
         optimizer = make_optimizer(model, settings)
         optimizer.load_state_dict(opt_state)
         # rows on the evaluation grid only: a shorter run's final-step row is not part of the longer run
@@ -213,23 +257,24 @@ def train(
             rep.check()
         except Cancelled:
             if step > start and not (run_dir / f"step_{step:06d}").is_dir():
-                write_latest(run_dir, save_checkpoint(run_dir / f"step_{step:06d}", model, task, step,
-                                                      settings.to_dict(), optimizer.state_dict()))
+                write_latest(run_dir, save_checkpoint(run_dir / f"step_{step:06d}", _cpu_copy(model), task, step,
+                                                      settings.to_dict(), _to_cpu(optimizer.state_dict())))
             raise
         measured = False
         if step % settings.eval_every == 0 or step == settings.steps:
             if not rows or rows[-1]["step"] < step:
-                rows.append({"step": step, **measure(model, task, eval_x, eval_y).to_dict()})
+                rows.append({"step": step, **measure(_cpu_copy(model), task, eval_x, eval_y).to_dict()})
                 _write_metrics(run_dir, rows)
                 measured = True
         if step > start and (step % settings.checkpoint_every == 0 or step == settings.steps):
-            checkpoint = save_checkpoint(run_dir / f"step_{step:06d}", model, task, step, settings.to_dict(),
-                                         optimizer.state_dict())
+            checkpoint = save_checkpoint(run_dir / f"step_{step:06d}", _cpu_copy(model), task, step, settings.to_dict(),
+                                         _to_cpu(optimizer.state_dict()))
             write_latest(run_dir, checkpoint)
         if step == settings.steps:
             rep.update(status_text(step, settings, rows), step, settings.steps, rows if measured else None)
             break
         x, y = split(data.generate(task, settings.batch, settings.seed, step, settings.seq_len))
+        x, y = x.to(dev), y.to(dev)
         loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

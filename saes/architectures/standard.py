@@ -13,7 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from saes.base import SAE
-from saes.config import SAEConfig, adapt_scale
+from saes.config import SAEConfig, adapt_scale, default_missing_buffers
 from saes.registry import register
 
 
@@ -21,7 +21,7 @@ from saes.registry import register
 class StandardConfig(SAEConfig):
     architecture: str = "standard"
     decoder_norm: str = "free"
-    l1_coefficient: float = 3.0
+    l1_coefficient: float = 2.5  # with target_l0 (the CLI default) it lands near L0 32 at its defaults (docs/saes.md)
     target_l0: float | None = None  # steer l1_coefficient to this L0 (saes/config.py adapt_scale)
     target_rate: float = 0.05
 
@@ -31,14 +31,20 @@ class StandardSAE(SAE):
 
     cfg: StandardConfig
     sparsity_scale: Tensor
+    l0_trace: Tensor
 
     def __init__(self, cfg: StandardConfig) -> None:
         super().__init__(cfg)
         self.register_buffer("sparsity_scale", torch.ones(()))
+        self.register_buffer("l0_trace", torch.zeros(2))  # [smoothed log L0, steps] (saes/config.py adapt_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        default_missing_buffers(state_dict, prefix)  # checkpoints from before the buffer existed
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def adapt_sparsity(self, l0: float) -> None:
-        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate)
+        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate, self.l0_trace)
 
     def activation(self, z: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return torch.relu(z)

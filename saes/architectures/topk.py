@@ -15,6 +15,14 @@ x_c = x_n - b_dec and only sum_b dx_c[b] is needed). The decode is F.embedding_b
 of W_dec per token (its backward: a gather-dot for the values and an index_add for W_dec). AuxK
 decodes its aux_k rows the same way. Dense GEMMs per step: one (the encoder forward), against
 six for the dense step.
+
+On CUDA (`backend` "auto" with CUDA tensors, or "triton" under TRITON_INTERPRET=1 on CPU) the
+same step runs through the Triton kernels of saes/kernels (`_loss_sparse_kernels`): the fused
+TopK encode (GEMM + selection, z never written) with its sparse backward (dx_c = the sparse
+decode of dvalues with W_enc^T, dW_enc = atomic scatter of dvalues x x_c, db_enc = index_add), and
+the sparse decode with its backward (dvalues = gather-dot of dout with W_dec rows, dW_dec =
+atomic scatter of values x dout). AuxK runs the fused encode on the dead features' columns of
+W_enc only (top aux_k among them) and decodes those rows the same way.
 """
 
 from __future__ import annotations
@@ -128,9 +136,19 @@ class TopKSAE(SAE):
         aux = auxk_term(x_n, z, x_n_hat, self.W_dec, dead_mask, self.cfg.aux_k)
         return {"auxk": self.cfg.aux_coefficient * aux}
 
-    def loss_sparse(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None) -> SAEOutput:
-        """`loss` through (values, indices): same terms and gradients, one dense GEMM (module docstring)."""
+    def loss_sparse(
+        self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None, backend: str = "auto"
+    ) -> SAEOutput:
+        """`loss` through (values, indices): same terms and gradients, one dense GEMM (module docstring).
+
+        backend (probes.model.kernels.dispatch): "auto" runs the Triton kernels for CUDA tensors and
+        torch (gather / index_add / embedding_bag) elsewhere; "torch" or "triton" force one.
+        """
+        from probes.model.kernels.dispatch import resolve_backend
+
         self._check_width(x)
+        if resolve_backend(backend, x.device) == "triton":
+            return self._loss_sparse_kernels(x, dead_mask)
         x_n = x * self.cfg.norm_scale
         with torch.no_grad():
             x_c = x_n - self.b_dec
@@ -148,6 +166,28 @@ class TopKSAE(SAE):
                     min(self.cfg.aux_k, int(dead_mask.sum())), dim=-1, sorted=False)
             aux_pre = _SelectedPreacts.apply(x_c, self.b_dec, self.W_enc, self.b_enc, aux_idx, aux_top)
             e_hat = sparse_decode_rows(torch.relu(aux_pre), aux_idx, self.W_dec)
+            aux = (e_hat - e).pow(2).sum(-1).mean()
+        terms["auxk"] = self.cfg.aux_coefficient * aux
+        total = terms["mse"] + terms["auxk"]
+        return SAEOutput(x_hat=x_n_hat / self.cfg.norm_scale, feature_acts=None, loss=total, terms=terms,
+                         codes=(values.detach(), idx))
+
+    def _loss_sparse_kernels(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None) -> SAEOutput:
+        """`loss_sparse` through the Triton kernels (fused TopK encode, sparse decode; module docstring)."""
+        from saes.kernels import sparse_decode, topk_encode
+
+        x_n = x * self.cfg.norm_scale
+        x_c = x_n - self.b_dec
+        values, idx = topk_encode(x_c, self.W_enc, self.b_enc, min(self.cfg.k, self.cfg.d_sae), backend="triton")
+        x_n_hat = sparse_decode(values, idx, self.W_dec, self.b_dec, backend="triton")
+        terms = {"mse": (x_n_hat - x_n).pow(2).sum(-1).mean()}
+        aux = x_n.new_zeros(())
+        if dead_mask is not None and bool(dead_mask.any()):
+            e = (x_n - x_n_hat).detach()
+            dead = dead_mask.nonzero().squeeze(1)
+            aux_vals, aux_sub = topk_encode(x_c, self.W_enc[:, dead], self.b_enc[dead],
+                                            min(self.cfg.aux_k, dead.numel()), backend="triton")
+            e_hat = sparse_decode(aux_vals, dead[aux_sub], self.W_dec, None, backend="triton")
             aux = (e_hat - e).pow(2).sum(-1).mean()
         terms["auxk"] = self.cfg.aux_coefficient * aux
         total = terms["mse"] + terms["auxk"]

@@ -86,10 +86,12 @@ class _TopKEncode(torch.autograd.Function):
         g = dvals.float()
         if ctx.relu:
             g = torch.where(vals > 0, g, 0.0)
-        dx = decode_triton(g, idx, W.T, None, x.dtype)
-        dW = scatter_outer_triton(g, idx, x, W.shape[1]).T.to(W.dtype)
-        db = None
-        if ctx.has_bias:
+        dx = dW = db = None
+        if ctx.needs_input_grad[0]:  # W^T made contiguous: the decode's row gathers then read contiguous memory
+            dx = decode_triton(g, idx, W.t().contiguous(), None, x.dtype)
+        if ctx.needs_input_grad[1]:
+            dW = scatter_outer_triton(g, idx, x, W.shape[1]).T.to(W.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
             db = torch.zeros(W.shape[1], device=g.device).index_add_(0, idx.reshape(-1), g.reshape(-1)).to(W.dtype)
         return dx, dW, db, None, None
 
@@ -108,9 +110,9 @@ class _SparseDecode(torch.autograd.Function):
         from saes.kernels.decode import gather_dot_triton, scatter_outer_triton
 
         vals, idx, W = ctx.saved_tensors
-        dvals = gather_dot_triton(dout, idx, W).to(vals.dtype)
-        dW = scatter_outer_triton(vals, idx, dout, W.shape[0]).to(W.dtype)
-        db = dout.float().sum(0).to(W.dtype) if ctx.has_bias else None
+        dvals = gather_dot_triton(dout, idx, W).to(vals.dtype) if ctx.needs_input_grad[0] else None
+        dW = scatter_outer_triton(vals, idx, dout, W.shape[0]).to(W.dtype) if ctx.needs_input_grad[2] else None
+        db = dout.float().sum(0).to(W.dtype) if ctx.has_bias and ctx.needs_input_grad[3] else None
         return dvals, None, dW, db
 
 
