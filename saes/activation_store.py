@@ -54,9 +54,9 @@ class _StopForward(Exception):
 
 def check_hook(model: Any, hook_name: str) -> int:
     """The width of the activation at `hook_name` (InputError if the model has no such hook)."""
-    hooks = getattr(model.tl, "hook_dict", {})
+    hooks = model.hook_names()
     if hook_name not in hooks:
-        near = [h for h in hooks if h.endswith(hook_name.split(".")[-1])][:3]
+        near = sorted(h for h in hooks if h.endswith(hook_name.split(".")[-1]))[:3]
         raise InputError(f"The model has no hook '{hook_name}'. Hook names look like: {', '.join(near) or 'blocks.0.hook_resid_post'}.")
     ids = torch.tensor([[int(model.tokenizer.eos_token_id or 0)] * 2])
     return int(hook_activations(model, hook_name, ids).shape[-1])
