@@ -1,2 +1,2 @@
 """Small helpers that keep the Streamlit pages short (docs/app.md): sidebar, model cache, errors,
-downloads, figures for the app's own views, and the "lands with issue N" notice."""
+downloads (figures live in app/figures/), and the "lands with issue N" notice."""
