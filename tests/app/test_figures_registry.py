@@ -285,3 +285,22 @@ def test_export_of_a_json_without_a_known_kind_says_what_to_do(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "kind 'calibrate', which has no figures" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*.html"))
+
+
+def test_a_command_and_export_of_its_json_write_the_same_figures(tmp_path):
+    """`glasshouse bb train` / `bb eval` (a tiny toy run, no HF model) write the registry's figures; exporting
+    their saved JSON draws every one of them again, identical."""
+    run, ev, again = tmp_path / "run", tmp_path / "eval", tmp_path / "again"
+    assert main(["bb", "train", "--steps", "2", "--batch", "4", "--d-model", "16", "--seq-len", "17",
+                 "--eval-every", "2", "--checkpoint-every", "2", "--out", str(run)]) == 0
+    assert main(["bb", "eval", str(run), "--n", "8", "--out", str(ev)]) == 0
+    for folder, name in ((run, "bb_train"), (ev, "bb")):
+        written = sorted(p.name for p in folder.glob("*.plotly.json"))
+        assert written and main(["export", str(folder / f"{name}.json"), "--format", "html",
+                                 "--out", str(again / name)]) == 0
+        assert sorted(p.name for p in (again / name).glob("*.plotly.json")) == written
+        for file in written:
+            assert json.loads((again / name / file).read_text()) == json.loads((folder / file).read_text()), file
+    metrics = json.loads((run / "bb_train.json").read_text())["metrics"]
+    curve = json.loads((run / "bb_sink_formation.plotly.json").read_text())["data"][0]
+    assert curve["y"] == [r["attn_sink_nontrigger"][-1] for r in metrics]  # the last layer, every step
