@@ -11,7 +11,9 @@ width/height attributes of width*scale x height*scale; a PDF page is width*scale
 pixels at 96 per inch, i.e. 0.75 points per pixel.
 
 Every HTML figure is saved with its JSON (`<name>.plotly.json`, fig.to_json()) beside it, so a
-finished run's figures can be re-rendered: `glasshouse export RUN_DIR --format pdf`.
+finished run's figures can be re-rendered: `glasshouse export RUN_DIR --format pdf`. A saved result
+JSON is drawn again from its data (app.figures.registry, by the kind it records):
+`glasshouse export runs/sinks/gpt2/sinks.json --format html --format png`.
 """
 
 from __future__ import annotations
@@ -169,5 +171,36 @@ def export_run(
     written: list[Path] = []
     for path in tqdm(files, desc="export", disable=not progress, unit="figure"):
         base = Path(str(path)[: -len(FIGURE_JSON)])
-        written += export_figure(load_figure(path), base, formats, width, height, scale)
+        written += _write(load_figure(path), base, formats, width, height, scale)
+    return written
+
+
+def _write(fig: go.Figure | str, base: Path, formats: Sequence[str], width: int | None, height: int | None,
+           scale: float) -> list[Path]:
+    from app.figures.theme import save_figure
+
+    if isinstance(fig, go.Figure) and "html" not in formats:
+        return export_figure(fig, base, formats, width, height, scale)
+    return save_figure(fig, base, formats, width, height, scale)
+
+
+def export_result(
+    path: str | Path, formats: Sequence[str], out: str | Path | None = None, width: int | None = None,
+    height: int | None = None, scale: float = 1.0, progress: bool = False,
+) -> list[Path]:
+    """Draw a saved result JSON again (the figures of the kind it records, app.figures.registry) and write
+    each as `<out>/<figure name>.<fmt>` (out: default the JSON's folder, where its command wrote them).
+    A `*.plotly.json` figure file is rendered as it is."""
+    from tqdm.auto import tqdm
+
+    from app.figures.registry import draw_file
+
+    path = Path(path)
+    folder = Path(out) if out is not None else path.parent
+    if path.name.endswith(FIGURE_JSON):
+        return _write(load_figure(path), folder / path.name[: -len(FIGURE_JSON)], formats, width, height, scale)
+    figures = draw_file(path)
+    written: list[Path] = []
+    for name, fig in tqdm(figures.items(), desc="export", disable=not progress, unit="figure"):
+        written += _write(fig, folder / name, formats, width, height, scale)
     return written

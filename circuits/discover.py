@@ -43,7 +43,7 @@ class Discovery:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.meta, "task": self.task.to_dict(), "scores": self.scores.to_dict(),
+        return {"kind": "circuit", **self.meta, "task": self.task.to_dict(), "scores": self.scores.to_dict(),
                 "full_graph_metric": self.base.clean, "empty_circuit_metric": self.base.baseline,
                 "ablation": self.base.ablation, "curves": [c.to_dict() for c in self.curves],
                 "circuits": self.circuits}

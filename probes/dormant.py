@@ -153,7 +153,7 @@ class DormantResult:
         return is_sink_head(self.row_entropy[domain], self.column_entropy[domain])
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.metadata, "domains": list(self.domains), "dormancy": self.dormancy,
+        return {"kind": "dormant", **self.metadata, "domains": list(self.domains), "dormancy": self.dormancy,
                 "base_loss": self.base_loss, "rows": self.rows, "row_entropy": self.row_entropy,
                 "column_entropy": self.column_entropy,
                 "entropy_sink_heads": {d: self.sink_heads(d) for d in self.row_entropy},

@@ -99,8 +99,9 @@ class ExtremeResult:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.metadata, **self.summary(), "resid_norm_mean": self.resid_norm.mean(0),
-                "value_norm_mean": self.value_norm.mean(0), "str_tokens": self.str_tokens}
+        return {"kind": "extreme_result", **self.metadata, **self.summary(), "resid_norm": self.resid_norm,
+                "resid_norm_mean": self.resid_norm.mean(0), "value_norm_mean": self.value_norm.mean(0),
+                "str_tokens": self.str_tokens}
 
 
 def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[Any] | None = None
@@ -214,7 +215,7 @@ class PeakAblation:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.metadata, "clean_sink": self.clean_sink, "clean_rest_max": self.clean_rest_max,
+        return {"kind": "peak_ablation", **self.metadata, "clean_sink": self.clean_sink, "clean_rest_max": self.clean_rest_max,
                 "measure_layer": self.measure_layer, "rows": self.rows}
 
 

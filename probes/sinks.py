@@ -123,9 +123,11 @@ class SinkResult:
         return int(self.alpha.shape[-1])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary. alpha itself is kept for the first token only ([n, layer, head]) plus its
-        mean over samples ([layer, head, T]); the full tensor stays on the object."""
+        """JSON-ready summary (kind "sink_result"). alpha itself is kept for the first token only ([n, layer, head]),
+        its mean over samples ([layer, head, T]) and, per sample and token, its mean over (layer, head) and the %
+        of (layer, head) above eps ([n, T] each); the full tensor stays on the object."""
         return {
+            "kind": "sink_result",
             **self.metadata,
             "regime": self.regime,
             "eps": self.eps,
@@ -139,6 +141,8 @@ class SinkResult:
             "sample_rate": self.sample_rate,
             "alpha_first": self.alpha[..., 0],
             "alpha_mean": self.alpha.mean(dim=0),
+            "token_alpha": self.alpha.mean(dim=(1, 2)),  # [n, T]: mean over layers and heads
+            "token_share": 100.0 * (self.alpha > self.eps).float().mean(dim=(1, 2)),  # [n, T]: % of (layer, head)
             "str_tokens": self.str_tokens,
         }
 

@@ -12,12 +12,12 @@
   the residual's RMS is left out (a positive factor per position), as sae_vis does;
 - "neighbours": the `n_neighbours` features with the largest cosine between decoder rows.
 `prompt_features(model, sae, prompt)` gives, per token, the `top` most active features.
-`feature_html(entry)` renders one feature as a self-contained HTML page.
+The figures and the HTML page of a feature are drawn from this data in app/figures/saes.py
+(`feature_html(entry)` renders one feature as a self-contained page).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import torch
@@ -62,7 +62,8 @@ def feature_dashboards(
     gen = torch.Generator().manual_seed(seed)
     logit_weights = _logit_effects(model, sae)
     w = sae.W_dec.detach() / sae.W_dec.detach().norm(dim=1, keepdim=True).clamp_min(1e-8)
-    out: dict[str, Any] = {"hook_name": sae.cfg.hook_name, "architecture": sae.cfg.architecture, "d_sae": sae.cfg.d_sae,
+    out: dict[str, Any] = {"kind": "sae_dashboard", "hook_name": sae.cfg.hook_name,
+                           "architecture": sae.cfg.architecture, "d_sae": sae.cfg.d_sae,
                            "n_tokens": int(acts.shape[0] * acts.shape[1]), "features": {}}
     for j in features:
         a = acts[..., j]
@@ -109,38 +110,7 @@ def prompt_features(model: Any, sae: SAE, prompt: str, top: int = 5) -> dict[str
     tokens = model.to_tokens(prompt)
     acts = feature_activations(model, sae, tokens.ids)[0]
     vals, idx = acts.topk(min(top, sae.cfg.d_sae), dim=-1)
-    return {"prompt": prompt, "hook_name": sae.cfg.hook_name, "tokens": [
+    return {"kind": "sae_prompt", "prompt": prompt, "hook_name": sae.cfg.hook_name, "tokens": [
         {"token": t, "position": p, "features": [{"feature": int(i), "activation": float(v)}
                                                   for v, i in zip(vals[p], idx[p], strict=True) if v > 0]}
         for p, t in enumerate(tokens.str_tokens[0])]}
-
-
-def _tokens_html(example: dict[str, Any], vmax: float) -> str:
-    spans = []
-    for i, (tok, v) in enumerate(zip(example["tokens"], example["activations"], strict=True)):
-        alpha = 0.0 if vmax <= 0 else max(0.0, min(1.0, v / vmax))
-        border = "border-bottom:2px solid #333;" if i == example["focus"] else ""
-        spans.append(f'<span title="{html.escape(tok)}: {v:.3f}" style="background:rgba(224,122,46,{alpha:.2f});{border}">'
-                     f"{html.escape(tok).replace(chr(10), '&#8629;')}</span>")
-    return "<div class='ex'>" + "".join(spans) + f" <small>({example['activation']:.3f})</small></div>"
-
-
-def feature_html(entry: dict[str, Any], title: str = "") -> str:
-    """One feature's dashboard (an entry of feature_dashboards(...)["features"]) as an HTML page."""
-    vmax = entry["max_activation"]
-    logits = entry["logit_effects"]
-    rows = "".join(f"<tr><td>{html.escape(a['token'])}</td><td>{a['value']:+.3f}</td><td>{html.escape(b['token'])}</td>"
-                   f"<td>{b['value']:+.3f}</td></tr>" for a, b in zip(logits["top"], logits["bottom"], strict=True))
-    quant = "".join(f"<h3>activations in ({q['range'][0]:.2f}, {q['range'][1]:.2f}] ({q['count']} tokens)</h3>"
-                    + "".join(_tokens_html(e, vmax) for e in q["examples"]) for q in entry["quantile_examples"])
-    near = ", ".join(f"{n['feature']} ({n['cosine']:.2f})" for n in entry["neighbours"])
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Feature {entry['feature']}</title>"
-        "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:900px;margin:2em auto}"
-        ".ex{font-family:monospace;margin:4px 0;white-space:pre-wrap}td{padding:2px 10px}</style></head><body>"
-        f"<h1>Feature {entry['feature']} {html.escape(title)}</h1>"
-        f"<p>density {entry['density']:.4%}, max activation {vmax:.3f}; nearest by decoder cosine: {near}</p>"
-        "<h2>Top activations</h2>" + "".join(_tokens_html(e, vmax) for e in entry["top_examples"])
-        + "<h2>Logit effects (W_dec &middot; W_U)</h2><table><tr><th>promotes</th><th></th><th>suppresses</th><th></th></tr>"
-        + rows + "</table><h2>Quantile examples</h2>" + quant + "</body></html>"
-    )

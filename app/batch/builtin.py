@@ -18,8 +18,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from app.batch.figures import first_token_attention_figure, residual_norms_figure
 from app.batch.registry import ProbeEntry, Row, Setting, register
+from app.figures.batch import first_token_attention_figure, residual_norms_figure
 from probes.corpus import CorpusSample
 from probes.errors import InputError
 from probes.model.capture import capture

@@ -73,7 +73,7 @@ def _write(args: argparse.Namespace, command: str, result: Any, figures: dict[st
 
 
 def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
-    from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+    from app.figures.registry import draw
     from probes.remote_analyses import hidden_from_alpha, remote_sinks
     from probes.sinks import inputs_for_regime
 
@@ -84,16 +84,14 @@ def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
         ids = inputs_for_regime(model, r, args.n, _seq_len(args), seed=args.seed, prepend_bos=want_bos)
         results[r] = remote_sinks(model, ids, eps=args.eps, prepend_bos=want_bos, regime=r,
                                   batch_size=args.batch_size, layers=_layers(args), remote=remote)
-    bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
+    bundle: dict[str, Any] = {"kind": "sinks", "regimes": {r: res.to_dict() for r, res in results.items()},
                               "sink1": {r: res.sink1 for r, res in results.items()}}
     if args.interventions and "natural" in results:
         nat = results["natural"]
         bundle["interventions"] = {"hidden_sinks": hidden_from_alpha(nat.alpha, nat.str_tokens, min_queries=8).to_dict()}
         print("remote backend: hidden sinks detected on the natural regime; calibration and first-token scaling "
               "run with --backend local only")
-    first = results[regimes[0]]
-    _write(args, "sinks", bundle, {"sink_rate_by_regime": sink_rate_by_regime(results),
-                                   "first_token_heatmap": first_token_heatmap(first), "token_view": token_view(first)})
+    _write(args, "sinks", bundle, draw(bundle))
     for r, res in results.items():
         print(f"Sink_1^{args.eps} {r:<8} {res.sink1:6.2f}%  (n={res.alpha.shape[0]}, T={res.T})")
     return 0
@@ -119,12 +117,7 @@ def _dormant(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
 
 
 def _extreme(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
-    from app.figures.sinks import (
-        peak_ablation_figure,
-        residual_norm_heatmap,
-        residual_norm_lines,
-        value_norm_figure,
-    )
+    from app.figures.registry import draw
     from probes.remote_analyses import remote_extreme_tokens, remote_peak_ablation
     from probes.sinks import inputs_for_regime
 
@@ -137,9 +130,8 @@ def _extreme(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     if isinstance(layers, str):
         layers = [int(x) for x in layers.split(",") if x.strip()]
     ablation = remote_peak_ablation(model, ids[:4], layers=layers, remote=remote)
-    _write(args, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()},
-           {"residual_norm_heatmap": residual_norm_heatmap(res), "residual_norm_lines": residual_norm_lines(res),
-            "value_norms": value_norm_figure(res), "peak_ablation": peak_ablation_figure(ablation)})
+    bundle = {"kind": "extreme", "measurements": res.to_dict(), "ablation": ablation.to_dict()}
+    _write(args, "extreme", bundle, draw(bundle))
     for row in ablation.rows:
         print(f"  zero {row['component']:<4} L{row['layer']}: first-token norm at layer {ablation.measure_layer} = "
               f"{row['sink']:.1f} (clean {float(ablation.clean_sink[ablation.measure_layer]):.1f})")
@@ -147,13 +139,14 @@ def _extreme(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
 
 
 def _successor(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
-    from app.figures.successor import dla_heatmap
+    from app.figures.registry import draw
     from probes.remote_analyses import remote_in_context_scores
 
     n_prompts = getattr(args, "max_prompts", None) or args.n
     ic = remote_in_context_scores(model, max_prompts=n_prompts, layers=_layers(args), remote=remote)
     icd = ic.to_dict()
-    _write(args, "successor", {"in_context": icd}, {"successor_in_context_dla": dla_heatmap(icd)})
+    bundle = {"kind": "successor", "in_context": icd}
+    _write(args, "successor", bundle, draw(bundle))
     top = ic.ranking(1)[0]
     top["layer"] = model.check_layers(_layers(args))[top["layer"]]
     print(f"in-context top head L{top['layer']}H{top['head']} mean DLA {top['mean_dla']:.3f} logits "

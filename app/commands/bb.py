@@ -119,7 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
     default = os.path.join("runs", "bb", f"{args.attention}-{args.optimizer}-L{args.layers}")
     with hold(Path(args.out or default), "--out" if args.out else "output folder") as out:
         from app.commands._common import write_outputs
-        from app.figures.bb import sink_formation_figure
+        from app.figures.registry import draw
         from probes.bb.train import DEFAULT_PRESET, TrainSettings, train
 
         settings = TrainSettings.from_preset(
@@ -127,8 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
             steps=args.steps, batch=args.batch_size, seq_len=args.seq_len, d_model=args.d_model, lr=args.lr,
             seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
         result = train(settings, out, device=device)
-        label = f"{args.attention}+{args.optimizer}"
-        write_outputs(out, "bb_train", result, {"bb_sink_formation": sink_formation_figure({label: result.metrics})})
+        data = result.to_dict()
+        write_outputs(out, "bb_train", data, draw(data))
     last = result.metrics[-1]
     print(f"{out} ({device}): step {last['step']}, attention on <s> non-trigger {last['attn_sink_nontrigger'][-1]:.3f} "
           f"trigger {last['attn_sink_trigger'][-1]:.3f}, back-copy risk {last['backcopy_risk']:.3f}, "
@@ -151,19 +151,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, out: Path) -> int:
     from app.commands._common import write_outputs
-    from app.figures.bb import sink_by_position_figure, sink_formation_figure, token_attention_figure
+    from app.figures.registry import bb_evaluation_label, draw
     from probes.bb.evaluate import evaluate
 
     evals = [evaluate(c, args.n, args.seed) for c in args.checkpoints]
-    labels = [f"{e.settings['attention']}+{e.settings['optimizer']} L{e.settings['layers']} d{e.settings['d_model']} "
-              f"batch {e.settings['batch']} ({Path(e.checkpoint).parent.name})" for e in evals]
-    figures: dict[str, Any] = {"bb_sink_formation": sink_formation_figure(
-        {label: e.training_metrics for label, e in zip(labels, evals, strict=True) if e.training_metrics})}
-    figures["bb_sink_by_position"] = sink_by_position_figure(
-        {label: e.measures.sink_by_position for label, e in zip(labels, evals, strict=True)})
-    for i, (label, e) in enumerate(zip(labels, evals, strict=True)):
-        figures[f"bb_token_attention_{i}"] = token_attention_figure(
-            e.measures.token_attn_sink, e.triggers, title=f"Attention on <s> per query token: {label}, step {e.step}")
+    bundle: dict[str, Any] = {"kind": "bb", "evaluations": [e.to_dict() for e in evals]}
+    for data, e in zip(bundle["evaluations"], evals, strict=True):
+        label = bb_evaluation_label(data)
         m = e.measures
         print(f"{label} step {e.step}: attention on <s> non-trigger {m.attn_sink_nontrigger[-1]:.3f} trigger "
               f"{m.attn_sink_trigger[-1]:.3f}; value norm <s>/others {m.value_norm_sink[-1]:.3f}/{m.value_norm_others[-1]:.3f}; "
@@ -171,6 +165,6 @@ def _evaluate(args: argparse.Namespace, out: Path) -> int:
               f"{m.backcopy_risk:.3f}, bigram risk {m.bigram_risk:.3f}; active tokens {m.n_active}")
         print(f"  logit gap <s> vs others (non-trigger) {m.logit_gap_nontrigger[-1]:+.2f}; attention on <s> by query "
               "position: " + ", ".join(f"{k} {v:.2f}" for k, v in m.sink_by_position.items()))
-    write_outputs(out, "bb", {"evaluations": [e.to_dict() for e in evals]}, figures)
+    write_outputs(out, "bb", bundle, draw(bundle))
     print(f"wrote {out}/bb.json and figures")
     return 0

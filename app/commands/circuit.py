@@ -66,17 +66,14 @@ def run_circuit(args: argparse.Namespace) -> int:
         raise UsageError(f"argument TASK: invalid choice: {args.task!r} (choose from {', '.join(TASKS)})")
     counts = args.points  # parsed by _counts (argparse applies the type to the string default too)
     with prepared(args, "circuit") as out:
-        from app.figures.circuits import circuit_figure, curves_figure
+        from app.figures.registry import draw
         from circuits.discover import discover
 
         model = load_from_args(args)
         result = discover(model, args.task, n=args.n, method=args.method, steps=args.steps, which=args.which,
                           counts=counts, seed=args.seed, draw=args.draw)
-        figures = {"faithfulness_curves": curves_figure([c.to_dict() for c in result.curves],
-                                                        f"{args.task}: faithfulness against circuit size")}
-        for label, data in result.circuits.items():
-            figures[f"circuit_{label.replace('-', '_')}"] = circuit_figure(data, f"{args.task}, {label} circuit")
-        for path in write_outputs(out, "circuit", result, figures):
+        data = result.to_dict()
+        for path in write_outputs(out, "circuit", data, draw(data)):
             print(path)
     for c in result.curves:
         print(f"{c.label}: area {c.area:.3f}, edges to 0.8: {c.edges_to_80}, "

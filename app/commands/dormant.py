@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "dormant")
     with prepared(args, "dormant") as out:
-        from app.figures.sinks import dormancy_scatter
+        from app.figures.registry import draw
         from probes.dormant import ABLATIONS, dormant_heads
         from probes.progress import TqdmReporter
 
@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         res = dormant_heads(model, n=args.n, T=args.seq_len, seed=args.seed, top=args.top, controls=args.controls,
                             prepend_bos=args.prepend_bos, ablate=args.ablate, heads=args.heads,
                             reporter=TqdmReporter("dormant heads"))
-        write_outputs(out, "dormant", res, {"dormancy_scatter": dormancy_scatter(res)})
+        data = res.to_dict()
+        write_outputs(out, "dormant", data, draw(data))
     a, b = res.domains
     print(f"base loss: {a} {res.base_loss[a]:.3f}, {b} {res.base_loss[b]:.3f} nats")
     print(f"{'head':<8}{'role':<9}{a:>7}{b:>7}  " + "  ".join(f"{d}:{m}" for d in res.domains for m in ABLATIONS))

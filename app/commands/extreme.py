@@ -51,12 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "extreme")
     with prepared(args, "extreme") as out:
-        from app.figures.sinks import (
-            peak_ablation_figure,
-            residual_norm_heatmap,
-            residual_norm_lines,
-            value_norm_figure,
-        )
+        from app.figures.registry import draw
         from probes.extreme import extreme_tokens, peak_ablation
         from probes.progress import TqdmReporter
         from probes.sinks import inputs_for_regime
@@ -70,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                     prepend_bos=args.prepend_bos)
         res = extreme_tokens(model, ids, reporter=TqdmReporter("extreme tokens"))
         ablation = peak_ablation(model, ids[:4], layers=args.ablate_layers, reporter=TqdmReporter("peak ablation"))
-        figures = {"residual_norm_heatmap": residual_norm_heatmap(res),
-                   "residual_norm_lines": residual_norm_lines(res), "value_norms": value_norm_figure(res),
-                   "peak_ablation": peak_ablation_figure(ablation)}
-        write_outputs(out, "extreme", {"measurements": res.to_dict(), "ablation": ablation.to_dict()}, figures)
+        bundle = {"kind": "extreme", "measurements": res.to_dict(), "ablation": ablation.to_dict()}
+        write_outputs(out, "extreme", bundle, draw(bundle))
     s, at = res.summary(), ablation.measure_layer
     print(f"first token {res.str_tokens[0][0]!r}: ||resid|| peaks at layer {s['peak_layer']} "
           f"({float(s['resid_sink'][s['peak_layer']]):.1f}; largest other {float(s['resid_rest_max'][s['peak_layer']]):.1f})")

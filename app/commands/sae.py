@@ -212,7 +212,7 @@ def _last_metrics(path: Path) -> dict[str, Any]:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from app.figures.saes import density_histogram
+    from app.figures.registry import draw
     from saes.activation_store import hook_activations
     from saes.evaluate import ce_loss_recovered, reconstruction_metrics
     from saes.saelens_io import load_sae
@@ -228,37 +228,27 @@ def run_eval(args: argparse.Namespace) -> int:
     from probes.results import result_metadata
 
     settings = {"sae": args.sae, "prompts": args.prompts, "length": args.length, "ablation": args.ablation}
-    result = {**result_metadata(model, settings, args.seed), "sae": args.sae, "sae_config": sae.cfg.to_dict(),
+    result = {"kind": "sae_eval", **result_metadata(model, settings, args.seed), "sae": args.sae, "sae_config": sae.cfg.to_dict(),
               "reconstruction": rec.to_dict(), "ce": ce.to_dict()}
     out = output_dir(args, "sae_eval")
-    write_outputs(out, "sae_eval", result, {"density": density_histogram(rec.to_dict())})
+    write_outputs(out, "sae_eval", result, draw(result))
     print(f"L0 {rec.l0:.1f}  FVU {rec.fvu:.3f}  CE recovered {ce.ce_loss_recovered:.3f} ({args.ablation})  dead {rec.dead}/{rec.d_sae}")
     return 0
 
 
-def _text_writer(text: str) -> Any:
-    return lambda tmp: tmp.write_text(text)
-
-
 def run_dashboard(args: argparse.Namespace) -> int:
-    from app.figures.saes import feature_activation_histogram, feature_top_tokens
-    from probes.io import atomic_write
-    from saes.dashboard import feature_dashboards, feature_html
+    from app.figures.registry import draw
+    from saes.dashboard import feature_dashboards
     from saes.saelens_io import load_sae
 
     model = load_from_args(args)
     sae = load_sae(args.sae, model)
     dash = feature_dashboards(model, sae, _ids(model, args.prompts, args.length, args.seed + 2000), args.features)
     out = output_dir(args, "sae_dashboard")
-    figures = {}
-    for key, entry in dash["features"].items():
-        figures[f"feature_{key}_hist"] = feature_activation_histogram(entry)
-        figures[f"feature_{key}_top"] = feature_top_tokens(entry)
-        page = feature_html(entry, title=f"({sae.cfg.hook_name})")
-        atomic_write(out / f"feature_{key}.html", _text_writer(page))
     from probes.results import result_metadata
 
     settings = {"sae": args.sae, "features": args.features, "prompts": args.prompts, "length": args.length}
-    write_outputs(out, "sae_dashboard", {**result_metadata(model, settings, args.seed), **dash}, figures)
+    data = {**result_metadata(model, settings, args.seed), **dash}
+    write_outputs(out, "sae_dashboard", data, draw(data))
     print(f"dashboards for {len(dash['features'])} features in {out}")
     return 0

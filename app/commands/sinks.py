@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if is_remote(args):
         return run_remote(args, "sinks")
     with prepared(args, "sinks") as out:
-        from app.figures.sinks import first_token_heatmap, sink_rate_by_regime, token_view
+        from app.figures.registry import draw
         from probes.progress import TqdmReporter
         from probes.sinks import sinks_by_regime
 
@@ -82,14 +82,11 @@ def run(args: argparse.Namespace) -> int:
         results = sinks_by_regime(model, n=args.n, T=args.seq_len, eps=args.eps, seed=args.seed,
                                   prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size,
                                   reporter=TqdmReporter("sinks"))
-        bundle: dict[str, Any] = {"regimes": {r: res.to_dict() for r, res in results.items()},
+        bundle: dict[str, Any] = {"kind": "sinks", "regimes": {r: res.to_dict() for r, res in results.items()},
                                   "sink1": {r: res.sink1 for r, res in results.items()}}
         if args.interventions:
             bundle["interventions"] = interventions(model, args.seq_len, args.seed, args.prepend_bos)
-        first = results[regimes[0]]
-        figures = {"sink_rate_by_regime": sink_rate_by_regime(results),
-                   "first_token_heatmap": first_token_heatmap(first), "token_view": token_view(first)}
-        write_outputs(out, "sinks", bundle, figures)
+        write_outputs(out, "sinks", bundle, draw(bundle))
     for r, res in results.items():
         print(f"Sink_1^{args.eps} {r:<8} {res.sink1:6.2f}%  (n={res.alpha.shape[0]}, T={res.T}, "
               f"first token BOS: {res.first_is_bos})")

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, out: Any) -> int:
-    from app.figures.successor import confusion_figure, dla_heatmap, score_heatmap, task_bars, top_head_bars
+    from app.figures.registry import draw
     from probes.progress import TqdmReporter
     from probes.successor import (
         OVSettings,
@@ -57,17 +57,9 @@ def _run(args: argparse.Namespace, out: Any) -> int:
     natural = (natural_text_effects(model, ic_top["layer"], ic_top["head"], n=args.natural, seed=args.seed,
                                     reporter=TqdmReporter("natural text")) if args.natural > 0 else None)
     sd, icd = scores.to_dict(), ic.to_dict()
-    result = {"first_order": sd, "in_context": icd, "mod10": mod10.to_dict(),
+    result = {"kind": "successor", "first_order": sd, "in_context": icd, "mod10": mod10.to_dict(),
               "natural_text": natural.to_dict() if natural else None}
-    figures = {"successor_scores": score_heatmap(sd), "successor_top_head_tasks": top_head_bars(sd),
-               "successor_in_context_dla": dla_heatmap(icd),
-               "successor_in_context_top_head": task_bars(ic_top["per_task_rank_accuracy"], icd["chance"],
-                                                          f"Top in-context head L{ic_top['layer']}H{ic_top['head']}: "
-                                                          "rank accuracy per task vs chance",
-                                                          "rank accuracy (fraction of prompts)")}
-    for task in sd["top_confusion"]:
-        figures[f"successor_confusion_{task}"] = confusion_figure(sd, task)
-    paths = write_outputs(out, "successor", result, figures)
+    paths = write_outputs(out, "successor", result, draw(result))
     top = sd["ranking"][0]
     print(f"first-order top head L{top['layer']}H{top['head']} score {top['score']:.3f} (chance {sd['chance']:.3f})")
     print(f"in-context top head L{ic_top['layer']}H{ic_top['head']} mean DLA {ic_top['mean_dla']:.3f} logits")

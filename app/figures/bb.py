@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from app.figures.theme import COLORWAY, apply_theme, token_label
 
-S = "&lt;s&gt;"  # "<s>" as plotly must be given it (a raw <s> is a strike-through tag)
+S = token_label("<s>")  # "&lt;s&gt;": a raw <s> is a strike-through tag to plotly
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str, layer: int) -> list[float]:
@@ -64,7 +64,7 @@ def token_attention_figure(token_attn: Mapping[str, float], triggers: Sequence[s
                            title: str = "") -> go.Figure:
     """Mean attention on <s> from each query token (bars), triggers highlighted, the 0.89 line drawn."""
     tokens = list(token_attn)
-    shown = [token_label(t, quoted=not t.strip()) for t in tokens]
+    shown = [token_label(t) for t in tokens]
     colors = [COLORWAY[1] if t in triggers else COLORWAY[0] for t in tokens]
     fig = go.Figure(go.Bar(
         x=shown, y=[token_attn[t] for t in tokens], marker={"color": colors},

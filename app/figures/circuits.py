@@ -10,7 +10,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from app.figures.theme import COLORWAY, apply_theme
+from app.figures.theme import COLORWAY, apply_theme, number, plain
 
 POSITIVE, NEGATIVE = "#C8443B", "#2E5EAA"
 EDGE_TRACES = 4  # positive lines, negative lines, positive hover points, negative hover points
@@ -31,6 +31,7 @@ def circuit_figure(data: dict[str, Any], title: str = "Circuit") -> go.Figure:
     one row per layer (heads at the layer, MLPs half a row above). Edges red for positive scores, blue for
     negative, width by |score|; hovering an edge's midpoint names it, its spans and its score.
     Traces: 4 edge traces then 1 node trace."""
+    data = plain(data)
     columns = _columns(data)
     nodes = {n["id"]: n for n in data["nodes"]}
     pos = {nid: _xy(n, columns, data["n_heads"]) for nid, n in nodes.items()}
@@ -73,9 +74,10 @@ def circuit_figure(data: dict[str, Any], title: str = "Circuit") -> go.Figure:
 def curves_figure(curves: Sequence[dict[str, Any]], title: str = "Faithfulness against circuit size") -> go.Figure:
     """Normalized faithfulness against the number of edges, one line per curve (Curve.to_dict output),
     with the 0.8 level marked. Log-scaled edge axis."""
+    curves = plain(list(curves))
     fig = go.Figure()
     for c in curves:
-        hover = [f"{c['label']}<br>{n} edges requested ({k} after pruning)<br>faithfulness {f:.3f}"
+        hover = [f"{c['label']}<br>{n} edges requested ({k} after pruning)<br>faithfulness {number(f)}"
                  for n, k, f in zip(c["edges"], c.get("pruned_sizes", c["edges"]), c["faithfulness"], strict=True)]
         fig.add_trace(go.Scatter(x=c["edges"], y=c["faithfulness"], mode="lines+markers",
                                  name=f"{c['label']} (area {c['area']:.2f})", text=hover, hoverinfo="text"))

@@ -7,12 +7,14 @@ with the token strings where tokens are involved.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import plotly.graph_objects as go
 
-from probes.io import atomic_write
+from probes.io import atomic_write, to_jsonable
 
 FONT = "Inter, Helvetica, Arial, sans-serif"
 COLORWAY = ["#2E5EAA", "#E07A2E", "#3A9D5D", "#C8443B", "#7D5BA6", "#8C6D46", "#D46FB0", "#6E6E6E"]
@@ -20,12 +22,33 @@ HEATMAP_SCALE = "Viridis"
 DIVERGING_SCALE = "RdBu_r"
 
 
-def token_label(token: str, quoted: bool = True) -> str:
-    """A token string as plotly should show it: repr (so spaces and newlines are visible; quoted=False drops
-    the quotes) and HTML-escaped, since plotly reads tags in titles, ticks and hover text ("<s>" would strike
-    the text through, "<bos>" would vanish)."""
-    shown = repr(token) if quoted else repr(token)[1:-1]
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+EMPTY_TOKEN = "∅"
+
+
+def token_label(token: str) -> str:
+    """The one way a token string is shown in a figure (axes, ticks, hover, titles; docs/app.md, "Figures").
+
+    Whitespace is made visible (space ␣, newline ↵, tab ⇥, carriage return ␍), other unprintable
+    characters are written as Python escapes (\\x00), the empty string is ∅, and the result is HTML-escaped,
+    since plotly reads tags in titles, ticks and hover text ("<s>" would strike the text through, "<bos>"
+    would vanish)."""
+    if not token:
+        return EMPTY_TOKEN
+    shown = "".join(_VISIBLE.get(c) or (c if c.isprintable() else repr(c)[1:-1]) for c in token)
     return html.escape(shown, quote=False)
+
+
+def plain(data: Any) -> Any:
+    """A result's to_dict() data as JSON would give it back (tensors and arrays as lists, non-finite floats
+    as None, tuples as lists, keys as strings), so a figure drawn from a live result and one drawn from its
+    saved JSON are the same figure."""
+    return json.loads(json.dumps(to_jsonable(data)))
+
+
+def number(value: float | None, spec: str = ".3f") -> str:
+    """A number for hover text; None (how a saved JSON holds NaN) as "n/a"."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def apply_theme(fig: go.Figure, width: int | None = None, height: int | None = None) -> go.Figure:
@@ -59,7 +82,7 @@ def _bytes_writer(data: bytes) -> Callable[[Path], int]:
 
 
 def save_figure(
-    fig: go.Figure, path_base: str | Path, formats: Sequence[str] = ("html",), width: int | None = None,
+    fig: go.Figure | str, path_base: str | Path, formats: Sequence[str] = ("html",), width: int | None = None,
     height: int | None = None, scale: float = 1.0,
 ) -> list[Path]:
     """Write a figure as `path_base.<fmt>` for each format; HTML always works, offline too
@@ -68,11 +91,19 @@ def save_figure(
 
     Static formats (png, svg, pdf) go through app/export.py (kaleido + the system Chromium) at
     width x height CSS pixels (default: the figure's layout size, else 900 x 600) times `scale`.
+    A str is a finished HTML page (the SAE feature dashboards): written as `path_base.html`, and skipped
+    for the static formats.
     """
     from app.export import STATIC_FORMATS, export_figure, write_figure_json
 
     base = Path(path_base)
     written = []
+    if isinstance(fig, str):
+        bad = [f for f in formats if f != "html" and f not in STATIC_FORMATS]
+        if bad:
+            raise ValueError(f"Unknown figure format '{bad[0]}'. Use html, png, svg or pdf.")
+        page = fig.encode()
+        return [atomic_write(Path(f"{base}.html"), _bytes_writer(page))] if "html" in formats else []
     for fmt in formats:
         if fmt == "html":
             target = Path(f"{base}.html")

@@ -71,8 +71,9 @@ if width >= 2:
     with shown_errors(), st.spinner("Dormancy on the sidebar input ..."):
         mine = input_dormancy(settings.spec, settings.device, settings.dtype, tuple(r[:width] for r in given.rows))
 tag = f"{model.facts.spec}_n{n}_T{T}_seed{seed}"
-json_download(res.to_dict(), f"dormant_{tag}", label="Dormancy result JSON")
-plot(figs.dormancy_scatter(res), f"dormancy_{tag}")
+data = res.to_dict()
+json_download(data, f"dormant_{tag}", label="Dormancy result JSON")
+plot(figs.dormancy_scatter(data), f"dormancy_{tag}")
 a, b = res.domains
 rows = [{"layer": r.layer, "head": r.head, "role": r.role, f"dormancy_{a}": r.dormancy[a],
          f"dormancy_{b}": r.dormancy[b], "difference": r.difference,

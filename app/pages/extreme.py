@@ -75,8 +75,9 @@ with shown_errors():
 with shown_errors(), st.spinner(f"Measuring attention, value and residual norms on {n} x {T} tokens ..."):
     res = extreme_result(settings.spec, settings.device, settings.dtype, regime, n, T, seed, rows)
 tag = f"{model.facts.spec}_{regime}_n{n}_T{T}" + ("" if regime == "input" else f"_seed{seed}")
-json_download(res.to_dict(), f"extreme_{tag}", label="Extreme-token result JSON")
-plot(figs.residual_norm_lines(res), f"extreme_resid_lines_{tag}")
+data = res.to_dict()
+json_download(data, f"extreme_{tag}", label="Extreme-token result JSON")
+plot(figs.residual_norm_lines(data), f"extreme_resid_lines_{tag}")
 sample = int(st.number_input("Sequence", min_value=0, max_value=n - 1, value=0, key="ext_seq"))
-plot(figs.residual_norm_heatmap(res, sample), f"extreme_resid_heatmap_{tag}_s{sample}")
-plot(figs.value_norm_figure(res), f"extreme_value_norms_{tag}")
+plot(figs.residual_norm_heatmap(data, sample), f"extreme_resid_heatmap_{tag}_s{sample}")
+plot(figs.value_norm_figure(data), f"extreme_value_norms_{tag}")

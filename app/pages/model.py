@@ -11,9 +11,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app.figures.attention import attention_pattern_figure
 from app.ui.downloads import json_download, plot, slug, table
 from app.ui.errors import shown_errors
-from app.ui.figures import attention_pattern_figure
 from app.ui.inputs import PATTERN_MAX_TOKENS, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, head_patterns
 from app.ui.sidebar import current_settings

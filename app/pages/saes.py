@@ -19,15 +19,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from app.figures.theme import HEATMAP_SCALE, apply_theme
+from app.figures import saes as figs
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
-from app.ui.figures import show_token
 from app.ui.inputs import TOKEN_FIGURE_MAX, check_budget, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, get_model
 from app.ui.sidebar import current_settings
@@ -108,43 +105,6 @@ def prompt_view(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, pro
     return dict(prompt_features(get_model(spec, device, dtype), _sae, prompt, top=top))
 
 
-def prompt_figure(view: dict[str, Any], start: int = 0, stop: int | None = None) -> go.Figure:
-    """Activation of the features that are top somewhere in the window (rows) at every token of
-    positions start..stop-1 (columns; callers bound the window, app.ui.inputs.TOKEN_FIGURE_MAX)."""
-    tokens = view["tokens"][start:stop]
-    feats = sorted({f["feature"] for t in tokens for f in t["features"]})
-    row_of = {f: i for i, f in enumerate(feats)}
-    z = np.zeros((len(feats), len(tokens)))
-    for col, t in enumerate(tokens):
-        for f in t["features"]:
-            z[row_of[f["feature"]], col] = f["activation"]
-    shown = [show_token(t["token"]) for t in tokens]
-    custom = [[shown[c] for c in range(len(shown))] for _ in feats]
-    pos = [t["position"] for t in tokens]
-    fig = go.Figure(go.Heatmap(z=z, x=pos, y=[str(f) for f in feats], customdata=custom,
-                               colorscale=HEATMAP_SCALE, colorbar={"title": {"text": "activation"}},
-                               hovertemplate="token %{x} %{customdata}<br>feature %{y}<br>activation %{z:.3f}"
-                                             "<extra></extra>"))
-    fig.update_layout(title="Top features per token (0: not among that token's top features)",
-                      xaxis={"title": "token (position)", "tickmode": "array", "tickvals": pos,
-                             "ticktext": shown},
-                      yaxis={"title": "feature (index)", "type": "category"})
-    return apply_theme(fig, height=int(min(900, 160 + 22 * max(1, len(feats)))))
-
-
-def logit_figure(entry: dict[str, Any]) -> go.Figure:
-    rows = entry["logit_effects"]["top"] + entry["logit_effects"]["bottom"][::-1]
-    shown = [show_token(r["token"]) for r in rows]
-    fig = go.Figure(go.Bar(x=[r["value"] for r in rows], y=list(range(len(rows))), orientation="h", customdata=shown,
-                           marker_color=["#C8443B" if r["value"] >= 0 else "#2E5EAA" for r in rows],
-                           hovertemplate="token %{customdata}<br>logit effect %{x:.3f}<extra></extra>"))
-    fig.update_layout(title=f"Feature {entry['feature']}: tokens its decoder direction promotes / suppresses",
-                      xaxis_title="logit effect (W_dec[j] . final-norm weights . W_U, logits per unit activation)",
-                      yaxis={"title": "token", "tickmode": "array", "tickvals": list(range(len(rows))),
-                             "ticktext": shown, "autorange": "reversed"})
-    return apply_theme(fig, height=int(140 + 22 * len(rows)))
-
-
 def load_folder(model: Any, path: str) -> Any:
     from probes.errors import InputError
     from saes.saelens_io import load_sae
@@ -159,7 +119,6 @@ st.title("SAE features")
 st.caption("Sparse autoencoders on the residual stream: train a small one here or load a SAELens folder, then read "
            "its features: where they fire, how often, and which tokens they push the logits towards.")
 registry = importlib.import_module("saes.registry")
-figs = importlib.import_module("app.figures.saes")
 model = current_model(settings)
 facts = model.facts
 
@@ -231,7 +190,7 @@ if entry["top_examples"]:
     plot(figs.feature_activation_histogram(entry), f"sae_histogram_{tag}_f{feature}")
 else:
     st.info(f"Feature {feature} never fires on the evaluation windows (dead there).")
-plot(logit_figure(entry), f"sae_logits_{tag}_f{feature}")
+plot(figs.logit_figure(entry), f"sae_logits_{tag}_f{feature}")
 table(pd.DataFrame([{"direction": d, **r} for d in ("top", "bottom") for r in entry["logit_effects"][d]]),
       f"sae_logits_{tag}_f{feature}")
 json_download(entry, f"sae_feature_{tag}_f{feature}", label="Dashboard JSON")
@@ -249,7 +208,7 @@ top = int(st.number_input("Top features per token", min_value=1, max_value=20, v
 with shown_errors(), st.spinner(f"Encoding the {len(given.rows[seq])} tokens with the SAE ..."):
     view = prompt_view(settings.spec, settings.device, settings.dtype, sae_key, sae, prompt, top)
 start, stop = token_window(len(view["tokens"]), TOKEN_FIGURE_MAX, key="sae_prompt_start")
-plot(prompt_figure(view, start, stop), f"sae_prompt_{tag}")
+plot(figs.prompt_figure(view, start, stop), f"sae_prompt_{tag}")
 table(pd.DataFrame([{"position": t["position"], "token": t["token"], "rank": r + 1, "feature": f["feature"],
                      "activation": f["activation"]} for t in view["tokens"] for r, f in enumerate(t["features"])],
                    columns=["position", "token", "rank", "feature", "activation"]), f"sae_prompt_{tag}")

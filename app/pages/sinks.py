@@ -18,9 +18,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.figures.attention import (
+    attention_pattern_figure,
+    head_grid_figure,
+    position_line_figure,
+    token_bar_figure,
+)
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
-from app.ui.figures import attention_pattern_figure, head_grid_figure, position_line_figure, token_bar_figure
 from app.ui.inputs import (
     MAX_TOTAL_TOKENS,
     PATTERN_MAX_TOKENS,
@@ -142,20 +147,21 @@ m[2].metric("Always-sink heads", f"{int((head_rate >= 100.0).sum())} / {head_rat
             help=f"Heads with alpha_1 > {eps:g} (a first-token sink) in every sequence.")
 m[3].metric("Max Sink_k, k > 1", f"{float(sink_rate[1:].max()) if len(sink_rate) > 1 else 0.0:.2f} %",
             help="The largest Sink_k^eps beyond the first token.")
-json_download(result.to_dict(), f"sinks_{tag}", label="Sink result JSON")
+data = result.to_dict()
+json_download(data, f"sinks_{tag}", label="Sink result JSON")
 
 view = st.radio("Heatmap colour", ["alpha", "rate"], horizontal=True, key="sink_view",
                 format_func=lambda v: {"alpha": "mean alpha on the first token",
                                        "rate": f"% of sequences with alpha_1 > {eps:g}"}[v])
 if view == "alpha":
-    grid = (figs.first_token_heatmap(result) if figs is not None else
+    grid = (figs.first_token_heatmap(data) if figs is not None else
             head_grid_figure(first_alpha, f"{facts.spec}: first-token importance alpha_1 per head ({regime}, {n} x {T})",
                              "mean alpha_1<br>(attention prob.)", zmax=1.0))
 else:
-    grid = head_grid_figure(head_rate, f"{facts.spec}: heads with a first-token sink ({regime}, eps {eps:g})",
+    grid = head_grid_figure(data["head_rate"], f"{facts.spec}: heads with a first-token sink ({regime}, eps {eps:g})",
                             f"% sequences<br>alpha_1 > {eps:g}", zmax=100.0, hover_unit=" %")
 plot(grid, f"sinks_heads_{view}_{tag}")
-plot(figs.sink_rate_by_regime({str(regime): result}) if figs is not None else
+plot(figs.sink_rate_by_regime({str(regime): data}) if figs is not None else
      position_line_figure(sink_rate, f"{facts.spec}: Sink_k^{eps:g} by key position ({regime})", f"Sink_k^{eps:g} (%)"),
      f"sinks_by_position_{tag}")
 
@@ -173,7 +179,7 @@ layer = int(cols[1].number_input("Layer", min_value=0, max_value=facts.n_layers 
                                  key="sink_layer"))
 head = int(cols[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="sink_head"))
 if figs is not None:
-    plot(figs.token_view(result, seq), f"sinks_tokens_{tag}_s{seq}")
+    plot(figs.token_view(data, seq), f"sinks_tokens_{tag}_s{seq}")
 
 with shown_errors(), st.spinner(f"Detecting hidden sinks (ACT, alpha_k > 0.1) on {n} x {T} tokens ..."):
     hidden = hidden_sinks(settings.spec, settings.device, settings.dtype, tuple(map(tuple, ids)))

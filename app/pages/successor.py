@@ -11,13 +11,11 @@ import importlib
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from app.figures.theme import apply_theme
+from app.figures import successor as figs
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
-from app.ui.figures import show_token
 from app.ui.model import current_model, get_model
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
@@ -75,27 +73,12 @@ def head_predictions(spec: str, device: str, dtype: str, norm: str, source: str,
             for r, (v, i) in enumerate(zip(values.tolist(), ids.tolist(), strict=True))]
 
 
-def prediction_figure(rows: list[dict[str, Any]], typed: str, layer: int, head: int) -> go.Figure:
-    """Horizontal bars: the top output tokens of one head for the typed token, best at the top."""
-    shown = [show_token(r["token"]) for r in rows]
-    fig = go.Figure(go.Bar(
-        x=[r["logit"] for r in rows], y=list(range(len(rows))), orientation="h", customdata=shown,
-        hovertemplate="output token %{customdata}<br>effective OV logit %{x:.3f}<extra></extra>",
-    ))
-    fig.update_layout(title=f"L{layer}H{head}: tokens its OV circuit promotes for {show_token(typed)}",
-                      xaxis_title="effective OV logit (W_U . W_OV . x(t), logits)",
-                      yaxis={"title": "output token (rank)", "tickmode": "array", "tickvals": list(range(len(rows))),
-                             "ticktext": shown, "autorange": "reversed"})
-    return apply_theme(fig, height=int(120 + 26 * len(rows)))
-
-
 settings = current_settings()
 st.title("Successor heads")
 st.caption("A successor head maps a token of an ordered sequence (Monday, 3, March, C) to its successor through "
            "its OV circuit: W_U . W_OV . MLP0(W_E[t]) ranks succ(t) first among the task's tokens.")
 st.caption("Input: none from the sidebar. The scores read the weights only (the effective OV circuit on the "
            "tasks' token lists: days, months, numbers, letters); the last section reads the token you type.")
-figs = importlib.import_module("app.figures.successor")
 model = current_model(settings)
 facts = model.facts
 
@@ -149,5 +132,5 @@ with shown_errors():
     rows = head_predictions(settings.spec, settings.device, settings.dtype, norm, source, layer, head, tid, TOP_K)
 st.caption(f"{typed!r} is token {tid}. Top prediction of L{layer}H{head}: {rows[0]['token']!r} "
            f"(logit {rows[0]['logit']:.3f}).")
-plot(prediction_figure(rows, typed, layer, head), f"successor_predict_{tag}_L{layer}H{head}_{tid}")
+plot(figs.prediction_figure(rows, typed, layer, head), f"successor_predict_{tag}_L{layer}H{head}_{tid}")
 table(pd.DataFrame(rows), f"successor_predict_{tag}_L{layer}H{head}_{tid}")

@@ -1,2 +1,2 @@
 """Small helpers that keep the Streamlit pages short (docs/app.md): sidebar, model cache, errors,
-downloads, figures for the app's own views."""
+downloads (figures live in app/figures/)."""

@@ -30,7 +30,7 @@ class BBEvaluation:
     triggers: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {"kind": "bb_evaluation", **asdict(self)}
         data["metadata"] = {"model": self.checkpoint, "settings": self.settings, "seed": self.eval_seed,
                             "versions": versions()}
         return data

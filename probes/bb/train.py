@@ -125,7 +125,7 @@ class TrainResult:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": "bb_train", **asdict(self)}
 
 
 def read_metrics(run_dir: str | Path, up_to: int | None = None) -> list[dict[str, Any]]:

@@ -188,6 +188,7 @@ class InContextScores:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "kind": "successor_in_context",
             "metadata": self.metadata,
             "tasks": [p.to_dict() for p in self.prompts],
             "dla": {t: self.dla[i].tolist() for i, t in enumerate(self.task_names)},

@@ -65,6 +65,7 @@ class SuccessorScores:
     def to_dict(self) -> dict[str, Any]:
         layer, head = self.top_head
         return {
+            "kind": "successor_scores",
             "metadata": self.metadata,
             "dataset": self.dataset.to_dict(),
             "scores": self.scores.tolist(),

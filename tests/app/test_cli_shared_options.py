@@ -17,7 +17,8 @@ SHARED = ["--model", "--device", "--dtype", "--out", "--seed"]
 BACKEND = ["--backend", "--layers"]
 PROBES = ["-1", "0", "1", "2", "7", "1.5", "4294967296", "cpu", "cuda", "cuda:1", "mps", "tpu", "float32", "x", ""]
 # commands with a --device of their own, kept as they were: `info` (a looser --device / --dtype)
-OWN_DEVICE = {"glasshouse info"}
+# info takes a looser --device; bb train trains a toy model (no model spec), its --device defaults to auto
+OWN_DEVICE = {"glasshouse info", "glasshouse bb train"}
 
 
 def _type_behaviour(action: argparse.Action) -> tuple[Any, ...]:

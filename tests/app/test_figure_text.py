@@ -9,9 +9,9 @@ from app.figures.theme import token_label
 
 
 def test_token_label_escapes_and_shows_whitespace():
-    assert token_label("<bos>") == "'&lt;bos&gt;'"
-    assert token_label("<s>", quoted=False) == "&lt;s&gt;"
-    assert token_label(" a&b\n", quoted=False) == " a&amp;b\\n"
+    assert token_label("<bos>") == "&lt;bos&gt;"
+    assert token_label("<s>") == "&lt;s&gt;"
+    assert token_label(" a&b\n") == "␣a&amp;b↵"
 
 
 def _all_text(fig) -> str:
@@ -30,4 +30,4 @@ def test_bb_figures_carry_no_raw_s_tag():
         text = _all_text(fig)
         assert "<s>" not in text and "&lt;s&gt;" in text
     bars = figures[2].data[0]
-    assert list(bars.x) == ["&lt;", "' '", "a"] and list(bars.y) == [0.2, 0.95, 0.5]
+    assert list(bars.x) == ["&lt;", "␣", "a"] and list(bars.y) == [0.2, 0.95, 0.5]

@@ -71,8 +71,9 @@ def test_sae_width_must_match_hook(smollm):
 
 
 def test_dashboard_top_examples_match_direct_encoding(smollm, ids):
+    from app.figures.saes import feature_html
     from saes.activation_store import hook_activations
-    from saes.dashboard import feature_dashboards, feature_html, prompt_features
+    from saes.dashboard import feature_dashboards, prompt_features
 
     sae = registry.build(registry.make_config("standard", d_in=576, d_sae=32, hook_name=HOOK, norm_scale=0.2))
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Figures of the built-in batch probes, drawn from result rows alone (one unit's rows).
+"""Figures of the built-in batch probes, drawn from result rows alone (one unit's rows of results.jsonl).
 
 Spec: docs/batch.md. Each function takes the rows of one unit and a title suffix naming the unit.
 """

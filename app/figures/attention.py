@@ -1,42 +1,38 @@
-"""Figures for the app's own views (attention patterns, per-head grids, per-token bars).
+"""Generic views of attention data (patterns, per-head grids, per-token bars, per-position lines).
 
-Analyses' figures live in app/figures/<analysis>.py; these are the generic views the Model and
-Sinks pages need. Token axes are numeric positions labelled with the token strings, so repeated
-tokens stay separate; hover shows position and token.
+Docs: docs/app.md ("Figures"). Used by the Model and Sinks pages on plain arrays or nested lists (an
+attention pattern [query, key], one value per (layer, head), one per token). Token axes are numeric
+positions labelled with theme.token_label, so repeated tokens stay separate; hover shows position and token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.theme import HEATMAP_SCALE, apply_theme
-
-
-def show_token(token: str) -> str:
-    """A token as a label: whitespace made visible, HTML-escaped for plotly."""
-    text = token.replace("\n", "↵").replace("\t", "⇥").replace(" ", "␣")
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") or "∅"
+from app.figures.theme import HEATMAP_SCALE, apply_theme, token_label
 
 
 def _token_axis(tokens: Sequence[str], limit: int = 80, offset: int = 0) -> dict:
     step = max(1, int(np.ceil(len(tokens) / limit)))
     ticks = list(range(0, len(tokens), step))
-    return {"tickmode": "array", "tickvals": [offset + i for i in ticks], "ticktext": [show_token(tokens[i]) for i in ticks]}
+    return {"tickmode": "array", "tickvals": [offset + i for i in ticks], "ticktext": [token_label(tokens[i]) for i in ticks]}
 
 
-def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: str, start: int = 0,
+def attention_pattern_figure(pattern: Any, tokens: Sequence[str], title: str, start: int = 0,
                              stop: int | None = None) -> go.Figure:
     """Heatmap of one head's attention [query, key] with the token strings on both axes and in hover.
 
     start/stop: the window of positions drawn (queries and keys alike; default all). Callers bound it
     (app.ui.inputs.PATTERN_MAX_TOKENS): the hover data grows with the square of the window."""
+    pattern = np.asarray(pattern, dtype=float)
     stop = len(tokens) if stop is None else min(stop, len(tokens))
     pos = list(range(start, stop))
     n = len(pos)
-    shown = [show_token(tokens[i]) for i in pos]
+    shown = [token_label(tokens[i]) for i in pos]
     custom = np.empty((n, n, 2), dtype=object)
     for i in range(n):
         for j in range(n):
@@ -56,9 +52,10 @@ def attention_pattern_figure(pattern: np.ndarray, tokens: Sequence[str], title: 
     return apply_theme(fig, height=side)
 
 
-def head_grid_figure(values: np.ndarray, title: str, colorbar: str, zmax: float | None = None,
+def head_grid_figure(values: Any, title: str, colorbar: str, zmax: float | None = None,
                      hover_unit: str = "") -> go.Figure:
     """Heatmap of one number per (layer, head): heads on x, layers on y (layer 0 at the top)."""
+    values = np.asarray(values, dtype=float)
     n_layers, n_heads = values.shape
     fig = go.Figure(go.Heatmap(
         z=values, x=list(range(n_heads)), y=list(range(n_layers)), colorscale=HEATMAP_SCALE, zmin=0.0, zmax=zmax,
@@ -71,10 +68,10 @@ def head_grid_figure(values: np.ndarray, title: str, colorbar: str, zmax: float 
     return apply_theme(fig, height=int(min(900, max(380, 18 * n_layers + 160))))
 
 
-def token_bar_figure(values: np.ndarray, tokens: Sequence[str], title: str, y_title: str,
+def token_bar_figure(values: Any, tokens: Sequence[str], title: str, y_title: str,
                      threshold: float | None = None, highlight: Sequence[int] = ()) -> go.Figure:
     """One bar per token position, labelled with the token strings; `highlight` positions in a second colour."""
-    shown = [show_token(t) for t in tokens]
+    shown = [token_label(t) for t in tokens]
     marked = set(int(i) for i in highlight)
     colors = ["#C8443B" if i in marked else "#2E5EAA" for i in range(len(tokens))]
     fig = go.Figure(go.Bar(
@@ -89,8 +86,9 @@ def token_bar_figure(values: np.ndarray, tokens: Sequence[str], title: str, y_ti
     return apply_theme(fig, height=380)
 
 
-def position_line_figure(values: np.ndarray, title: str, y_title: str) -> go.Figure:
+def position_line_figure(values: Any, title: str, y_title: str) -> go.Figure:
     """A line over key positions k = 1..T (1-based, as the sink metric counts them)."""
+    values = np.asarray(values, dtype=float)
     k = np.arange(1, len(values) + 1)
     fig = go.Figure(go.Scatter(x=k, y=values, mode="lines+markers",
                                hovertemplate="k = %{x}<br>" + y_title + " %{y:.2f}<extra></extra>"))
