@@ -199,6 +199,8 @@ def hidden_headline(rows: ProbeRows) -> dict[str, Any]:
 
 def circuit_headline(rows: ProbeRows) -> dict[str, Any]:
     r = rows["circuit"]
+    if pick(r, "unsupported"):
+        return {"unsupported": scalar(r, "unsupported").split(":")[-1].strip()}
     curve = by_key(r, "faithfulness", "position")
     return {"edges_to_80": scalar(r, "edges_to_80"), "area": scalar(r, "area"),
             f"faithfulness_at_{max(curve)}": curve[max(curve)], "clean_metric": scalar(r, "clean_metric"),
@@ -234,6 +236,11 @@ def in_context_data(rows: ProbeRows) -> dict[str, Any]:
                        {"name": "chance", "x": ranked(r, "task"), "y": ranked(r, "chance")}]}
 
 
+def circuit_data(rows: ProbeRows) -> dict[str, Any]:
+    faithfulness = by_key(rows["circuit"], "faithfulness", "position")
+    return {"series": [line(faithfulness)]} if faithfulness else {}
+
+
 def sae_data(rows: ProbeRows) -> dict[str, Any]:
     r = rows["sae"]
     labels = [f"#{f} {t!r}" for f, t in zip(ranked(r, "top_feature"), ranked(r, "top_feature_token"), strict=True)]
@@ -261,8 +268,8 @@ def circuit_entry(task: str) -> AtlasEntry:
                                       small={"n": 4, "which": "agnostic", "counts": "100,1000"},
                                       standard={"n": 16, "which": "aware", "counts": "10,30,100,300,1000"})},
         headline=circuit_headline,
-        figure=lines_figure("circuit", [("faithfulness", "", False)], "position",
-                            f"{task}: faithfulness of the greedy circuit against its size", "edges", "faithfulness"),
+        figure=FigureSpec("curves", f"{task}: faithfulness of the greedy circuit against its size", circuit_data,
+                          "edges", "faithfulness"),
         notes="small budget: 4 examples, position-agnostic EAP; standard: 16 examples, position-aware (PEAP). "
               "faithfulness (m(circuit) - m(empty)) / (m(clean) - m(empty)) with corrupted activations outside the "
               "circuit; edges_to_80: the smallest edge count of the curve reaching 0.8 (null: none).")

@@ -16,7 +16,8 @@ result into rows with `tensor_rows` / `ranked_rows`:
 - successor_in_context (probes.successor.in_context.in_context_scores): mean_dla and
   mean_rank_accuracy (layer, head; means over tasks), task, chance, model_task_accuracy (position = task).
 - circuit (circuits.discover.discover, one task): faithfulness (position = edge count), area,
-  edges_to_80, clean_metric, empty_metric, examples, circuit_edges, circuit_nodes.
+  edges_to_80, clean_metric, empty_metric, examples, circuit_edges, circuit_nodes; for a model that
+  circuits/ refuses (circuits.forward.refusal, e.g. Gemma 3) one row "unsupported" with the reason.
 - sae (saes.trainer.train, saes.evaluate, saes.dashboard): a small TopK SAE trained on prose and code
   windows, evaluated on the unit's windows: l0, fvu, ce_loss_recovered, dead_fraction, ..., and its
   top features by density: top_feature, top_feature_density, top_feature_max, top_feature_token (rank).
@@ -137,7 +138,11 @@ def run_in_context(model: Any, settings: dict[str, Any], corpus: CorpusSample, s
 def run_circuit(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
     """circuits.discover.discover on one task: the faithfulness curve of one kind of circuit and its drawn circuit."""
     from circuits.discover import discover
+    from circuits.forward import refusal
 
+    reason = refusal(model)
+    if reason:  # e.g. Gemma 3: a model circuits/ cannot decompose gives one row saying why, not a failed atlas
+        return scalar_rows({"unsupported": reason})
     counts = sorted({int(c) for c in settings["counts"].split(",")})
     res = discover(model, settings["task"], n=settings["n"], method=settings["method"], which=settings["which"],
                    counts=counts, seed=seed, progress=False, extend_to=None)
