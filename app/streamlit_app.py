@@ -35,6 +35,7 @@ def main() -> None:
             st.Page(PAGES / "saes.py", title="SAE features", icon="🧩"),
             st.Page(PAGES / "bblab.py", title="BB lab", icon="🧪"),
         ],
+        "Atlas": [st.Page(PAGES / "compare.py", title="Compare models", icon="⚖️")],
     }
     nav = st.navigation(pages)
     st.session_state["_settings"] = render_sidebar(parse_defaults(sys.argv[1:]))

@@ -1,9 +1,9 @@
 """The atlas's analyses: one `register_atlas` entry each (docs/atlas.md).
 
-Each entry names its batch probe(s) and settings per budget, a headline-number extractor and a figure.
-The probes are the batch registry's (app/batch/) plus extreme_tokens and dormant_heads (app/atlas/probes.py).
-Not in the atlas yet (docs/atlas.md): the peak ablation, dormant-head ablations, hidden sinks,
-circuits and SAEs.
+Each entry names its batch probe(s) and settings per budget, a headline-number extractor and a
+figure (FigureSpec: its look and the data drawn from one model's rows). The probes are the batch
+registry's (app/batch/) and the atlas's own (app/atlas/probes.py). One circuit entry per task of the
+circuits task registry.
 """
 
 from __future__ import annotations
@@ -11,182 +11,348 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import app.atlas.probes  # noqa: F401  (registers extreme_tokens and dormant_heads as batch probes)
-from app.atlas.figures import add_curves, curves, heatmaps, pick
-from app.atlas.registry import AtlasEntry, ProbeRows, Row, every_budget, register_atlas
+import app.atlas.probes  # noqa: F401  (registers the atlas's batch probes)
+from app.atlas.registry import (
+    AtlasEntry,
+    FigureSpec,
+    ProbeRows,
+    Row,
+    every_budget,
+    per_budget,
+    register_atlas,
+)
 
 DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts as domain-dependent
 SINK_HEAD_RATE = 50.0  # percent of windows; a head above it counts as a sink head
+BATCH = {"batch_size": 8}
+Head = tuple[int, int]
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+# --- reading rows ------------------------------------------------------------------------------------
+
+def pick(rows: list[Row], metric: str) -> list[Row]:
+    return [r for r in rows if r["metric"] == metric]
 
 
-def head_name(row: Row) -> str:
-    return f"L{row['layer']}H{row['head']}"
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _by_key(rows: list[Row], key: str) -> dict[int, float]:
-    return {int(r[key]): float(r["value"]) for r in rows}
+def head_name(head: Head) -> str:
+    return f"L{head[0]}H{head[1]}"
+
+
+def by_head(rows: list[Row], metric: str) -> dict[Head, Any]:
+    return {(int(r["layer"]), int(r["head"])): r["value"] for r in pick(rows, metric)}
+
+
+def by_key(rows: list[Row], metric: str, key: str) -> dict[int, Any]:
+    return {int(r[key]): r["value"] for r in pick(rows, metric)}
+
+
+def scalar(rows: list[Row], metric: str) -> Any:
+    return pick(rows, metric)[0]["value"]
+
+
+def ranked(rows: list[Row], metric: str) -> list[Any]:
+    return [r["value"] for r in sorted(pick(rows, metric), key=lambda r: int(r["position"]))]
+
+
+def top_head(values: dict[Head, float]) -> Head:
+    """The head with the largest value (the first in (layer, head) order on ties)."""
+    return max(sorted(values), key=lambda k: values[k])
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+# --- figure data (one model's rows -> JSON) ----------------------------------------------------------
+
+def grid_data(values: dict[Head, Any]) -> dict[str, Any]:
+    """{(layer, head): value} -> heatmap data (x heads, y layers, z[layer][head])."""
+    layers = sorted({k[0] for k in values})
+    heads = sorted({k[1] for k in values})
+    z = [[values.get((la, h)) for h in heads] for la in layers]
+    return {"x": heads, "y": layers, "z": [[v if finite(v) else None for v in row] for row in z]}
+
+
+def line(values: dict[int, Any], name: str = "", dash: bool = False) -> dict[str, Any]:
+    xs = sorted(values)
+    return {"name": name, "x": xs, "y": [values[x] if finite(values[x]) else None for x in xs], "dash": dash}
+
+
+def heads_figure(probe: str, metric: str, title: str, colorbar: str, zmin: float | None = None,
+                 zmax: float | None = None) -> FigureSpec:
+    """A layer x head heatmap of one metric."""
+    return FigureSpec("heatmap", title, lambda rows: grid_data(by_head(rows[probe], metric)), "head (index)",
+                      "layer (index)", colorbar, zmin, zmax)
+
+
+def lines_figure(probe: str, metrics: list[tuple[str, str, bool]], key: str, title: str, x_title: str,
+                 y_title: str, log_y: bool = False) -> FigureSpec:
+    """Curves of metrics against a row field (layer or position); metrics: (metric, series name, dashed)."""
+    def data(rows: ProbeRows) -> dict[str, Any]:
+        return {"series": [line(by_key(rows[probe], m, key), name, dash) for m, name, dash in metrics]}
+
+    return FigureSpec("curves", title, data, x_title, y_title, log_y=log_y)
 
 
 # --- headline numbers (one model's rows) -------------------------------------------------------------
 
-def sinks_headline(rows: ProbeRows) -> dict[str, Any]:
-    r = rows["sinks"]
-    heads = pick(r, "head_sink_rate")
-    return {"sink1_percent": pick(r, "sink1")[0]["value"],
-            "sink_heads": sum(1 for h in heads if h["value"] > SINK_HEAD_RATE),
-            "heads": len(heads)}
+def sinks_headline(probe: str) -> Any:
+    def headline(rows: ProbeRows) -> dict[str, Any]:
+        r = rows[probe]
+        heads = by_head(r, "head_sink_rate")
+        return {"sink1_percent": scalar(r, "sink1"), "sink_heads": sum(v > SINK_HEAD_RATE for v in heads.values()),
+                "heads": len(heads)}
+
+    return headline
 
 
 def first_token_headline(rows: ProbeRows) -> dict[str, Any]:
-    heads = pick(rows["first_token_attention"], "first_token_attention")
-    values = [h["value"] for h in heads]
-    top = max(heads, key=lambda h: h["value"])
-    return {"mean_attention_on_first": sum(values) / len(values), "max_attention_on_first": top["value"],
-            "max_head": head_name(top), "share_heads_over_half": sum(v > 0.5 for v in values) / len(values)}
+    heads = by_head(rows["first_token_attention"], "first_token_attention")
+    top = top_head(heads)
+    values = list(heads.values())
+    return {"mean_attention_on_first": mean(values), "max_attention_on_first": heads[top], "max_head": head_name(top),
+            "share_heads_over_half": sum(v > 0.5 for v in values) / len(values)}
 
 
 def residual_headline(rows: ProbeRows) -> dict[str, Any]:
     norms = pick(rows["residual_norms"], "resid_post_norm")
-    layers = sorted({int(r["layer"]) for r in norms})
-    best_layer, best_ratio = layers[0], -math.inf
-    for layer in layers:
-        mine = [r for r in norms if r["layer"] == layer]
-        first = next(r["value"] for r in mine if r["position"] == 0)
-        rest = [r["value"] for r in mine if r["position"] != 0]
-        ratio = first / (sum(rest) / len(rest))
-        if ratio > best_ratio:
-            best_layer, best_ratio = layer, ratio
-    return {"max_first_over_rest": best_ratio, "at_layer": best_layer}
+    ratio = {}
+    for layer in sorted({int(r["layer"]) for r in norms}):
+        mine = {int(r["position"]): r["value"] for r in norms if r["layer"] == layer}
+        ratio[layer] = mine[0] / mean([v for p, v in mine.items() if p != 0])
+    best = max(sorted(ratio), key=lambda la: ratio[la])
+    return {"max_first_over_rest": ratio[best], "at_layer": best}
 
 
 def successor_headline(rows: ProbeRows) -> dict[str, Any]:
-    heads = pick(rows["successor_score"], "successor_score")
-    top = max(heads, key=lambda h: h["value"])
-    return {"max_successor_score": top["value"], "best_head": head_name(top)}
+    scores = by_head(rows["successor_score"], "successor_score")
+    top = top_head(scores)
+    return {"max_successor_score": scores[top], "best_head": head_name(top)}
+
+
+def in_context_headline(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["successor_in_context"]
+    dla, acc = by_head(r, "mean_dla"), by_head(r, "mean_rank_accuracy")
+    top = top_head(dla)
+    return {"best_head": head_name(top), "best_mean_dla": dla[top], "best_rank_accuracy": acc[top],
+            "chance": mean(ranked(r, "chance")), "model_task_accuracy": mean(ranked(r, "model_task_accuracy"))}
 
 
 def extreme_headline(rows: ProbeRows) -> dict[str, Any]:
     r = rows["extreme_tokens"]
-    sink, rest = _by_key(pick(r, "resid_norm_sink"), "layer"), _by_key(pick(r, "resid_norm_rest"), "layer")
-    peak = max(sink, key=lambda layer: sink[layer])
-    v_sink = {(x["layer"], x["head"]): x["value"] for x in pick(r, "value_norm_sink")}
-    v_rest = {(x["layer"], x["head"]): x["value"] for x in pick(r, "value_norm_rest")}
-    drain = sorted(v_sink[k] / v_rest[k] for k in v_sink if _finite(v_sink[k]) and _finite(v_rest[k]) and v_rest[k] > 0)
-    gaps = [x["value"] for x in pick(r, "logit_gap") if _finite(x["value"])]  # NaN is stored as null
+    sink, rest = by_key(r, "resid_norm_sink", "layer"), by_key(r, "resid_norm_rest", "layer")
+    peak = max(sorted(sink), key=lambda la: sink[la])
+    v_sink, v_rest = by_head(r, "value_norm_sink"), by_head(r, "value_norm_rest")
+    drain = sorted(v_sink[k] / v_rest[k] for k in v_sink if finite(v_sink[k]) and finite(v_rest[k]) and v_rest[k] > 0)
+    gaps = [x["value"] for x in pick(r, "logit_gap") if finite(x["value"])]  # NaN is stored as null
     return {"peak_layer": peak, "peak_sink_norm": sink[peak], "peak_over_rest": sink[peak] / rest[peak],
             "median_value_sink_over_rest": drain[len(drain) // 2] if drain else math.nan,
-            "mean_logit_gap": sum(gaps) / len(gaps) if gaps else math.nan}
+            "mean_logit_gap": mean(gaps)}
+
+
+def ablated(rows: list[Row]) -> dict[tuple[str, int], float]:
+    """{(component, zeroed layer): the sink's norm at the measure layer}."""
+    prefix = "ablated_sink_"
+    return {(r["metric"][len(prefix):], int(r["layer"])): r["value"] for r in rows if r["metric"].startswith(prefix)}
+
+
+def peak_ablation_headline(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["peak_ablation"]
+    at = int(scalar(r, "measure_layer"))
+    clean = by_key(r, "clean_sink", "layer")[at]
+    after = ablated(r)
+    worst = min(sorted(after), key=lambda k: after[k])
+    return {"measure_layer": at, "clean_sink_norm": clean, "strongest_ablation": f"{worst[0]} L{worst[1]}",
+            "sink_norm_after": after[worst], "sink_norm_kept": after[worst] / clean}
 
 
 def dormant_headline(rows: ProbeRows) -> dict[str, Any]:
     from probes.dormant import COLUMN_ENTROPY_MIN, ROW_ENTROPY_MAX
 
     r = rows["dormant_heads"]
-    prose = {(x["layer"], x["head"]): x["value"] for x in pick(r, "dormancy_prose")}
-    code = {(x["layer"], x["head"]): x["value"] for x in pick(r, "dormancy_code")}
-    diff = {k: prose[k] - code[k] for k in prose}
-    top = max(diff, key=lambda k: abs(diff[k]))
-    row = {(x["layer"], x["head"]): x["value"] for x in pick(r, "row_entropy")}
-    col = {(x["layer"], x["head"]): x["value"] for x in pick(r, "column_entropy")}
-    return {"max_dormancy_gap": diff[top], "gap_head": f"L{top[0]}H{top[1]}",
+    diff = dormancy_gap(r)
+    top = top_head({k: abs(v) for k, v in diff.items()})
+    row, col = by_head(r, "row_entropy"), by_head(r, "column_entropy")
+    return {"max_dormancy_gap": diff[top], "gap_head": head_name(top),
             "domain_dependent_heads": sum(abs(d) > DORMANCY_GAP for d in diff.values()),
             "entropy_sink_heads": sum(row[k] < ROW_ENTROPY_MAX and col[k] > COLUMN_ENTROPY_MIN for k in row)}
 
 
-# --- figures (every model) ---------------------------------------------------------------------------
-
-def sinks_figure(title: str) -> Any:
-    def draw(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-        return curves(rows, models, "sinks", "sink_rate", "position", title, "key position k (0-based)",
-                      "Sink_k (% of heads x windows)")
-
-    return draw
+def dormancy_gap(rows: list[Row]) -> dict[Head, float]:
+    prose, code = by_head(rows, "dormancy_prose"), by_head(rows, "dormancy_code")
+    return {k: prose[k] - code[k] for k in prose}
 
 
-def first_token_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    return heatmaps(rows, models, "first_token_attention", "first_token_attention",
-                    "Mean attention on the first token, per head", "weight", 0.0, 1.0)
+def hidden_headline(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["hidden_sinks"]
+    rates = list(by_head(r, "hidden_rate").values())
+    positions = {k: v for k, v in by_key(r, "position_rate", "position").items() if k >= 1}
+    tokens, counts = ranked(r, "sink_token"), ranked(r, "sink_token_count")
+    return {"mean_hidden_rate": mean(rates), "heads_with_hidden_sinks": sum(v > SINK_HEAD_RATE for v in rates),
+            "top_position": max(sorted(positions), key=lambda k: positions[k]) if positions else None,
+            "top_sink_token": repr(tokens[0]) if tokens else "-", "top_sink_token_count": counts[0] if counts else 0}
 
 
-def residual_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    first: dict[str, ProbeRows] = {}
-    for model, probe_rows in rows.items():
-        norms = pick(probe_rows.get("residual_norms", []), "resid_post_norm")
-        first[model] = {"residual_norms": [r for r in norms if r["position"] == 0]}
-    return curves(first, models, "residual_norms", "resid_post_norm", "layer",
-                  "Residual norm of the first token after each layer", "layer (index)", "||resid_post||", log_y=True)
+def circuit_headline(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["circuit"]
+    if pick(r, "unsupported"):
+        return {"unsupported": scalar(r, "unsupported").split(":")[-1].strip()}
+    curve = by_key(r, "faithfulness", "position")
+    return {"edges_to_80": scalar(r, "edges_to_80"), "area": scalar(r, "area"),
+            f"faithfulness_at_{max(curve)}": curve[max(curve)], "clean_metric": scalar(r, "clean_metric"),
+            "empty_metric": scalar(r, "empty_metric"), "circuit_edges": scalar(r, "circuit_edges")}
 
 
-def successor_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    return heatmaps(rows, models, "successor_score", "successor_score", "Successor score per head", "score", 0.0, 1.0)
+def sae_headline(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["sae"]
+    out = {k: scalar(r, k) for k in ("hook", "l0", "fvu", "ce_loss_recovered", "dead_fraction")}
+    features, tokens = ranked(r, "top_feature"), ranked(r, "top_feature_token")
+    out["top_features"] = ", ".join(f"{f} {t!r}" for f, t in zip(features, tokens, strict=True))
+    return out
 
 
-def extreme_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    sink = curves(rows, models, "extreme_tokens", "resid_norm_sink", "layer",
-                  "Residual norm: sink (solid) vs mean of the other positions (dotted)", "layer (index)",
-                  "||resid_post||", log_y=True, name=" sink")
-    rest = curves(rows, models, "extreme_tokens", "resid_norm_rest", "layer", "", "", "", name=" rest")
-    return add_curves(sink, rest)
+# --- figure data that needs more than one metric -----------------------------------------------------
+
+def residual_data(rows: ProbeRows) -> dict[str, Any]:
+    norms = pick(rows["residual_norms"], "resid_post_norm")
+    return {"series": [line({int(r["layer"]): r["value"] for r in norms if r["position"] == 0})]}
 
 
-def dormant_figure(rows: dict[str, ProbeRows], models: list[str]) -> Any:
-    diff: dict[str, ProbeRows] = {}
-    for model, probe_rows in rows.items():
-        r = probe_rows.get("dormant_heads", [])
-        code = {(x["layer"], x["head"]): x["value"] for x in pick(r, "dormancy_code")}
-        diff[model] = {"dormant_heads": [{**x, "metric": "gap", "value": x["value"] - code[(x["layer"], x["head"])]}
-                                         for x in pick(r, "dormancy_prose")]}
-    return heatmaps(diff, models, "dormant_heads", "gap", "Dormancy on prose minus dormancy on code, per head",
-                    "prose - code", -1.0, 1.0)
+def peak_ablation_data(rows: ProbeRows) -> dict[str, Any]:
+    after = ablated(rows["peak_ablation"])
+    clean = by_key(rows["peak_ablation"], "clean_sink", "layer")[int(scalar(rows["peak_ablation"], "measure_layer"))]
+    keys = sorted(after)
+    return {"series": [{"name": "", "x": [f"zero {c} L{la}" for c, la in keys] + ["clean"],
+                        "y": [after[k] for k in keys] + [clean]}]}
 
 
-BATCH_BY_BUDGET = {"small": {"batch_size": 8}, "standard": {"batch_size": 8}}
+def in_context_data(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["successor_in_context"]
+    return {"series": [{"name": "", "x": ranked(r, "task"), "y": ranked(r, "model_task_accuracy")},
+                       {"name": "chance", "x": ranked(r, "task"), "y": ranked(r, "chance")}]}
 
-register_atlas(AtlasEntry(
-    name="sinks", title="Attention sinks (Sink_k^eps, eps = 0.3)",
-    probes={"sinks": {b: {"eps": 0.3, **s} for b, s in BATCH_BY_BUDGET.items()}},
-    headline=sinks_headline, figure=sinks_figure("Sink rate by key position (no BOS)"),
-    notes=f"sink heads: heads whose attention on the first token exceeds eps in more than {SINK_HEAD_RATE:.0f}% "
-          "of the windows.",
-), replace=True)
-register_atlas(AtlasEntry(
-    name="sinks_bos", title="Attention sinks with the BOS token first (Sink_k^eps, eps = 0.3)",
-    probes={"sinks": {b: {"eps": 0.3, "prepend_bos": True, **s} for b, s in BATCH_BY_BUDGET.items()}},
-    headline=sinks_headline, figure=sinks_figure("Sink rate by key position (BOS first: k = 0 is the BOS)"),
-    notes="the same windows with the tokenizer's BOS put first (the regime Gemma is trained in); a model "
-          "without a BOS token cannot run it (leave it out with --analyses).",
-), replace=True)
-register_atlas(AtlasEntry(
-    name="first_token_attention", title="Attention on the first token",
-    probes={"first_token_attention": {b: {"min_query": 1, **s} for b, s in BATCH_BY_BUDGET.items()}},
-    headline=first_token_headline, figure=first_token_figure,
-), replace=True)
-register_atlas(AtlasEntry(
-    name="residual_norms", title="Residual-stream norms",
-    probes={"residual_norms": dict(BATCH_BY_BUDGET)},
-    headline=residual_headline, figure=residual_figure,
-    notes="max_first_over_rest: the largest ratio, over layers, of the first position's norm to the mean norm "
-          "of the other positions.",
-), replace=True)
-register_atlas(AtlasEntry(
-    name="extreme_tokens", title="Extreme tokens: residual peak, value drain, logit gap",
-    probes={"extreme_tokens": dict(BATCH_BY_BUDGET)},
-    headline=extreme_headline, figure=extreme_figure,
-), replace=True)
-register_atlas(AtlasEntry(
-    name="dormant_heads", title="Active-dormant heads (prose vs code)",
-    probes={"dormant_heads": dict(BATCH_BY_BUDGET)},
-    headline=dormant_headline, figure=dormant_figure,
-    notes=f"domain_dependent_heads: |dormancy prose - dormancy code| > {DORMANCY_GAP}; entropy_sink_heads: the "
-          "entropy detector of probes.dormant on the prose windows.",
-), replace=True)
-register_atlas(AtlasEntry(
-    name="successor_heads", title="Successor heads (first-order score)",
-    probes={"successor_score": every_budget({"norm": "auto", "source": "mlp0"})},
-    headline=successor_headline, figure=successor_figure,
-    notes="the OV view only; the corpus is not used (the tasks come from the tokenizer).",
-), replace=True)
+
+def circuit_data(rows: ProbeRows) -> dict[str, Any]:
+    faithfulness = by_key(rows["circuit"], "faithfulness", "position")
+    return {"series": [line(faithfulness)]} if faithfulness else {}
+
+
+def sae_data(rows: ProbeRows) -> dict[str, Any]:
+    r = rows["sae"]
+    labels = [f"#{f} {t!r}" for f, t in zip(ranked(r, "top_feature"), ranked(r, "top_feature_token"), strict=True)]
+    return {"series": [{"name": "", "x": labels, "y": ranked(r, "top_feature_density")}]}
+
+
+# --- the entries -------------------------------------------------------------------------------------
+
+def sinks_entry(name: str, title: str, probe: str, settings: dict[str, Any], figure_title: str, notes: str = ""
+                ) -> AtlasEntry:
+    return AtlasEntry(name=name, title=title, probes={probe: per_budget({"eps": 0.3, **BATCH, **settings})},
+                      headline=sinks_headline(probe), notes=notes,
+                      figure=lines_figure(probe, [("sink_rate", "", False)], "position", figure_title,
+                                          "key position k (0-based)", "Sink_k (% of heads x windows)"))
+
+
+SINK_NOTE = (f"sink heads: heads whose attention on the first token exceeds eps in more than {SINK_HEAD_RATE:.0f}% "
+             "of the windows.")
+
+
+def circuit_entry(task: str) -> AtlasEntry:
+    return AtlasEntry(
+        name=f"circuit_{task}", title=f"Circuit: {task} (EAP)",
+        probes={"circuit": per_budget({"task": task, "method": "eap"},
+                                      small={"n": 4, "which": "agnostic", "counts": "100,1000"},
+                                      standard={"n": 16, "which": "aware", "counts": "10,30,100,300,1000"})},
+        headline=circuit_headline,
+        figure=FigureSpec("curves", f"{task}: faithfulness of the greedy circuit against its size", circuit_data,
+                          "edges", "faithfulness"),
+        notes="small budget: 4 examples, position-agnostic EAP; standard: 16 examples, position-aware (PEAP). "
+              "faithfulness (m(circuit) - m(empty)) / (m(clean) - m(empty)) with corrupted activations outside the "
+              "circuit; edges_to_80: the smallest edge count of the curve reaching 0.8 (null: none).")
+
+
+def entries() -> list[AtlasEntry]:
+    from circuits.tasks import TASKS
+
+    return [
+        sinks_entry("sinks", "Attention sinks (Sink_k^eps, eps = 0.3)", "sinks", {},
+                    "Sink rate by key position (no BOS)", SINK_NOTE),
+        sinks_entry("sinks_bos", "Attention sinks with the BOS token first (Sink_k^eps, eps = 0.3)", "sinks",
+                    {"prepend_bos": True}, "Sink rate by key position (BOS first: k = 0 is the BOS)",
+                    "the same windows with the tokenizer's BOS put first (the regime Gemma is trained in); a model "
+                    "without a BOS token cannot run it (leave it out with --analyses)."),
+        sinks_entry("sinks_random", "Attention sinks on random tokens", "sinks_regime", {"regime": "random"},
+                    "Sink rate by key position (uniformly random tokens)",
+                    "windows of random vocabulary tokens of the corpus's shape (probes.sinks.inputs_for_regime)."),
+        sinks_entry("sinks_repeat", "Attention sinks on one repeated token", "sinks_regime", {"regime": "repeat"},
+                    "Sink rate by key position (one random token repeated)",
+                    "windows of one random token repeated (probes.sinks.inputs_for_regime)."),
+        AtlasEntry(name="hidden_sinks", title="Hidden sinks beyond the first token (alpha_k > 0.1, k >= 1)",
+                   probes={"hidden_sinks": per_budget(BATCH)}, headline=hidden_headline,
+                   figure=heads_figure("hidden_sinks", "hidden_rate", "Windows where a head has a hidden sink (%)",
+                                       "% windows", 0.0, 100.0),
+                   notes="keys seen by at least 8 queries (as `glasshouse sinks --interventions`); "
+                         "heads_with_hidden_sinks: hidden_rate above 50%."),
+        AtlasEntry(name="first_token_attention", title="Attention on the first token",
+                   probes={"first_token_attention": per_budget({"min_query": 1, **BATCH})},
+                   headline=first_token_headline,
+                   figure=heads_figure("first_token_attention", "first_token_attention",
+                                       "Mean attention on the first token, per head", "weight", 0.0, 1.0)),
+        AtlasEntry(name="residual_norms", title="Residual-stream norms", probes={"residual_norms": per_budget(BATCH)},
+                   headline=residual_headline,
+                   figure=FigureSpec("curves", "Residual norm of the first token after each layer", residual_data,
+                                     "layer (index)", "||resid_post||", log_y=True),
+                   notes="max_first_over_rest: the largest ratio, over layers, of the first position's norm to the "
+                         "mean norm of the other positions."),
+        AtlasEntry(name="extreme_tokens", title="Extreme tokens: residual peak, value drain, logit gap",
+                   probes={"extreme_tokens": per_budget(BATCH)}, headline=extreme_headline,
+                   figure=lines_figure("extreme_tokens", [("resid_norm_sink", "sink", False),
+                                                          ("resid_norm_rest", "rest", True)], "layer",
+                                       "Residual norm: sink (solid) vs mean of the other positions (dotted)",
+                                       "layer (index)", "||resid_post||", log_y=True)),
+        AtlasEntry(name="peak_ablation", title="Extreme tokens: the peak ablation",
+                   probes={"peak_ablation": per_budget({"n": 4, **BATCH})}, headline=peak_ablation_headline,
+                   figure=FigureSpec("bars", "First-token residual norm at the peak layer, one output zeroed",
+                                     peak_ablation_data, "", "||resid_post[peak, 0]||"),
+                   notes="the first 4 windows, layers 0, 1 and where the first-token norm jumps (with the one "
+                         "before), MLP and attention output zeroed in turn, as `glasshouse extreme` does."),
+        AtlasEntry(name="dormant_heads", title="Active-dormant heads (prose vs code)",
+                   probes={"dormant_heads": per_budget(BATCH)}, headline=dormant_headline,
+                   figure=FigureSpec("heatmap", "Dormancy on prose minus dormancy on code, per head",
+                                     lambda rows: grid_data(dormancy_gap(rows["dormant_heads"])), "head (index)",
+                                     "layer (index)", "prose - code", -1.0, 1.0),
+                   notes=f"domain_dependent_heads: |dormancy prose - dormancy code| > {DORMANCY_GAP}; "
+                         "entropy_sink_heads: the entropy detector of probes.dormant on the prose windows."),
+        AtlasEntry(name="successor_heads", title="Successor heads, first-order view (effective OV score)",
+                   probes={"successor_score": every_budget({"norm": "auto", "source": "mlp0"})},
+                   headline=successor_headline,
+                   figure=heads_figure("successor_score", "successor_score", "Successor score per head", "score",
+                                       0.0, 1.0),
+                   notes="the corpus is not used (the tasks come from the tokenizer)."),
+        AtlasEntry(name="successor_in_context", title="Successor heads, in-context view (DLA to the successor)",
+                   probes={"successor_in_context": per_budget(small={"max_prompts": 10},
+                                                              standard={"max_prompts": 20})},
+                   headline=in_context_headline,
+                   figure=FigureSpec("bars", "The model's accuracy per succession task (among the task's targets)",
+                                     in_context_data, "task", "accuracy"),
+                   notes="best head: the largest mean DLA over the tasks; rank accuracy: how often the correct "
+                         "successor has that head's highest DLA among the task's targets."),
+        *[circuit_entry(task) for task in TASKS],
+        AtlasEntry(name="sae", title="A small SAE (TopK, middle layer)",
+                   probes={"sae": per_budget(small={"d_sae": 256, "k": 16, "train_windows": 16, "train_tokens": 16384},
+                                             standard={"d_sae": 1024, "k": 32, "train_windows": 64,
+                                                       "train_tokens": 131072})},
+                   headline=sae_headline,
+                   figure=FigureSpec("bars", "The SAE's most frequent features (density on the atlas windows)",
+                                     sae_data, "feature and its top token", "density"),
+                   notes="trained on prose and code windows (seed + 1), evaluated on the atlas windows; "
+                         "ce_loss_recovered against a zero ablation."),
+    ]
+
+
+for _entry in entries():
+    register_atlas(_entry, replace=True)

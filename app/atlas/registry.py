@@ -1,18 +1,19 @@
-"""The atlas registry: analysis name -> batch probe(s) with settings per budget, headline numbers, figure.
+"""The atlas registry: analysis name -> batch probe(s) with settings per budget, headline numbers, figure data.
 
 Spec: docs/atlas.md. Adding an analysis to the atlas is one `register_atlas(AtlasEntry(...))` in
 app/atlas/analyses.py (its probes must be batch probes: app/batch/registry.py).
 
 - headline(rows) gets, for ONE model, {probe name: that unit's rows} and returns {number name: value}
   (floats, ints or short strings such as a head "L3H5").
-- figure(rows_by_model, models) gets {model: {probe name: rows}} and returns one plotly figure that
-  shows every model side by side (or None when there is nothing to draw).
+- figure: a `FigureSpec`: how the analysis's key figure looks (kind, title, axes) and `data(rows)`,
+  which turns ONE model's rows into the plain JSON the figure is drawn from. The data of every model
+  goes into summary.json; app/figures/atlas.py draws the figure (every model side by side) from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from probes.errors import InputError
@@ -20,7 +21,8 @@ from probes.errors import InputError
 Row = dict[str, Any]
 ProbeRows = dict[str, list[Row]]
 Headline = Callable[[ProbeRows], dict[str, Any]]
-FigureFn = Callable[[dict[str, ProbeRows], list[str]], Any]
+FigureData = Callable[[ProbeRows], dict[str, Any]]
+FIGURE_KINDS = ("heatmap", "curves", "bars")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Budget:
     name: str
     corpus: dict[str, Any]
     settings_of: str = ""  # the budget name the entries' settings are looked up under (default: name)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # probe -> settings put over the entries'
 
     def key(self) -> str:
         return self.settings_of or self.name
@@ -42,6 +45,34 @@ BUDGETS = {
 
 
 @dataclass(frozen=True)
+class FigureSpec:
+    """An analysis's key figure: its look, and data(one model's rows) -> the JSON it is drawn from.
+
+    data formats (app/figures/atlas.py): heatmap {"x": [...], "y": [...], "z": [[...]]} (one panel per
+    model); curves and bars {"series": [{"name", "x", "y", "dash"?}]} (one colour per model).
+    """
+
+    kind: str
+    title: str
+    data: FigureData
+    x_title: str = ""
+    y_title: str = ""
+    colorbar: str = ""
+    zmin: float | None = None
+    zmax: float | None = None
+    log_y: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIGURE_KINDS:
+            raise InputError(f"Figure kind '{self.kind}' is not one of {', '.join(FIGURE_KINDS)}.")
+
+    def look(self) -> dict[str, Any]:
+        """Everything but the data, as stored in summary.json."""
+        return {"kind": self.kind, "title": self.title, "x_title": self.x_title, "y_title": self.y_title,
+                "colorbar": self.colorbar, "zmin": self.zmin, "zmax": self.zmax, "log_y": self.log_y}
+
+
+@dataclass(frozen=True)
 class AtlasEntry:
     """One analysis of the atlas."""
 
@@ -49,7 +80,7 @@ class AtlasEntry:
     title: str
     probes: dict[str, dict[str, dict[str, Any]]]  # probe -> budget name -> settings (defaults fill the rest)
     headline: Headline
-    figure: FigureFn | None = None
+    figure: FigureSpec | None = None
     notes: str = ""
 
     def settings(self, budget: Budget) -> dict[str, dict[str, Any]]:
@@ -59,13 +90,18 @@ class AtlasEntry:
             if budget.key() not in per_budget:
                 raise InputError(f"Atlas analysis '{self.name}' has no settings for budget '{budget.key()}' "
                                  f"(it has: {', '.join(sorted(per_budget))}).")
-            out[probe] = dict(per_budget[budget.key()])
+            out[probe] = {**per_budget[budget.key()], **budget.overrides.get(probe, {})}
         return out
 
 
 def every_budget(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The same settings under every built-in budget."""
     return {name: dict(settings) for name in BUDGETS}
+
+
+def per_budget(common: dict[str, Any] | None = None, **by_budget: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Settings per built-in budget: `common` under every budget, updated by by_budget[name]."""
+    return {name: {**(common or {}), **by_budget.get(name, {})} for name in BUDGETS}
 
 
 _ATLAS: dict[str, AtlasEntry] = {}

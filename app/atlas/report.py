@@ -98,3 +98,40 @@ def write_report(path: Path, summary: dict[str, Any], figures: dict[str, Any], f
         write_figure_json(fig, folder / "figures" / name)
     text = render_report(summary, figures)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_summary(folder: str | Path) -> dict[str, Any]:
+    """summary.json of an atlas folder (InputError saying what to do when it is missing or unreadable)."""
+    import json
+
+    from probes.errors import InputError
+
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise InputError(f"{folder} holds no atlas summary.json; pick a folder written by `glasshouse atlas`.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); rerun `glasshouse atlas` on that folder.") from exc
+    if not isinstance(data, dict) or not {"atlas", "table", "analyses"} <= set(data):
+        raise InputError(f"{path} is not an atlas summary (no atlas, table and analyses).")
+    return data
+
+
+def select_models(summary: dict[str, Any], models: list[str]) -> dict[str, Any]:
+    """The same summary restricted to `models` (in that order): table columns, headlines, figure data."""
+    from probes.errors import InputError
+
+    unknown = [m for m in models if m not in summary["atlas"]["models"]]
+    if unknown:
+        raise InputError(f"The atlas has no model {', '.join(unknown)} (it has {', '.join(summary['atlas']['models'])}).")
+    analyses = {}
+    for name, info in summary["analyses"].items():
+        out = {**info, "headline": {m: v for m, v in info["headline"].items() if m in models},
+               "missing_models": [m for m in models if m not in info["headline"]]}
+        if "figure" in info:
+            out["figure"] = {**info["figure"], "data": {m: v for m, v in info["figure"]["data"].items() if m in models}}
+        analyses[name] = out
+    table = [{"analysis": r["analysis"], "number": r["number"], **{m: r.get(m) for m in models}}
+             for r in summary["table"] if any(r.get(m) is not None for m in models)]
+    return {**summary, "atlas": {**summary["atlas"], "models": list(models)}, "table": table, "analyses": analyses}

@@ -20,6 +20,7 @@ from app.batch.runner import Loader, RunSummary, default_loader, run_plan
 from app.batch.store import read_results
 from probes.errors import InputError
 from probes.io import write_json
+from probes.progress import Reporter
 from probes.runfolder import hold
 
 SUMMARY = "summary.json"
@@ -76,11 +77,12 @@ def build_plan(models: list[str], budget: str | Budget = "small", entries: list[
 def run_atlas(models: list[str], out: str | Path, budget: str | Budget = "small",
               entries: list[AtlasEntry] | None = None, seed: int = 0, device: str | None = None,
               dtype: str = "float32", loader: Loader | None = None, progress: bool = True,
-              hook: Any = None, check_models: Any = None) -> AtlasRun:
+              hook: Any = None, check_models: Any = None, reporter: Reporter | None = None) -> AtlasRun:
     """Run (or resume) the atlas in `out` and write summary.json and report.html there.
 
     loader(plan, spec) gives the model (default: app.batch.runner.default_loader); hook is the batch
-    runner's stage hook (tests inject kills through it).
+    runner's stage hook (tests inject kills through it). reporter (probes.progress): one step per unit,
+    with its probe and model as text, checked for a cancel before each unit (a cancelled run resumes).
     """
     from app.atlas.report import write_report
 
@@ -101,7 +103,15 @@ def run_atlas(models: list[str], out: str | Path, budget: str | Budget = "small"
                 started[uid] += seconds
             return model
 
+        done_before = len(set(_done_ids(folder)) & {u.uid for u in plan.units()})
+        total = len(plan.units())
+
         def timed(stage: str, k: int, unit: Unit) -> None:
+            if reporter is not None and stage in ("start", "done"):
+                finished = done_before + k + (stage == "done")
+                reporter.update(f"{unit.probe} on {unit.model} ({finished} of {total} units done)", finished, total)
+                if stage == "start":
+                    reporter.check()
             if stage == "start":
                 started[unit.uid] = time.perf_counter()
             if hook is not None:
@@ -117,8 +127,13 @@ def run_atlas(models: list[str], out: str | Path, budget: str | Budget = "small"
         summary["run"]["units_computed_this_run"] = batch.computed
         summary["run"]["units_skipped_this_run"] = batch.skipped
         write_json(folder / SUMMARY, summary)
-        report = write_report(folder / REPORT, summary, figures_of(plan, chosen, b, rows), folder)
+        report = write_report(folder / REPORT, summary, figures_of(summary), folder)
     return AtlasRun(folder, batch, summary, report)
+
+
+def _done_ids(folder: Path) -> list[str]:
+    path = folder / "done.txt"
+    return path.read_text().split() if path.is_file() else []
 
 
 def _read_times(folder: Path) -> dict[str, float]:
@@ -175,6 +190,9 @@ def summarize(plan: Plan, entries: list[AtlasEntry], budget: Budget, rows: list[
         analyses[entry.name] = {"title": entry.title, "notes": entry.notes,
                                 "settings": {p: _unit_settings(plan, p, s) for p, s in asked.items()},
                                 "headline": headline, "missing_models": [m for m in models if m not in headline]}
+        if entry.figure is not None:
+            analyses[entry.name]["figure"] = {**entry.figure.look(),
+                                              "data": {m: entry.figure.data(per_model[m]) for m in headline}}
         numbers = list(dict.fromkeys(k for h in headline.values() for k in h))
         table += [{"analysis": entry.name, "number": k, **{m: headline.get(m, {}).get(k) for m in models}}
                   for k in numbers]
@@ -199,16 +217,15 @@ def summarize(plan: Plan, entries: list[AtlasEntry], budget: Budget, rows: list[
     }
 
 
-def figures_of(plan: Plan, entries: list[AtlasEntry], budget: Budget, rows: list[Row]) -> dict[str, Any]:
-    """{analysis name: plotly figure with every model side by side} (entries without data left out)."""
-    figs = {}
-    for entry in entries:
-        if entry.figure is None:
-            continue
-        per_model = rows_by_model(plan, entry.settings(budget), rows)
-        if per_model:
-            fig = entry.figure(per_model, plan.models)
-            if fig is not None:
-                figs[entry.name] = fig
-    return figs
+def figures_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """{analysis name: plotly figure with every model side by side}, drawn from summary.json data alone
+    (app/figures/atlas.py; analyses without a figure or without data are left out)."""
+    from app.figures.atlas import atlas_figure
 
+    models = summary["atlas"]["models"]
+    figs = {}
+    for name, info in summary["analyses"].items():
+        fig = atlas_figure(info["figure"], models) if "figure" in info else None
+        if fig is not None:
+            figs[name] = fig
+    return figs
