@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from app.batch.builtin import BATCH, BOS, corpus_ids, sink_rows
+from app.batch.analyses import sink_rows
+from app.batch.builtin import BATCH, BOS, corpus_ids
 from app.batch.registry import ProbeEntry, Row, Setting, register
 from probes.corpus import CorpusSample, sample
 
