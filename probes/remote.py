@@ -119,21 +119,6 @@ def first_token_attention(
     return stats
 
 
-def ndif_model(repo_id: str) -> Any:
-    """An nnsight LanguageModel for a hub model, without local weights, for remote=True runs.
-
-    Reads the config and tokenizer from the hub (network). Set the key first:
-    `nnsight.CONFIG.set_default_api_key("...")`.
-    """
-    from nnsight import LanguageModel
-
-    from probes.model.backends import check_hub_id, ndif_api_key
-
-    check_hub_id(repo_id)  # before the hub or NDIF is contacted
-    ndif_api_key()
-    return LanguageModel(repo_id)
-
-
 @contextmanager
 def intercept_remote(repo_id: str | None = None) -> Iterator[list[InterceptedRequest]]:
     """Within the block, a remote=True trace builds its request and raises RemoteRequestBlocked.

@@ -9,7 +9,7 @@ sink_attention). nnsight ships those functions' source by value, so the server n
 Glasshouse. The `remote_*` functions check the request budget (probes.remote_budget), run the
 chunks and assemble the same result objects as the local analyses.
 
-`model` is a `RemoteModel`: an nnsight LanguageModel (`probes.remote.ndif_model(repo)` for NDIF, or
+`model` is a `RemoteModel`: an nnsight LanguageModel (`probes.model.backends.ndif_model(repo)` for NDIF, or
 a HookedModel's `.nnsight` for the `ndif-local` simulation) with the facts the input builders need.
 `remote`: False (run here), "local" (nnsight's serverless simulation) or True (NDIF).
 

@@ -50,7 +50,7 @@ def default_loader(plan: Plan, spec: str) -> Any:
     from probes.model.loading import load_model
 
     if plan.backend == "ndif":
-        from probes.remote import ndif_model
+        from probes.model.backends import ndif_model
 
         return ndif_model(spec)
     model = load_model(spec, device=plan.device, dtype=plan.dtype, device_map=plan.device_map)

@@ -33,7 +33,7 @@ def open_remote(args: argparse.Namespace) -> Any:
 
     check_backend_request(args.backend, args.model)
     if args.backend == "ndif":
-        from probes.remote import ndif_model
+        from probes.model.backends import ndif_model
 
         return RemoteModel(ndif_model(args.model), spec=args.model)
     from probes.model.loading import load_model

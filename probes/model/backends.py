@@ -106,10 +106,21 @@ def open_model(spec: str, backend: str, device: str | None = None, dtype: str = 
     """
     check_backend_request(backend, spec)
     if backend == "ndif":
-        from probes.remote import ndif_model
-
         return ndif_model(spec)
     from probes.model.loading import load_model
 
     model = load_model(spec, device=device, dtype=dtype)
     return model.nnsight if backend == "ndif-local" else model
+
+
+def ndif_model(repo_id: str) -> Any:
+    """An nnsight LanguageModel for a hub model, without local weights, for remote=True runs (docs/remote.md).
+
+    Reads the config and tokenizer from the hub (network). Set the key first:
+    `nnsight.CONFIG.set_default_api_key("...")`.
+    """
+    from nnsight import LanguageModel
+
+    check_hub_id(repo_id)  # before the hub or NDIF is contacted
+    ndif_api_key()
+    return LanguageModel(repo_id)
