@@ -498,7 +498,7 @@ def cmd_sae(args: argparse.Namespace) -> int:
             steps[name] = {"status": "failed", "error": err}
             status = "failed"
         out["steps"] = steps
-        out["ratios"] = {f"{a}_over_{b}": round(steps[a]["tokens_per_s"] / steps[b]["tokens_per_s"], 3)
+        out["ratios"] = {f"{a}_over_{b}": float(f'{steps[a]["tokens_per_s"] / steps[b]["tokens_per_s"]:.4g}')
                          for a, b in (("sparse_kernels", "dense"), ("sparse_torch", "dense"),
                                       ("sparse_kernels_auxk", "dense_auxk"), ("sparse_kernels", "sparse_torch"))
                          if "tokens_per_s" in steps.get(a, {}) and "tokens_per_s" in steps.get(b, {})}

@@ -179,6 +179,28 @@ def concurrent_round() -> dict[str, Any]:
     return results
 
 
+@pytest.fixture
+def one_compile_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Page scripts compiled one at a time across AppTest sessions.
+
+    Each AppTest has its own ScriptCache (and its own lock), so sessions started together call
+    ast.parse / compile (Streamlit's magic pass) from several threads at once, which CPython 3.11 can
+    fail with "AST constructor recursion depth mismatch". The app's server has one ScriptCache whose
+    lock already serializes this, so the lock here only makes the test harness match the server.
+    """
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+
+    lock = threading.Lock()
+    real = ScriptCache.get_bytecode
+
+    def locked(self: Any, script_path: str) -> Any:
+        with lock:
+            return real(self, script_path)
+
+    monkeypatch.setattr(ScriptCache, "get_bytecode", locked)
+
+
+@pytest.mark.usefixtures("one_compile_at_a_time")
 def test_sessions_computing_different_pages_at_once_match_serial_runs(smollm: Any) -> None:
     st.cache_data.clear()
     serial = {page: open_page(page, state) for page, state in SESSIONS}
