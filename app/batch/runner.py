@@ -47,14 +47,9 @@ class RunSummary:
 
 def default_loader(plan: Plan, spec: str) -> Any:
     """Load a model for a plan: a HookedModel (local) or an nnsight LanguageModel (ndif backends)."""
-    from probes.model.loading import load_model
+    from probes.model.backends import open_model
 
-    if plan.backend == "ndif":
-        from probes.model.backends import ndif_model
-
-        return ndif_model(spec)
-    model = load_model(spec, device=plan.device, dtype=plan.dtype, device_map=plan.device_map)
-    return model.nnsight if plan.backend == "ndif-local" else model
+    return open_model(spec, plan.backend, device=plan.device, dtype=plan.dtype, device_map=plan.device_map)
 
 
 def _tokenizer(model: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from probes.model.backends import BACKENDS, check_backend_request, remote_arg
+from probes.model.backends import BACKENDS, open_model, remote_arg
 
 
 def add_backend_arg(parser: argparse.ArgumentParser) -> None:
@@ -31,15 +31,7 @@ def open_remote(args: argparse.Namespace) -> Any:
     """A RemoteModel for the command's --model: checked (hub id, key) before anything is loaded or sent."""
     from probes.remote_analyses import RemoteModel
 
-    check_backend_request(args.backend, args.model)
-    if args.backend == "ndif":
-        from probes.model.backends import ndif_model
-
-        return RemoteModel(ndif_model(args.model), spec=args.model)
-    from probes.model.loading import load_model
-
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
-    return RemoteModel(model.nnsight, spec=args.model)
+    return RemoteModel(open_model(args.model, args.backend, device=args.device, dtype=args.dtype), spec=args.model)
 
 
 def _seq_len(args: argparse.Namespace) -> int:

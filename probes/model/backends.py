@@ -25,7 +25,6 @@ from typing import Any
 from probes.errors import InputError
 
 BACKENDS = ("local", "ndif", "ndif-local")
-REMOTE_BACKENDS = ("ndif", "ndif-local")
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
@@ -98,7 +97,8 @@ def check_backend_request(name: str, spec: str) -> Backend:
     return backend
 
 
-def open_model(spec: str, backend: str, device: str | None = None, dtype: str = "float32") -> Any:
+def open_model(spec: str, backend: str, device: str | None = None, dtype: str = "float32",
+               device_map: Any = None) -> Any:
     """The object the analyses get: a HookedModel (local) or an nnsight LanguageModel (ndif, ndif-local).
 
     ndif: a LanguageModel over the hub id, with meta weights (config and tokenizer only).
@@ -109,7 +109,7 @@ def open_model(spec: str, backend: str, device: str | None = None, dtype: str = 
         return ndif_model(spec)
     from probes.model.loading import load_model
 
-    model = load_model(spec, device=device, dtype=dtype)
+    model = load_model(spec, device=device, dtype=dtype, device_map=device_map)
     return model.nnsight if backend == "ndif-local" else model
 
 
