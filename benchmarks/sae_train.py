@@ -102,8 +102,24 @@ print(json.dumps({"wall": walls, "cpu": cpus}))
 """
 
 
+def _alternating_steps(sae: Any, opt: Any, cfg: Any, xs: list[torch.Tensor], warmup: int) -> Any:
+    """A callable running one `_train_step` per call on the batches `xs` in turn, after `warmup` untimed calls."""
+    from saes.trainer import _train_step
+
+    sae.train()
+    state = {"i": 0}
+
+    def run() -> None:
+        _train_step(sae, opt, xs[state["i"] % len(xs)], 50, cfg, Path("/tmp/unused"))
+        state["i"] += 1
+
+    for _ in range(warmup):
+        run()
+    return run
+
+
 def _ours_step(d: int, d_sae: int, k: int, batch: int, sparse: bool) -> Any:
-    from saes.trainer import TrainConfig, _train_step
+    from saes.trainer import TrainConfig
 
     sae = registry.build(registry.make_config("topk", d_in=d, d_sae=d_sae, k=k))
     from saes.trainer import make_optimizer
@@ -112,15 +128,7 @@ def _ours_step(d: int, d_sae: int, k: int, batch: int, sparse: bool) -> Any:
                       lr=1e-4)
     opt = make_optimizer(sae, cfg)
     xs = [torch.randn(batch, d, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    sae.train()
-    state = {"i": 0}
-
-    def run() -> None:
-        _train_step(sae, opt, xs[state["i"] % 2], 50, cfg, Path("/tmp/unused"))
-        state["i"] += 1
-
-    run()
-    return run
+    return _alternating_steps(sae, opt, cfg, xs, warmup=1)
 
 
 def _matmul_bound(d: int, d_sae: int, batch: int) -> Any:
@@ -350,23 +358,14 @@ def _machine(threads: int) -> dict:
 
 def _arch_step(arch: str, cache: CachedActivations, d_sae: int, batch: int) -> Any:
     """One training step of `arch` as `sae train` runs it (its default settings; `_train_step`), on two cached batches."""
-    from saes.trainer import _initial_sae, _train_step, make_optimizer
+    from saes.trainer import _initial_sae, make_optimizer
 
     cfg = cli_train_config(arch, cache, "/tmp/unused", tokens=batch * 100, d_sae=d_sae, batch=batch)
     sae = _initial_sae(cfg, cache)
     opt = make_optimizer(sae, cfg)
     batches = cache.iter_batches(batch, seed=0)
     xs = [next(batches) for _ in range(2)]
-    sae.train()
-    state = {"i": 0}
-
-    def run() -> None:
-        _train_step(sae, opt, xs[state["i"] % 2], 50, cfg, Path("/tmp/unused"))
-        state["i"] += 1
-
-    run()
-    run()
-    return run
+    return _alternating_steps(sae, opt, cfg, xs, warmup=2)
 
 
 def throughput(args: argparse.Namespace) -> None:
