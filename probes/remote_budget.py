@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from probes.errors import InputError
+from probes.io import atomic_write
 from probes.progress import Reporter, TqdmReporter
 
 # The traced block's source plus the by-value source of the statistic functions it calls, measured on
@@ -160,9 +161,11 @@ def run_chunks(
         else:
             part = run(chunk)
             if path is not None:
-                tmp = path.with_suffix(".tmp")
-                torch.save(part, tmp)
-                os.replace(tmp, path)
+                atomic_write(path, partial(_save, part))
         out.append(part)
         rep.update(f"{desc}: request {done} of {len(starts)}", done, len(starts))
     return out
+
+
+def _save(part: dict[str, Tensor], tmp: Path) -> None:
+    torch.save(part, tmp)
