@@ -334,9 +334,6 @@ def remote_sinks(
                       metadata=result_metadata(model, settings))
 
 
-hidden_from_alpha = hidden_sinks_from_alpha  # the local reduction, applied to remote alpha
-
-
 def remote_hidden_sinks(
     model: RemoteModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
     max_examples: int = 40, min_queries: int = 1, layers: Sequence[int] | None = None, remote: bool | str = False,
@@ -352,7 +349,7 @@ def remote_hidden_sinks(
     alpha = torch.cat([p["alpha"] for p in parts])
     settings = {"threshold": threshold, "n": len(ids), "T": int(ids.shape[1]), "min_queries": min_queries,
                 "layers": chosen, "backend": _backend_name(remote)}
-    return hidden_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples, min_queries,
+    return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples, min_queries,
                              result_metadata(model, settings))
 
 

@@ -66,7 +66,8 @@ def _write(args: argparse.Namespace, command: str, result: Any, figures: dict[st
 
 def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
     from app.figures.registry import draw
-    from probes.remote_analyses import hidden_from_alpha, remote_sinks
+    from probes.hidden_sinks import hidden_sinks_from_alpha
+    from probes.remote_analyses import remote_sinks
     from probes.sinks import inputs_for_regime
 
     want_bos = model.facts.prepends_bos if args.prepend_bos is None else bool(args.prepend_bos)
@@ -80,7 +81,7 @@ def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
                               "sink1": {r: res.sink1 for r, res in results.items()}}
     if args.interventions and "natural" in results:
         nat = results["natural"]
-        bundle["interventions"] = {"hidden_sinks": hidden_from_alpha(nat.alpha, nat.str_tokens, min_queries=8).to_dict()}
+        bundle["interventions"] = {"hidden_sinks": hidden_sinks_from_alpha(nat.alpha, nat.str_tokens, min_queries=8).to_dict()}
         print("remote backend: hidden sinks detected on the natural regime; calibration and first-token scaling "
               "run with --backend local only")
     _write(args, "sinks", bundle, draw(bundle))

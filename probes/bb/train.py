@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -282,8 +282,3 @@ def train(
         rep.update(status_text(step + 1, settings, rows), step + 1, settings.steps, rows if measured else None)
     rep.close()
     return TrainResult(str(run_dir), settings.to_dict(), rows, str(checkpoint), resumed_from, time.time() - started)
-
-
-def with_steps(settings: TrainSettings, steps: int) -> TrainSettings:
-    """The same run with another step count (a longer run resumes a shorter one's checkpoints)."""
-    return replace(settings, steps=steps)

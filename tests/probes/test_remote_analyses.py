@@ -67,7 +67,7 @@ def test_sinks_and_hidden_sinks_equal_local(smollm, rm, ids, sinks_pair):
     subset = ra.remote_sinks(rm, ids, layers=LAYERS, remote="local")
     assert torch.allclose(subset.alpha, local.alpha[:, LAYERS], **TOL)
     hid_local = detect_hidden_sinks(smollm, ids, min_queries=2)
-    hid_remote = ra.hidden_from_alpha(remote.alpha, remote.str_tokens, min_queries=2)
+    hid_remote = ra.hidden_sinks_from_alpha(remote.alpha, remote.str_tokens, min_queries=2)
     assert hid_local.examples, "the comparison needs some hidden sinks"
     assert torch.equal(hid_remote.hidden_rate, hid_local.hidden_rate)
     assert torch.equal(hid_remote.position_rate, hid_local.position_rate)
