@@ -6,8 +6,8 @@ Adding a command is adding a file; nothing here changes.
 
 `main` is the one error boundary (docs/cli.md): usage errors exit 2 (argparse's own, and UsageError),
 foreseeable runtime failures exit 1 with a one-line message (GlasshouseError, file-system errors,
-out of memory), Ctrl-C exits 130; only a genuine bug prints a traceback, with a line saying how to
-report it.
+out of memory), Ctrl-C exits 130; only a genuine bug prints a traceback, with its cause and a line saying
+how to report it (an ImportError's line says how to repair the environment first).
 """
 
 from __future__ import annotations
@@ -72,9 +72,26 @@ def _file_error(exc: OSError) -> str:
 
 
 def _memory_error(exc: BaseException) -> str:
+    from probes.errors import cause
+
     where = "GPU" if "cuda" in type(exc).__name__.lower() or "CUDA" in str(exc) else "main"
-    return (f"out of {where} memory. Use fewer or shorter sequences (--n, --seq-len), a smaller --batch-size, "
-            "--dtype bfloat16, or a smaller model.")
+    return (f"out of {where} memory ({cause(exc)}). Use fewer or shorter sequences (--n, --seq-len), a smaller "
+            "--batch-size, --dtype bfloat16, or a smaller model.")
+
+
+def _unexpected(prefix: str, exc: Exception) -> None:
+    """Print the traceback, then the cause; an ImportError is the environment's (advice), anything else a bug."""
+    import traceback
+
+    from probes.errors import cause, environment_advice, fault
+
+    traceback.print_exc()
+    if fault(exc) == "environment":
+        print(f"{prefix} {cause(exc)}. {environment_advice(exc)} If that does not help, report it as an issue of "
+              "the Glasshouse project with the traceback above.", file=sys.stderr)
+        return
+    print(f"{prefix} {cause(exc)}", file=sys.stderr)
+    print(REPORT, file=sys.stderr)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -106,10 +123,7 @@ def run_command(args: argparse.Namespace) -> int:
         if _is_oom(exc):
             print(f"{prefix} {_memory_error(exc)}", file=sys.stderr)
             return 1
-        import traceback
-
-        traceback.print_exc()
-        print(REPORT, file=sys.stderr)
+        _unexpected(prefix, exc)
         return 1
 
 

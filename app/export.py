@@ -27,7 +27,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from probes.errors import GlasshouseError
+from probes.errors import GlasshouseError, cause, common_advice
 from probes.extras import MissingExtraError, require_extra
 from probes.io import atomic_write
 
@@ -111,8 +111,8 @@ def render(fig: go.Figure, fmt: str, width: int | None = None, height: int | Non
         data = kaleido.calc_fig_sync(fig.to_dict(), opts={"format": fmt, "width": w, "height": h, "scale": scale})
     except Exception as exc:
         raise ExportError(
-            f"Rendering {fmt.upper()} failed ({type(exc).__name__}: {exc}). Check that {chromium_path()} starts "
-            "headless (it needs its shared libraries), or set BROWSER_PATH to a working Chromium."
+            f"Rendering {fmt.upper()} failed ({cause(exc)}). " + (common_advice(exc) or f"Check that {chromium_path()} "
+            "starts headless (it needs its shared libraries), or set BROWSER_PATH to a working Chromium.")
         ) from exc
     if not data:
         raise ExportError(f"kaleido returned an empty {fmt.upper()}; check the browser at {chromium_path()}.")

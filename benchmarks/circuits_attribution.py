@@ -1,7 +1,7 @@
 """Attribution time and peak memory, position-agnostic (EAP) versus position-aware (PEAP), same run
 (spec: circuits.md, "Position-aware EAP").
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/circuits_attribution.py --task succession --n 4
+    OMP_NUM_THREADS=1 python -m benchmarks.circuits_attribution --task succession --n 4
 
 Peak memory: the process's resident set size sampled every 20 ms by a thread during each call, minus
 the resident size just before the call (torch's CPU allocations do not show in tracemalloc). The
@@ -12,6 +12,14 @@ for the CPU, so the process CPU time is reported too.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json

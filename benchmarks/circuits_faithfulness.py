@@ -2,13 +2,21 @@
 (spec: circuits.md, "Evaluation"). One PEAP pass per task gives both rankings: the agnostic ranking is
 its per-span scores summed over spans (= EAP), the position-aware one keeps spans and crossing k/v edges.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/circuits_faithfulness.py --n 8 \
+    OMP_NUM_THREADS=1 python -m benchmarks.circuits_faithfulness --n 8 \
         --out benchmarks/results/circuits_faithfulness.json
 
 Each task's result is written as soon as it is done (atomically) and skipped on a rerun (resume).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json

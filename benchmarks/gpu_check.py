@@ -38,7 +38,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 EAGER_BYTES_PER_SCORE = 4  # the eager pattern in fp32, as the spec counts it (38.7 GB per layer at T = 32768)
 

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, on a machine with an NVIDIA GPU; figures in benchmarks/RESULTS.md, which
 also says how scripts/gpu_check.sh runs this script with everything else of the GPU check):
-    PYTHONPATH=$PWD python benchmarks/kernels.py [--only encode decode attention] [--json out.json]
+    python -m benchmarks.kernels [--only encode decode attention] [--json out.json]
 Prints, per case, the median time (triton.testing.do_bench), peak memory above the inputs
 (torch.cuda.max_memory_allocated), achieved TFLOP/s or GB/s with the fraction of the roofline
 (989 TFLOP/s dense bf16; HBM 3.35 TB/s on an H100, 4.8 TB/s on an H200), and our kernel's speed-up over each baseline.
@@ -24,10 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from probes.model.kernels.attention import attention_stats  # noqa: E402
 from saes.kernels import jumprelu_encode, relu_encode, sparse_decode, topk_encode  # noqa: E402

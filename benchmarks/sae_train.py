@@ -2,7 +2,7 @@
 
 Two modes, both on the CPU and on a cached activation folder (saes/activation_store.py):
 
-    python benchmarks/sae_train.py throughput --cache CACHE [--d-sae 2304 --batch 1024 --rounds 5 --steps 3 --threads 1]
+    python -m benchmarks.sae_train throughput --cache CACHE [--d-sae 2304 --batch 1024 --rounds 5 --steps 3 --threads 1]
         training throughput of every architecture at one size, as `sae train` runs it (its default
         settings, `_train_step`: TopK's sparse step on the CPU), and the six dense matmuls of a dense
         step (the plain-torch bound), in one process, in interleaved rounds (the order rotated each
@@ -10,13 +10,13 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
         CPU seconds per step, and the ratio to the bound (median of per-round wall ratios; CPU-time
         ratio beside it). The peak resident memory is the whole process's (all architectures).
 
-    python benchmarks/sae_train.py compare --cache CACHE --out runs/sae_compare [--eval-tokens 8192]
+    python -m benchmarks.sae_train compare --cache CACHE --out runs/sae_compare [--eval-tokens 8192]
         trains all six architectures from the cache (the last --eval-tokens rows held out), then
         measures L0, FVU, dead fraction on the held-out rows and CE loss recovered by splicing
         into the model (zero ablation) on fresh corpus windows; writes results.json. A finished
         architecture folder in --out is resumed (not retrained), so re-running re-evaluates it.
 
-    python benchmarks/sae_train.py step [--d 576 --d-sae 4608 --k 32 --batch 4096 --rounds 5 --threads 2]
+    python -m benchmarks.sae_train step [--d 576 --d-sae 4608 --k 32 --batch 4096 --rounds 5 --threads 2]
                                         [--saelens-python /work/venvs/saelens/bin/python]
         one TopK training step (forward, loss, backward, Adam) on random activations, timed in
         interleaved rounds: our dense step (SAE.loss), our sparse step (TopKSAE.loss_sparse, the
@@ -27,8 +27,8 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
         tokens/s by wall time and its CPU seconds per step; each ratio is the median of the per-round
         ratios (entries of a round run back to back) by wall time, with the CPU-time ratio beside it.
 
-    python benchmarks/sae_train.py underuse --out OUT [--steps 400]
-    python benchmarks/sae_train.py underuse --cache CACHE --out OUT [--steps 128 --tokens 65536 --eval-tokens 16384
+    python -m benchmarks.sae_train underuse --out OUT [--steps 400]
+    python -m benchmarks.sae_train underuse --cache CACHE --out OUT [--steps 128 --tokens 65536 --eval-tokens 16384
                                             --d-sae 2304 --k 32 --batch 1024 --dead-window 16384 --archs ...]
         dead and under-used features over training (the trainer's metrics.jsonl: dead for the dead
         window; under-used = density EMA below 0.1x the Zipf fit at its rank, mutual_choice.py), then
@@ -39,7 +39,7 @@ Two modes, both on the CPU and on a cached activation folder (saes/activation_st
         epoch, the next --eval-tokens held out): BatchTopK and Mutual Choice by default. Same data and
         seed for every run; writes underuse.json and prints a markdown table (docs/saes.md).
 
-    python benchmarks/sae_train.py table --results A/results.json B/results.json
+    python -m benchmarks.sae_train table --results A/results.json B/results.json
         the markdown table in docs/saes.md (a later file's row replaces an earlier one's).
 """
 
@@ -56,9 +56,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
 from probes.io import write_json  # noqa: E402
 from saes import registry  # noqa: E402

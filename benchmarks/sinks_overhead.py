@@ -6,10 +6,18 @@ hooks reduce each layer's pattern to alpha) and an independently loaded plain HF
 attention) whose forward returns every layer's attentions. Each side gets one warm-up batch; the
 runs alternate `--repeats` times and the best time of each side is reported.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. HF_HUB_OFFLINE=1 python benchmarks/sinks_overhead.py
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.sinks_overhead
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import os

@@ -15,12 +15,20 @@ imports are already done (they cost the same in every case); info/help/argerror 
 The logits of a fixed prompt from `cached` and `gguf` are compared bit for bit (SHA-256 of the
 float32 bytes). A temporary cache folder is used; the user's cache is not touched.
 
-    python benchmarks/startup.py [--model smollm2-135m] [--rounds 3]
+    python -m benchmarks.startup [--model smollm2-135m] [--rounds 3]
 
 Spec: benchmarks/RESULTS.md; probes/model/model_cache.py says what the cache keys on and checks.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import json

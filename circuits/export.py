@@ -14,7 +14,7 @@ from typing import Any
 from circuits.graph import SLOTS, Graph
 from circuits.schema import Schema
 from circuits.selection import LOGITS, Circuit, Edge
-from probes.errors import InputError
+from probes.errors import InputError, cause
 
 
 def node_info(graph: Graph, node: int) -> dict[str, Any]:
@@ -70,5 +70,5 @@ def circuit_from_dict(data: dict[str, Any]) -> tuple[Circuit, Schema]:
                       None if e["src_span"] is None else schema.index(e["src_span"]),
                       None if e["dst_span"] is None else schema.index(e["dst_span"])) for e in data["edges"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"Not a circuit export (missing or bad field: {exc}). Use circuit_to_dict's output.") from exc
+        raise InputError(f"Not a circuit export (missing or bad field: {cause(exc)}). Use circuit_to_dict's output.") from exc
     return Circuit(edges, bool(data["position_aware"]), graph, dict(data.get("meta", {}))), schema

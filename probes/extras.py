@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from probes.errors import GlasshouseError
+from probes.errors import GlasshouseError, cause, environment_advice
 
 EXTRAS = {"app": ("streamlit", "pandas"), "export": ("kaleido",)}
 
@@ -28,8 +28,18 @@ def require_extra(module: str, extra: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if not _absent(exc, module):  # installed, but something it imports is broken or shadowed
+            raise MissingExtraError(
+                f"{feature} needs {module} (the optional '{extra}' extra), which is installed but does not import "
+                f"({cause(exc)}). {environment_advice(exc)}"
+            ) from exc
         raise MissingExtraError(
             f"{feature} needs the optional '{extra}' extra ({', '.join(EXTRAS[extra])}), and {module} is not "
-            f"installed. Install it with: pip install 'glasshouse[{extra}]' (from a checkout: pip install -e "
-            f"'.[{extra}]'; scripts/setup.sh installs every extra)."
+            f"installed ({cause(exc)}). Install it with: pip install 'glasshouse[{extra}]' (from a checkout: pip "
+            f"install -e '.[{extra}]'; scripts/setup.sh installs every extra)."
         ) from exc
+
+
+def _absent(exc: ImportError, module: str) -> bool:
+    """Whether the ImportError says `module` itself (or a package above it) is not there."""
+    return exc.name is not None and (module == exc.name or module.startswith(exc.name + "."))

@@ -42,7 +42,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from probes.corpus import DOMAINS, sample
-from probes.errors import CheckpointError, InputError
+from probes.errors import CheckpointError, InputError, advice, cause
 from probes.progress import NullReporter, Reporter, TqdmReporter
 
 CACHE_FORMAT = "glasshouse-activations-v1"
@@ -175,8 +175,9 @@ class CachedActivations:
         try:
             self.meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{meta_path} cannot be read as JSON ({exc}); the cache is damaged. Delete "
-                                  f"{self.folder} to rebuild it, or pass another --cache folder.") from exc
+            raise CheckpointError(f"{meta_path} cannot be read as JSON ({cause(exc)}). " + advice(
+                exc, damaged=f"The cache is damaged: delete {self.folder} to rebuild it, or pass another --cache folder.")
+            ) from exc
         if not isinstance(self.meta, dict) or not all(k in self.meta for k in ("n_tokens", "d_in", "hook_name")):
             raise CheckpointError(f"{meta_path} lacks n_tokens, d_in or hook_name; the cache is damaged. Delete "
                                   f"{self.folder} to rebuild it.")
@@ -185,7 +186,8 @@ class CachedActivations:
         try:
             self.activations = np.load(self.folder / "activations.npy", mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{self.folder / 'activations.npy'} cannot be read ({exc}); rebuild the cache.") from exc
+            raise CheckpointError(f"{self.folder / 'activations.npy'} cannot be read ({cause(exc)}). "
+                                  + advice(exc, damaged="Rebuild the cache.")) from exc
         expected = (self.meta["n_tokens"], self.meta["d_in"])
         if tuple(self.activations.shape) != expected:
             raise CheckpointError(f"activations.npy has shape {self.activations.shape}, meta.json says {expected}; rebuild the cache.")

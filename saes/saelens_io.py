@@ -47,7 +47,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from probes.errors import CheckpointError, InputError
+from probes.errors import CheckpointError, InputError, advice, cause
 from probes.io import atomic_write, write_json
 from saes import registry
 from saes.base import SAE
@@ -112,8 +112,8 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{folder} has no {CONFIG}; an SAE folder holds {CONFIG} and {WEIGHTS}.")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is truncated or altered.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({cause(exc)}); the file is truncated or altered.") from exc
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not a JSON object; it is not an SAE config.")
     data = _flatten(dict(data))
@@ -162,7 +162,9 @@ def _read_weights(folder: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} cannot be read as safetensors ({exc}); the file is truncated or corrupted.") from exc
+        raise CheckpointError(f"{path} cannot be read as safetensors ({cause(exc)}). "
+                              + advice(exc, damaged="The file is truncated or corrupted: restore it or save the SAE again.")
+                              ) from exc
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     for name, shape in shapes.items():

@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 import torch
 
-from probes.errors import CheckpointError, InputError
+from probes.errors import CheckpointError, InputError, advice, cause
 from probes.io import atomic_write, write_json
 from probes.model.kernels.dispatch import BACKENDS
 from probes.progress import Cancelled, Reporter, TqdmReporter
@@ -190,7 +190,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return dict(torch.load(path, map_location="cpu", weights_only=False))
     except Exception as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); it is truncated or altered. Delete it to restart.") from exc
+        raise CheckpointError(f"{path} cannot be read ({cause(exc)}). " + advice(
+            exc, damaged="It is truncated or altered: delete it to restart.",
+            other="It is truncated, altered or written by another version: delete it to restart.")) from exc
 
 
 def _initial_sae(cfg: TrainConfig, source: ActivationSource) -> SAE:

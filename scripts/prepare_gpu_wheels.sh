@@ -41,7 +41,7 @@ done
 # The embedded model's config and tokenizer (3.4 MiB, no weights): gpu_check.sh builds the same architecture
 # with random weights from them when the embedded package is absent.
 if [ ! -f "$DEST/smollm2-arch/tokenizer.json" ]; then
-  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=$PWD "$PROJECT_PY" benchmarks/gpu_check.py export-arch \
+  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONPATH=$PWD "$PROJECT_PY" -m benchmarks.gpu_check export-arch \
     "$DEST/smollm2-arch"
 fi
 ls -1 "$DEST"

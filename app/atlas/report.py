@@ -104,7 +104,7 @@ def read_summary(folder: str | Path) -> dict[str, Any]:
     """summary.json of an atlas folder (InputError saying what to do when it is missing or unreadable)."""
     import json
 
-    from probes.errors import InputError
+    from probes.errors import InputError, cause
 
     path = Path(folder) / "summary.json"
     if not path.is_file():
@@ -112,7 +112,7 @@ def read_summary(folder: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); rerun `glasshouse atlas` on that folder.") from exc
+        raise InputError(f"{path} is not valid JSON ({cause(exc)}); rerun `glasshouse atlas` on that folder.") from exc
     if not isinstance(data, dict) or not {"atlas", "table", "analyses"} <= set(data):
         raise InputError(f"{path} is not an atlas summary (no atlas, table and analyses).")
     return data

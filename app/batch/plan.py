@@ -18,7 +18,7 @@ from typing import Any
 
 from app.batch import registry
 from probes.corpus import DOMAINS
-from probes.errors import InputError
+from probes.errors import GlasshouseError, InputError, cause, common_advice
 
 BACKENDS = ("local", "ndif", "ndif-local")
 FORMATS = ("html", "png", "svg", "pdf")
@@ -109,10 +109,19 @@ def read_plan(path: str | Path, check_models: Callable[[str], None] | None = Non
         raise PlanError(f"No plan file at {p}. Write a TOML plan (see docs/batch.md).")
     try:
         data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{p} is not valid TOML: {exc}.") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{p} is not valid TOML ({cause(exc)}). Fix it; docs/batch.md shows the format.") from exc
     data.setdefault("name", p.stem)
     return parse_plan(data, check_models)
+
+
+def _model_problem(exc: Exception) -> str:
+    """Why a model check failed: a GlasshouseError's own message, else the exception named (with advice for
+    a broken environment or memory)."""
+    if isinstance(exc, GlasshouseError):
+        return str(exc)
+    common = common_advice(exc)
+    return f"{cause(exc)}. {common}" if common else cause(exc)
 
 
 def _resolve_model(spec: str) -> None:
@@ -158,7 +167,7 @@ def parse_plan(data: dict[str, Any], check_models: Callable[[str], None] | None 
             try:
                 check(spec)
             except Exception as exc:
-                problems.append(f"model '{spec}' cannot be loaded: {exc}")
+                problems.append(f"model '{spec}' cannot be loaded: {_model_problem(exc)}")
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise PlanError(f"The plan has {len(problems)} problem(s); nothing was run:\n{listing}")

@@ -124,7 +124,7 @@ def _sae_folder(args: argparse.Namespace) -> dict[str, Any]:
     """Read the SAE folder's cfg.json before any model loads; fill --model from it unless given."""
     import json
 
-    from probes.errors import CheckpointError, UsageError
+    from probes.errors import CheckpointError, UsageError, advice, cause
 
     folder = Path(args.sae)
     cfg_path = folder / "cfg.json"
@@ -134,7 +134,8 @@ def _sae_folder(args: argparse.Namespace) -> dict[str, Any]:
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{cfg_path} cannot be read as JSON ({exc}); the file is truncated or altered.") from exc
+        raise CheckpointError(f"{cfg_path} cannot be read as JSON ({cause(exc)}). "
+                              + advice(exc, damaged="The file is truncated or altered.")) from exc
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path} holds no SAE config (a JSON object with d_in, d_sae, hook_name).")
     if args.model is None:

@@ -18,7 +18,7 @@ from typing import Any, TypeAlias
 
 import plotly.graph_objects as go
 
-from probes.errors import InputError
+from probes.errors import InputError, advice, cause
 
 Figure: TypeAlias = "go.Figure | str"  # a plotly figure, or a self-contained HTML page
 FigureSet: TypeAlias = Callable[[Mapping[str, Any]], dict[str, Figure]]
@@ -71,8 +71,8 @@ def draw_file(path: str | Path) -> dict[str, Figure]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"Cannot read {path} as JSON ({exc}). Give a result JSON written by a Glasshouse "
-                         "command.") from exc
+        raise InputError(f"Cannot read {path} as JSON ({cause(exc)}). " + advice(
+            exc, damaged="Give a result JSON written by a Glasshouse command.")) from exc
     return draw(data, where=str(path))
 
 

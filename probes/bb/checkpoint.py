@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from probes.bb.data import BOS, BBTask
 from probes.bb.model import BBConfig, BBModel
-from probes.errors import CheckpointError
+from probes.errors import CheckpointError, cause, common_advice, fault
 from probes.io import atomic_write
 
 MARKER = "glasshouse.json"
@@ -212,8 +213,8 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
         meta = json.loads(marker.read_text())
         files = meta["files"]
         meta["config"], meta["task"], meta["step"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{marker} is damaged ({exc}); use an earlier checkpoint or train again.") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{marker} is damaged ({cause(exc)}); use an earlier checkpoint or train again.") from exc
     if meta.get("kind") != KIND:
         raise CheckpointError(f"{folder} is a Glasshouse checkpoint but not a BB-lab one (kind {meta.get('kind')!r}).")
     for name, digest in files.items():
@@ -236,9 +237,20 @@ def load_checkpoint(folder: str | Path) -> tuple[BBModel, BBTask, dict[str, Any]
     cfg = BBConfig(**meta["config"])
     try:
         model = from_opt_state(load_file(str(path / "model.safetensors")), cfg)
-    except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"The weights in {path} do not fit its config ({exc}); the checkpoint is damaged.") from exc
+    except (KeyError, RuntimeError, SafetensorError) as exc:
+        raise CheckpointError(_weights_failure(path, exc)) from exc
     return model.eval(), BBTask.from_dict(meta["task"]), meta
+
+
+def _weights_failure(path: Path, exc: BaseException) -> str:
+    """The message for weights that did not load: out of memory, a damaged file, or weights that do not fit."""
+    common = common_advice(exc)
+    if common is not None:
+        return f"Could not load the weights in {path} ({cause(exc)}). {common}"
+    if fault(exc) == "damaged":
+        return (f"{path / 'model.safetensors'} is damaged ({cause(exc)}); use an earlier checkpoint or "
+                "train again.")
+    return f"The weights in {path} do not fit its config ({cause(exc)}); the checkpoint is damaged."
 
 
 def load_training_state(folder: str | Path) -> dict[str, Any]:

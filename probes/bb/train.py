@@ -44,7 +44,7 @@ from probes.bb.data import EVAL_STREAM, BBTask, prose_task, split
 from probes.bb.measure import measure
 from probes.bb.model import ATTENTIONS, BBConfig, BBModel
 from probes.bb.options import DEFAULT_PRESET, OPTIMIZERS, PRESETS  # one definition, torch-free
-from probes.errors import CheckpointError, InputError
+from probes.errors import CheckpointError, InputError, cause
 from probes.io import atomic_write
 from probes.progress import Cancelled, Reporter, TqdmReporter
 
@@ -184,7 +184,7 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise InputError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from exc
+        raise InputError(f"device {device!r} is not a torch device ({cause(exc)}); use cpu, cuda or cuda:N.") from exc
     if dev.type not in ("cpu", "cuda"):
         raise InputError(f"device {device!r}: BB training runs on cpu or cuda.")
     if dev.type == "cuda":

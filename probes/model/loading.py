@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from probes.errors import ModelLoadError
+from probes.errors import ModelLoadError, advice, cause, common_advice, exception_chain, fault
 from probes.model.hooked_model import HookedModel
 from probes.model.model_specs import DEFAULT_MODEL, ResolvedSpec, resolve_spec
 
@@ -233,18 +233,78 @@ def _finish(model: Any, tokenizer: Any) -> tuple[Any, Any]:
 
 
 def _explain_load_failure(resolved: ResolvedSpec, exc: Exception) -> str:
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The message for a failed load: where, the underlying exception, and the advice its fault calls for."""
+    why = cause(exc)
     if resolved.kind == "hub":
-        return (
-            f"Could not load '{resolved.spec}' from the hub ({first_line}). Check the name, your network and, "
-            "for gated models, your HF token; or use an embedded model such as smollm2-135m."
-        )
+        return f"Could not load '{resolved.spec}' from the hub ({why}). " + advice(
+            exc, damaged="A downloaded file is damaged: delete the model from the HF cache (~/.cache/huggingface/hub) "
+                         "and download it again.",
+            other="Check the name, your network and, for gated models, your HF token; or use an embedded model "
+                  "such as smollm2-135m.")
     if resolved.kind in {"folder", "checkpoint"}:
-        return (
-            f"Could not load the model in {resolved.location} ({first_line}). The folder needs a config.json, "
-            "tokenizer files and intact weights; re-save it with save_pretrained if a file is damaged."
-        )
-    return f"Could not load the embedded model {resolved.spec} ({first_line}). Reinstall its package (see README)."
+        return f"Could not load the model in {resolved.location} ({why}). " + _folder_advice(resolved, exc)
+    return f"Could not load the embedded model {resolved.spec} ({why}). " + advice(
+        exc, damaged="Its file is damaged: reinstall its package (see README).",
+        other="Reinstall its package (see README).")
+
+
+def _folder_advice(resolved: ResolvedSpec, exc: Exception) -> str:
+    """Advice for a local folder: the missing-files advice only when files are missing (on disk or by the
+    exception's class), the damaged-file advice naming the file when one is damaged."""
+    common = common_advice(exc)
+    if common is not None:
+        return common
+    kind, location = fault(exc), resolved.location
+    if kind == "damaged":
+        damaged = os.path.join(location, resolved.gguf_file) if resolved.gguf_file else _damaged_file(location, exc)
+        return (f"{damaged} is damaged or truncated: re-save the model with save_pretrained, or copy or download "
+                "that file again.")
+    lacking = [] if resolved.gguf_file else _missing_files(location)  # a GGUF file holds all three
+    if lacking or kind == "missing":
+        what = f"it lacks {', '.join(lacking)}" if lacking else "a file it refers to is missing"
+        return (f"The folder needs a config.json, tokenizer files and weights, and {what}; save the model there "
+                "with save_pretrained.")
+    return f"Check that transformers {_transformers_version()} supports the model its config.json describes."
+
+
+def _missing_files(location: str) -> list[str]:
+    """What a HF model folder lacks of config.json, tokenizer files and weights (empty if not a folder)."""
+    from pathlib import Path
+
+    from probes.model.preflight import TOKENIZER_FILES
+
+    folder = Path(location)
+    if not folder.is_dir():
+        return []
+    names = {p.name for p in folder.iterdir()}
+    lacking = [] if "config.json" in names else ["config.json"]
+    if not names & set(TOKENIZER_FILES):
+        lacking.append("tokenizer files")
+    if not any(n.endswith((".safetensors", ".bin", ".pt", ".gguf", ".index.json")) for n in names):
+        lacking.append("weights")
+    return lacking
+
+
+def _damaged_file(location: str, exc: BaseException) -> str:
+    """The file of the folder that the exception names, or its safetensors weights for a SafetensorError."""
+    from pathlib import Path
+
+    folder = Path(location)
+    files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    text = " ".join(str(e) for e in exception_chain(exc))
+    named = [n for n in files if f"{folder / n}" in text or f"'{n}'" in text]
+    if not named and "SafetensorError" in {type(e).__name__ for e in exception_chain(exc)}:
+        named = [n for n in files if n.endswith(".safetensors")]
+    return f"{folder / named[0]}" if len(named) == 1 else f"A file in {folder}"
+
+
+def _transformers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _wrap(
@@ -269,8 +329,8 @@ def _wrap(
             )
     except Exception as exc:
         raise ModelLoadError(
-            f"TransformerLens could not wrap {resolved.spec} ({type(hf_model).__name__}): {exc}. "
-            "This architecture may be unsupported by TransformerLens 4's bridge."
+            f"TransformerLens could not wrap {resolved.spec} ({type(hf_model).__name__}): {cause(exc)}. "
+            + (common_advice(exc) or "This architecture may be unsupported by TransformerLens 4's bridge.")
         ) from exc
     finally:
         tl_logger.setLevel(previous)

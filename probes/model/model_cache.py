@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probes.errors import cause
 from probes.io import atomic_write
 
 log = logging.getLogger("glasshouse.model_cache")
@@ -270,7 +271,7 @@ def ensure(source: Source, loader: Loader, root: Path | None = None) -> Path:
             found = lookup(root, source)  # another process may have converted it meanwhile
             return found if found is not None else _convert(root, source, loader)
     except OSError as exc:
-        raise CacheError(f"could not use the cache folder {root}: {exc}") from exc
+        raise CacheError(f"could not use the cache folder {root} ({cause(exc)})") from exc
 
 
 def _convert(root: Path, source: Source, loader: Loader) -> Path:
@@ -289,7 +290,7 @@ def _convert(root: Path, source: Source, loader: Loader) -> Path:
         except CacheError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to write or re-read the copy: load the GGUF
-            raise CacheError(f"converting {source.model} failed ({type(exc).__name__}: {exc})") from exc
+            raise CacheError(f"converting {source.model} failed ({cause(exc)})") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

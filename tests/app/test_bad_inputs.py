@@ -251,7 +251,7 @@ def test_boundary_classes(monkeypatch, capsys):
         (ZeroDivisionError("division by zero"), 1, ["Traceback", "ZeroDivisionError", "bug in Glasshouse"], True),
         (PermissionError(13, "Permission denied", "/some/file"), 1, ["/some/file", "Permission denied"], False),
         (OSError(28, "No space left on device", "/full/disk"), 1, ["/full/disk", "no space left"], False),
-        (MemoryError(), 1, ["out of main memory", "--batch-size"], False),
+        (MemoryError(), 1, ["out of main memory (MemoryError)", "--batch-size"], False),
         (KeyboardInterrupt(), 130, ["interrupted"], False),
     ]:
         monkeypatch.setattr(sinks, "run", raiser(exc))
@@ -263,6 +263,24 @@ def test_boundary_classes(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert got == code and all(w in err for w in words), (exc, err)
         assert ("Traceback" in err) == traceback
+
+
+def test_boundary_names_an_import_errors_cause(monkeypatch, capsys):
+    """An ImportError (a broken or shadowed package) is named with advice on the environment, not called a bug.
+
+    Guards the old fallback, which printed the traceback and "this is a bug in Glasshouse" for it."""
+    import app.commands.sinks as sinks
+    from app.cli import run_command
+
+    def run(args):
+        raise ImportError("cannot import name 'CUDAProperties' from 'kernels' (/x/benchmarks/kernels.py)")
+
+    monkeypatch.setattr(sinks, "run", run)
+    assert run_command(build_parser().parse_args(["sinks"])) == 1
+    err = capsys.readouterr().err
+    assert "glasshouse sinks: error: ImportError: cannot import name 'CUDAProperties' from 'kernels'" in err
+    assert "/x/benchmarks/kernels.py may be a file of yours shadowing the installed package 'kernels'" in err
+    assert "this is a bug in Glasshouse" not in err
 
 
 def _all_parsers():

@@ -221,7 +221,7 @@ def test_support_matrix_is_current():
     path = Path(__file__).resolve().parents[2] / "docs" / "support.md"
     if os.environ.get("GLASSHOUSE_WRITE_SUPPORT") == "1":
         path.write_text(text)
-    assert path.read_text() == text, "docs/support.md is stale: run python scripts/support_matrix.py"
+    assert path.read_text() == text, "docs/support.md is stale: run python -m scripts.support_matrix"
 
 
 @pytest.mark.parametrize(("name", "break_it"), [

@@ -1,0 +1,1 @@
+"""Set-up, lock and check scripts. Python ones run from the repository root as modules: `python -m scripts.NAME`."""
