@@ -1,23 +1,21 @@
 """`attention_statistics(model, tokens, ...)`: per-head attention statistics without the T x T pattern.
 
 Spec: docs/methods/kernels.md ("Attention statistics") and docs/kernels.md; docs/methods/attention-sinks.md
-for alpha_k. Hooks the post-rotary q and k and the v of each asked-for layer (TL bridge hooks
-blocks.{l}.attn.hook_rot_q / hook_rot_k / hook_v), and as soon as a layer's three are seen computes
-its statistics with the Triton kernel (CUDA) or the chunked torch reference (elsewhere), then drops
-them; the forward pass stops after the last asked-for layer. Memory is linear in T (the reference's
-query chunks are bounded in size).
+for alpha_k. One forward pass per batch runs the model's fast attention (SDPA) through
+`HookedModel.run_observing_attention`, which hands over each layer's q, k and v exactly as the softmax
+reads them (after q/k norms and rotary, with the layer's own scale); as soon as a layer's are seen its
+statistics are computed with the Triton kernel (CUDA) or the chunked torch reference (elsewhere) and
+dropped, and the pass stops after the last asked-for layer. No T x T pattern is built: memory is linear
+in T (the reference's query chunks are bounded in size). The attention mode that ran is recorded in the
+result's metadata ("attention": "sdpa").
 
-Scale and sliding window come from the model (`HookedModel.attn_scale`, `attention_window`: key j
-visible from query i when i - j < window, as HF masks it; Mistral and Phi-3 slide on every layer,
-Gemma and Qwen on the layers of type "sliding_attention"). Attention-logit soft-capping (Gemma 2)
-is refused. Where the bridge's post-rotary hooks never fire (GPT-NeoX, Phi-3, Falcon) or do not exist
-(learned positions: GPT-2, OPT), q and k are read from hook_q / hook_k and rotated here with the
-model's own rotary cos/sin (`qk_source`).
+Sliding windows come from the model (`HookedModel.attention_window`: key j visible from query i when
+i - j < window, as HF masks it; Mistral and Phi-3 slide on every layer, Gemma and Qwen on the layers of
+type "sliding_attention"). Attention-logit soft-capping (Gemma 2) is refused.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,44 +26,11 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from probes.errors import InputError
-from probes.model.architecture import apply_rotary
 from probes.model.capture import as_tokens
 from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.kernels.attention import attention_stats
 from probes.model.kernels.dispatch import resolve_backend
 from probes.results import result_metadata
-
-HOOKS = {"q": "attn.hook_rot_q", "k": "attn.hook_rot_k", "v": "attn.hook_v"}
-PLAIN_HOOKS = {"q": "attn.hook_q", "k": "attn.hook_k", "v": "attn.hook_v"}
-_SOURCE: weakref.WeakKeyDictionary[HookedModel, str] = weakref.WeakKeyDictionary()
-
-
-def qk_source(model: HookedModel) -> str:
-    """Where q and k come from: "rot" (the bridge's post-rotary hooks fire), "plain" (no rotary: hook_q/hook_k
-    are what the softmax reads) or "rotate" (rotary applied here to hook_q/hook_k, from the model's own cos/sin).
-    Refuses models with q/k norms whose post-rotary hooks do not fire (where hook_q sits is then unknown)."""
-    if model in _SOURCE:
-        return _SOURCE[model]
-    names = model.hook_names()
-    fired: set[str] = set()
-    if "blocks.0.attn.hook_rot_q" in names:
-        hooks = [(f"blocks.0.{HOOKS[w]}", lambda t, hook, w=w: fired.add(w)) for w in ("q", "k")]
-        with torch.no_grad():
-            model.run_with_hooks(torch.zeros(1, 2, dtype=torch.long), fwd_hooks=hooks)
-    if fired == {"q", "k"}:
-        source = "rot"
-    elif model.facts.qk_norm:
-        raise InputError(f"Attention statistics do not support {model.spec} (family {model.facts.family}): its "
-                         "post-rotary q/k hooks do not fire and it normalizes q and k. Use capture(model, prompts, "
-                         "what=['pattern']) instead.")
-    else:
-        source = "plain" if model.rotary_cos_sin(1, torch.zeros(1)) is None else "rotate"
-    _SOURCE[model] = source
-    return source
-
-
-class _StopForward(Exception):
-    """Raised by the last layer's hook to skip the rest of the forward pass."""
 
 
 @dataclass
@@ -92,15 +57,7 @@ class AttentionStats:
 
     def alpha(self) -> Float[Tensor, "batch layer head pos"]:
         """Sink importance alpha_k = received_k / (number of real queries that see key k); spec attention-sinks.md."""
-        lengths = self.tokens.attention_mask.sum(dim=1).float()  # [batch]
-        t = self.received.shape[-1]
-        keys = torch.arange(t, dtype=torch.float32)
-        counts = []
-        for w in self.windows:
-            last = lengths[:, None] if w == 0 else torch.minimum(lengths[:, None], keys[None] + w)
-            counts.append(last - keys[None])  # [batch, pos]
-        seen = torch.stack(counts, dim=1)[:, :, None]  # [batch, layer, 1, pos]
-        return torch.where(seen > 0, self.received / seen.clamp(min=1), torch.nan)
+        return alpha_from_received(self.received, self.tokens.attention_mask.sum(dim=1), self.windows)
 
     def to_dict(self) -> dict[str, Any]:
         from probes.io import to_jsonable
@@ -121,6 +78,62 @@ class AttentionStats:
         }
 
 
+def alpha_from_received(received: Float[Tensor, "batch layer head pos"], lengths: Tensor,
+                        windows: Sequence[int]) -> Float[Tensor, "batch layer head pos"]:
+    """alpha_k = received_k / (number of real queries that see key k), NaN where none does (attention-sinks.md)."""
+    lengths = lengths.float().cpu()
+    keys = torch.arange(received.shape[-1], dtype=torch.float32)
+    counts = []
+    for w in windows:
+        last = lengths[:, None] if w == 0 else torch.minimum(lengths[:, None], keys[None] + w)
+        counts.append(last - keys[None])  # [batch, pos]
+    seen = torch.stack(counts, dim=1)[:, :, None]  # [batch, layer, 1, pos]
+    return torch.where(seen > 0, received / seen.clamp(min=1), torch.nan)
+
+
+def received_for_batch(model: HookedModel, ids: Tensor, backend: str = "auto"
+                       ) -> tuple[Float[Tensor, "batch layer head pos"], list[int]]:
+    """Attention each key receives (summed over queries) in every layer, and the layers' windows: one forward
+    with the model's fast attention, no pattern, no other statistic (the sink report's path)."""
+    per_layer, windows = summaries_for_batch(model, ids, entropies=False, backend=backend)
+    return per_layer["received"], windows
+
+
+def summaries_for_batch(model: HookedModel, ids: Tensor, entropies: bool, backend: str = "auto"
+                        ) -> tuple[dict[str, Float[Tensor, "batch layer head pos"]], list[int]]:
+    """received_summaries of every layer, stacked over layers ([batch, layer, head, pos] each), from one
+    forward with the model's fast attention (SDPA, no pattern), and the layers' windows."""
+    f = model.facts
+    plan = {layer: layer_scale_and_window(model, layer) for layer in range(f.n_layers)}
+    ids = ids if ids.ndim == 2 else ids[None]
+    lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
+    names = ("received", "received_xlogx", "entropy", "first") if entropies else ("received",)
+    out = {name: torch.empty(ids.shape[0], f.n_layers, f.n_heads, ids.shape[1]) for name in names}
+
+    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
+        scale, window = plan[layer]
+        got = received_summaries(q, k, v, lengths, scale if scaling is None else scaling, window, entropies, backend)
+        for name in names:
+            out[name][:, layer] = got[name].cpu()
+
+    model.run_observing_attention(ids, observe, last_layer=f.n_layers - 1)
+    return out, [plan[layer][1] for layer in range(f.n_layers)]
+
+
+def received_summaries(q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: float, window: int,
+                       entropies: bool, backend: str = "auto") -> dict[str, Tensor]:
+    """Per-key sums and per-query figures of one layer (received_attention's keys). `received` alone goes
+    through the Triton kernel where the backend resolves to it (CUDA; d_head a power of two >= 16); the
+    per-key entropy sums exist only in the torch form, which runs on any device."""
+    from probes.model.kernels.attention_stats_reference import received_attention
+
+    d = q.shape[-1]
+    if not entropies and resolve_backend(backend, q.device) == "triton" and d >= 16 and not d & (d - 1):
+        return {"received": attention_stats(q, k, v, lengths.to(q.device), scale=scale, n_sink=1, window=window,
+                                            backend="triton")["received"]}
+    return received_attention(q, k, lengths, scale, window, entropies)
+
+
 def layer_scale_and_window(model: HookedModel, layer: int) -> tuple[float, int]:
     """The softmax scale and sliding window (0 = none) of one layer; refuses logit soft-capping."""
     if model.facts.attn_softcap:
@@ -138,8 +151,11 @@ def attention_statistics(
     backend: str = "auto",
     batch_size: int = 8,
     progress: bool = False,
+    outputs: bool = True,
 ) -> AttentionStats:
-    """Attention statistics of every head of the asked-for layers (module docstring; spec kernels.md)."""
+    """Attention statistics of every head of the asked-for layers (module docstring; spec kernels.md).
+    outputs=False lets the torch reference skip the attention output it would otherwise recompute (SDPA
+    already computes the model's)."""
     toks = as_tokens(model, tokens, None)
     f = model.facts
     layer_ids = sorted({model.check_layer(x) for x in ([layers] if isinstance(layers, int) else layers
@@ -153,10 +169,11 @@ def attention_statistics(
     out = {name: torch.full(shape, torch.nan) for name in ("max_prob", "entropy", "lse", "received")}
     sink = torch.full((*shape, n_sink), torch.nan)
     starts = range(0, n, batch_size)
+    mode = "sdpa"
     for start in tqdm(starts, desc="attention statistics", disable=not progress):
         batch = Tokens(toks.ids[start : start + batch_size], toks.attention_mask[start : start + batch_size],
                        toks.str_tokens[start : start + batch_size], toks.prepend_bos)
-        per_layer = _run_batch(model, batch, layer_ids, plan, n_sink, chosen)
+        per_layer, mode = _run_batch(model, batch, layer_ids, plan, n_sink, chosen, outputs)
         real = batch.attention_mask.bool()[:, None, :]  # [batch, 1, pos]
         for li, layer in enumerate(layer_ids):
             stats = per_layer[layer]
@@ -164,7 +181,7 @@ def attention_statistics(
             for name in out:
                 out[name][rows, li] = torch.where(real, stats[name].float().cpu(), torch.nan)
             sink[rows, li] = torch.where(real[..., None], stats["sink"].float().cpu(), torch.nan)
-    settings = {"layers": layer_ids, "n_sink": n_sink, "backend": chosen, "batch_size": batch_size}
+    settings = {"layers": layer_ids, "n_sink": n_sink, "backend": chosen, "batch_size": batch_size, "attention": mode}
     return AttentionStats(
         tokens=toks, layers=layer_ids, n_sink=n_sink, backend=chosen,
         scales=[plan[x][0] for x in layer_ids], windows=[plan[x][1] for x in layer_ids],
@@ -175,50 +192,24 @@ def attention_statistics(
 
 def _run_batch(
     model: HookedModel, batch: Tokens, layers: list[int], plan: dict[int, tuple[float, int]], n_sink: int,
-    backend: str,
-) -> dict[int, dict[str, Tensor]]:
-    """One forward pass with hooks that compute each layer's statistics from its q, k, v."""
-    seen: dict[int, dict[str, Tensor]] = {layer: {} for layer in layers}
+    backend: str, outputs: bool = True,
+) -> tuple[dict[int, dict[str, Tensor]], str]:
+    """One forward pass with the model's fast attention; each asked-for layer's statistics are computed from
+    its q, k, v as the softmax reads them, then dropped. Returns them and the attention mode that ran."""
     results: dict[int, dict[str, Tensor]] = {}
     lengths = batch.attention_mask.sum(dim=1)
-    last = max(layers)
+    wanted = set(layers)
 
-    source = qk_source(model)
-    rope = None
-    if source == "rotate":
-        cs = model.rotary_cos_sin(batch.ids.shape[1], torch.zeros(1, device=model.device, dtype=model.dtype))
-        rope = None if cs is None else (cs[0][None, :, None, :], cs[1][None, :, None, :])
+    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
+        if layer not in wanted:
+            return
+        scale, window = plan[layer]
+        results[layer] = attention_stats(q, k, v, lengths.to(q.device), scale=scale if scaling is None else scaling,
+                                         n_sink=n_sink, window=window, backend=backend, output=outputs)
 
-    def make_hook(layer: int, which: str) -> Any:
-        def hook(tensor: Tensor, hook: Any) -> Tensor:
-            x = tensor.detach()
-            if rope is not None and which in ("q", "k"):
-                x = apply_rotary(x, rope[0].to(x.dtype), rope[1].to(x.dtype))
-            seen[layer][which] = x
-            if len(seen[layer]) == 3:
-                q, k, v = (seen[layer].pop(x).transpose(1, 2) for x in ("q", "k", "v"))  # [b, head, pos, d]
-                scale, window = plan[layer]
-                results[layer] = attention_stats(q, k, v, lengths, scale=scale, n_sink=n_sink, window=window,
-                                                 backend=backend)
-                if layer == last:
-                    raise _StopForward
-            return tensor
-
-        return hook
-
-    names = HOOKS if source == "rot" else PLAIN_HOOKS
-    hooks = [(f"blocks.{layer}.{names[w]}", make_hook(layer, w)) for layer in layers for w in names]
-    missing = [name for name, _ in hooks if name not in model.hook_names()]
-    if missing:
-        raise InputError(f"The bridge for {model.spec} (family {model.facts.family}) offers no hook {missing[0]}; "
-                         "attention statistics need the post-rotary q and k and the v of each layer.")
-    try:
-        with torch.no_grad():
-            model.run_with_hooks(batch, fwd_hooks=hooks)
-    except _StopForward:
-        pass
-    if set(results) != set(layers):
-        raise InputError(f"Attention statistics do not support {model.spec} (family {model.facts.family}): the "
-                         f"bridge never fired the q, k and v hooks of layers {sorted(set(layers) - set(results))}. "
+    mode = model.run_observing_attention(batch, observe, last_layer=max(layers))
+    if set(results) != wanted:
+        raise InputError(f"Attention statistics do not support {model.spec} (family {model.facts.family}): its "
+                         f"layers {sorted(wanted - set(results))} never called the attention interface. "
                          "Use capture(model, prompts, what=['pattern']) instead.")
-    return results
+    return results, mode

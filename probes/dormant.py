@@ -34,8 +34,9 @@ from probes.extreme import sink_attention
 from probes.hidden_sinks import mean_loss
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
+from probes.quantities import mean_from_query
 from probes.results import result_metadata
-from probes.sinks import check_ids
+from probes.sinks import attention_mode, check_ids
 
 ABLATIONS = ("zero_out_attn", "move_attn_to_bos")
 ROW_ENTROPY_MAX = 0.3
@@ -83,12 +84,37 @@ def domain_inputs(model: HookedModel, domain: str, n: int, T: int = 64, seed: in
 HEAD_STATISTICS = {"dormancy": sink_attention, "row_entropy": row_entropy, "column_entropy": column_entropy}
 
 
+def statistics_from_summaries(s: dict[str, Float[Tensor, "... T"]]) -> dict[str, Float[Tensor, " ..."]]:
+    """HEAD_STATISTICS from the statistics path's per-query and per-key sums (no pattern; docs/kernels.md):
+    dormancy = mean over i >= 1 of A[i, 0]; row entropy = mean over i >= 1 of H(A[i, :]) / log(i + 1);
+    column entropy = max over k <= T-2 of (log c_k - x_k / c_k) / log(T - k), c_k = sum_i A[i, k],
+    x_k = sum_i A[i, k] log A[i, k] (0 where the column receives nothing), as the pattern forms above."""
+    T = s["first"].shape[-1]
+    keys_seen = torch.arange(2, T + 1, dtype=torch.float32)
+    c, x = s["received"][..., : T - 1], s["received_xlogx"][..., : T - 1]
+    column = torch.where(c > 0, c.clamp_min(1e-30).log() - x / c.clamp_min(1e-30), torch.zeros(()))
+    queries_seen = torch.arange(T, 1, -1, dtype=torch.float32)
+    return {"dormancy": mean_from_query(s["first"], 1),
+            "row_entropy": (s["entropy"][..., 1:] / keys_seen.log()).mean(-1),
+            "column_entropy": (column / queries_seen.log()).amax(-1)}
+
+
 def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
-                    reporter: Reporter | None = None) -> dict[str, Float[Tensor, "layer head"]]:
+                    reporter: Reporter | None = None, attention: str = "fast") -> dict[str, Float[Tensor, "layer head"]]:
     """Dormancy, mean row entropy and max column entropy of every head, averaged over the sequences
-    (one forward pass per batch; each pattern is reduced inside its hook). reporter: per batch."""
+    (one forward pass per batch). attention="fast" (default): the statistics path, SDPA and no pattern
+    (statistics_from_summaries); "patterns": each eager pattern is reduced inside its hook. reporter: per batch."""
     ids = check_ids(model, ids)
     totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
+    if attention_mode(model, attention) == "fast":
+        from probes.attention_stats import summaries_for_batch
+
+        def run_fast(batch: Tensor) -> None:
+            for name, value in statistics_from_summaries(summaries_for_batch(model, batch, True)[0]).items():
+                totals[name] += value.sum(0)
+
+        batches(ids, batch_size, run_fast, reporter, "head statistics")
+        return {name: total / len(ids) for name, total in totals.items()}
 
     def on_pattern(p: Tensor, hook: Any) -> None:
         layer = int(hook.name.split(".")[1])
@@ -180,20 +206,22 @@ def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer hea
 def dormant_heads(
     model: HookedModel, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
     controls: int = 2, prepend_bos: bool | None = None, batch_size: int = 8, ablate: bool = True,
-    heads: Sequence[tuple[int, int]] = (), reporter: Reporter | None = None,
+    heads: Sequence[tuple[int, int]] = (), reporter: Reporter | None = None, attention: str = "fast",
 ) -> DormantResult:
     """Dormancy of every head on two domains, and ablation effects for the most domain-dependent heads
     (plus any (layer, head) in `heads`, with role "chosen").
 
     reporter (probes.progress): the statistics batches, the clean losses, then one step per head and domain
-    of the ablation (a cancel is checked between them)."""
+    of the ablation (a cancel is checked between them). attention: the head statistics' path (head_statistics);
+    the ablations edit eager patterns whatever it is."""
+    mode = attention_mode(model, attention)
     if len(domains) != 2 or len(set(domains)) != 2:
         raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
     heads = [(model.check_layer(layer), model.check_head(head)) for layer, head in heads]
     rep = reporter or NullReporter()
     inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
     split = 0.3 if ablate else 0.9
-    stats = {d: head_statistics(model, inputs[d], batch_size, rep.part(i * split / 2, (i + 1) * split / 2))
+    stats = {d: head_statistics(model, inputs[d], batch_size, rep.part(i * split / 2, (i + 1) * split / 2), mode)
              for i, d in enumerate(domains)}
     dorm = {d: stats[d]["dormancy"] for d in domains}
     first, second = domains
@@ -221,7 +249,8 @@ def dormant_heads(
                 ablation.update(f"ablate head {row.layer}.{row.head} on {d} ({done} of {steps})", done, steps)
     rep.update("dormant heads done", 1, 1)
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
-                "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos}
+                "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos,
+                "attention": "sdpa" if mode == "fast" else "eager"}
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
                          row_entropy={d: stats[d]["row_entropy"] for d in domains},
                          column_entropy={d: stats[d]["column_entropy"] for d in domains})

@@ -33,7 +33,13 @@ def first_token_attention(pattern: Float[Tensor, "... T T"], min_query: int,
     callers say which queries they mean, see the module docstring)."""
     if isinstance(pattern, Tensor) and not 0 <= min_query < pattern.shape[-2]:  # (nnsight proxies pass)
         raise InputError(f"min_query must be in 0..{pattern.shape[-2] - 1} (got {min_query}).")
-    return attention_on_first(pattern)[..., min_query:].to(dtype).mean(dim=-1)
+    return mean_from_query(attention_on_first(pattern), min_query, dtype)
+
+
+def mean_from_query(on_first: Float[Tensor, "... T"], min_query: int,
+                    dtype: torch.dtype = torch.float32) -> Float[Tensor, " ..."]:
+    """first_token_attention from A[..., i, 0] itself (e.g. attention_stats' `sink[..., 0]`, no pattern)."""
+    return on_first[..., min_query:].to(dtype).mean(dim=-1)
 
 
 # --- direct logit attribution with frozen norms (docs/methods/successor-heads.md, probes/successor/in_context.py);

@@ -8,8 +8,13 @@ one forward pass each, A[l,h,i,k] the attention probability from query i to key 
 - Sink_k^eps = 100 * mean over (sample, layer, head) of 1[alpha[l,h,k] > eps], strict ">", the
   threshold applied per (sample, layer, head) before averaging.
 
-Patterns are reduced to alpha inside a hook on every layer's `blocks.{l}.attn.hook_pattern`, so
-no more than one layer's pattern of one batch is alive at a time.
+Two ways to alpha (`attention=`), equal within 1e-5 in fp32 (tested on every family of the conformance suite):
+- "fast" (the default): the statistics path (probes.attention_stats). The model runs its fast attention
+  (SDPA) and alpha comes from each layer's q and k as the softmax reads them, accumulated per key without
+  a T x T pattern: memory linear in T. Models that soft-cap attention logits (Gemma 2) take the pattern path.
+- "patterns": patterns are reduced to alpha inside a hook on every layer's `blocks.{l}.attn.hook_pattern`
+  (eager attention), so no more than one layer's pattern of one batch is alive at a time.
+The mode that ran is in the result's metadata (settings.attention: "sdpa" or "eager").
 """
 
 from __future__ import annotations
@@ -21,13 +26,24 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from probes.errors import InputError
+from probes.errors import BudgetError, InputError
+from probes.model.capture import default_budget_bytes
 from probes.model.hooked_model import HookedModel, Tokens
+from probes.model.kernels.attention_stats_reference import MAX_CHUNK_ELEMENTS, ROW_BLOCK
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
 
 REGIMES = ("natural", "random", "repeat")
 DEFAULT_EPS = 0.3
+ATTENTION_MODES = ("fast", "patterns")
+
+
+def attention_mode(model: HookedModel, attention: str) -> str:
+    """The path a run takes: "fast" (statistics from q and k under SDPA) or "patterns" (eager patterns);
+    "fast" falls back to "patterns" on models that soft-cap attention logits, which SDPA cannot run."""
+    if attention not in ATTENTION_MODES:
+        raise InputError(f"Unknown attention mode '{attention}'. Choose one of: {', '.join(ATTENTION_MODES)}.")
+    return "patterns" if attention == "fast" and model.facts.attn_softcap else attention
 
 
 def check_eps(eps: float) -> float:
@@ -194,6 +210,43 @@ def alpha_for_batch(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[Tensor
     return torch.stack([per_layer[layer] for layer in range(model.facts.n_layers)], dim=1)
 
 
+def sink_memory_bytes(model: HookedModel, batch: int, T: int, attention: str) -> int:
+    """Estimated peak memory (bytes, beyond the weights) of one batch of the sink report on a path
+    (docs/kernels.md "Memory model"; benchmarks/sinks_overhead.py memory prints it beside the measured peak).
+    Both paths hold about 8 d_model + 3 d_mlp activations per token in the model's dtype.
+    "patterns" adds six fp32 [batch, head, T, T] tensors in flight (scores, mask, softmax, the hook's copy).
+    "fast" adds four fp32 tensors of one query block's scores (at most ROW_BLOCK queries and
+    MAX_CHUNK_ELEMENTS scores) and q, k in fp32 (2 [batch, head, T, d_head]); SDPA itself is linear in T."""
+    f = model.facts
+    item = torch.empty((), dtype=model.dtype).element_size()
+    per_token = batch * T * (8 * f.d_model + 3 * f.d_mlp) * item
+    rows = batch * f.n_heads * T  # one query's scores for every (sequence, head)
+    if attention == "patterns":
+        return per_token + 6 * rows * T * 4
+    block = min(ROW_BLOCK, max(1, MAX_CHUNK_ELEMENTS // rows), T)
+    return per_token + 4 * block * rows * 4 + 2 * rows * f.d_head * 4
+
+
+def check_sink_budget(model: HookedModel, batch: int, T: int, attention: str) -> None:
+    """Refuse, before any forward pass, a sink report whose batch would not fit the memory budget."""
+    need, budget = sink_memory_bytes(model, batch, T, attention), default_budget_bytes(model.device)
+    if need <= budget:
+        return
+    gib = 2.0**30
+    other = "" if attention == "fast" else " or attention='fast' (memory linear in T)"
+    raise BudgetError(f"The sink report at T = {T}, {batch} sequences per batch, on the {attention} path needs about "
+                      f"{need / gib:.2f} GiB but the budget is {budget / gib:.2f} GiB (half the free memory). "
+                      f"Use a smaller batch size or T{other}.")
+
+
+def alpha_from_statistics(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[Tensor, "b layer head T"]:
+    """alpha for one batch through the statistics path: SDPA forward, no pattern (spec "Sink metric")."""
+    from probes.attention_stats import alpha_from_received, received_for_batch
+
+    received, windows = received_for_batch(model, ids)
+    return alpha_from_received(received, torch.full((ids.shape[0],), ids.shape[1]), windows)
+
+
 def compute_sinks(
     model: HookedModel,
     ids: Int[Tensor, "n T"],
@@ -203,30 +256,35 @@ def compute_sinks(
     batch_size: int = 8,
     T: int | None = None,
     reporter: Reporter | None = None,
+    attention: str = "fast",
 ) -> SinkResult:
     """Sink_k^eps, per-head and per-sample rates for sequences of exactly T tokens (spec "Sink metric").
 
     prepend_bos records whether the first of the T tokens is the BOS (as inputs_for_regime made
     them); it is checked against the ids. `reporter` (probes.progress) is updated after every batch and
     checked for a cancel before each (None: nothing shown; the CLI passes a terminal bar, the app its
-    Streamlit bar).
+    Streamlit bar). attention: "fast" (statistics under SDPA) or "patterns" (eager patterns); module docstring.
     """
     eps = check_eps(eps)
+    mode = attention_mode(model, attention)
     if regime not in REGIMES and regime != "custom":
         raise InputError(f"Unknown regime '{regime}'. Choose one of: {', '.join(REGIMES)} (or 'custom').")
     if batch_size < 1:
         raise InputError("batch_size must be at least 1.")
     ids = check_ids(model, ids, T)
+    check_sink_budget(model, min(batch_size, int(ids.shape[0])), int(ids.shape[1]), mode)
     bos = model.facts.bos_token_id
     first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
     if prepend_bos and not first_is_bos:
         raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
                          "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
     n = ids.shape[0]
-    alpha = torch.cat(batches(ids, batch_size, lambda b: alpha_for_batch(model, b), reporter, f"sinks ({regime})"))
+    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
+    alpha = torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, f"sinks ({regime})"))
     above = alpha[..., 0] > eps
     rate = sink_rate(alpha, eps)
-    settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1])}
+    settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1]),
+                "attention": "sdpa" if mode == "fast" else "eager"}
     return SinkResult(
         alpha=alpha,
         sink_rate=rate,
@@ -246,7 +304,7 @@ def compute_sinks(
 def sinks_by_regime(
     model: HookedModel, n: int = 100, T: int = 64, eps: float = DEFAULT_EPS, seed: int = 0,
     prepend_bos: bool | None = None, regimes: tuple[str, ...] = REGIMES, batch_size: int = 8,
-    reporter: Reporter | None = None,
+    reporter: Reporter | None = None, attention: str = "fast",
 ) -> dict[str, SinkResult]:
     """compute_sinks for each input regime on freshly drawn inputs (the paper's three regimes).
     reporter (probes.progress): one equal share of the fraction per regime."""
@@ -256,7 +314,7 @@ def sinks_by_regime(
     for i, regime in enumerate(regimes):
         ids = inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want_bos)
         out[regime] = compute_sinks(model, ids, eps=eps, prepend_bos=want_bos, regime=regime, batch_size=batch_size,
-                                    reporter=rep.part(i / len(regimes), (i + 1) / len(regimes)))
+                                    reporter=rep.part(i / len(regimes), (i + 1) / len(regimes)), attention=attention)
         out[regime].metadata["seed"] = seed
     return out
 

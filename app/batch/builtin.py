@@ -20,10 +20,11 @@ from torch import Tensor
 
 from app.batch.registry import ProbeEntry, Row, Setting, register
 from app.figures.batch import first_token_attention_figure, residual_norms_figure
+from probes.attention_stats import attention_statistics
 from probes.corpus import CorpusSample
 from probes.errors import InputError
 from probes.model.capture import capture
-from probes.quantities import first_token_attention
+from probes.quantities import mean_from_query
 
 BOS = Setting(bool, False, "put the tokenizer's BOS token before every corpus window")
 BATCH = Setting(int, 8, "sequences per forward pass", minimum=1)
@@ -72,9 +73,9 @@ def run_first_token_attention(model: Any, settings: dict[str, Any], corpus: Corp
     if q0 >= ids.shape[1]:
         raise InputError(f"min_query={q0} leaves no query in windows of {ids.shape[1]} tokens; lower it.")
 
-    def chunk_mean(chunk: Tensor) -> Tensor:
-        pattern = capture(model, chunk, what=["pattern"], batch_size=len(chunk))["pattern"]
-        return first_token_attention(pattern, q0, dtype=torch.float64).mean(dim=0)  # [layer, head]
+    def chunk_mean(chunk: Tensor) -> Tensor:  # the statistics path: SDPA, no T x T pattern (docs/kernels.md)
+        on_first = attention_statistics(model, chunk, n_sink=1, batch_size=len(chunk), outputs=False).sink[..., 0]
+        return mean_from_query(on_first, q0, dtype=torch.float64).mean(dim=0)  # [layer, head]
 
     return attention_rows(chunked_mean(ids, settings["batch_size"], chunk_mean))
 

@@ -31,6 +31,7 @@ def _regimes() -> tuple[str, ...]:
 
 
 REGIMES = LazyChoices(_regimes)
+ATTENTION_MODES = ("fast", "patterns")  # probes.sinks.ATTENTION_MODES, without importing torch for --help
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +45,9 @@ def register(subparsers: Any) -> None:
     add_bos_args(p, no_bos_help="no BOS (first text token is first)")
     add_option(p, "--batch-size", aliases=("--batch",), type=int_range(1), default=8,
                help="sequences per forward pass")
+    p.add_argument("--attention", choices=ATTENTION_MODES, default="fast",
+                   help="fast (default): alpha from each layer's q and k under the model's SDPA attention, no T x T "
+                        "pattern, memory linear in T; patterns: eager patterns reduced in hooks (the reference)")
     p.add_argument("--interventions", action="store_true",
                    help="also detect hidden sinks, search calibration heads and measure loss before/after "
                         "calibration and first-token scaling (gamma 0.5 and 1.5) on 8 natural sequences")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         regimes = tuple(args.regimes)
         results = sinks_by_regime(model, n=args.n, T=args.seq_len, eps=args.eps, seed=args.seed,
                                   prepend_bos=args.prepend_bos, regimes=regimes, batch_size=args.batch_size,
-                                  reporter=TqdmReporter("sinks"))
+                                  reporter=TqdmReporter("sinks"), attention=args.attention)
         bundle: dict[str, Any] = {"kind": "sinks", "regimes": {r: res.to_dict() for r, res in results.items()},
                                   "sink1": {r: res.sink1 for r, res in results.items()}}
         if args.interventions:

@@ -38,9 +38,14 @@ from torch import Tensor, nn
 
 from probes.errors import InputError, IsolationError
 from probes.model.architecture import ArchAdapter, adapter_for, norm_eps
+from probes.model.observed_attention import Observer
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class _StopForward(Exception):
+    """Raised by an observer after the last layer it needs, to skip the rest of the forward pass."""
 
 
 def holds_model_lock(fn: Callable[P, R]) -> Callable[P, R]:
@@ -330,6 +335,35 @@ class HookedModel:
         ids, mask = self._ids_and_mask(tokens)
         with self._lock:
             return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks, **kwargs)
+
+    def run_observing_attention(
+        self, tokens: Tokens | Int[Tensor, "batch pos"], observe: Observer, last_layer: int | None = None
+    ) -> str:
+        """One forward pass of the HF model with its fast attention (SDPA: no T x T pattern is built in Python).
+
+        observe(layer, q, k, v, scaling) sees each layer's q [batch, head, pos, d_head] and k, v
+        [batch, kv_head, pos, d_head] as the softmax reads them (after q/k norms and rotary, key-value heads
+        not repeated); the pass stops after `last_layer`. Returns the attention mode that ran ("sdpa"), for
+        results' metadata. Holds the model lock. Spec: docs/kernels.md ("The statistics path").
+        """
+        from probes.model.observed_attention import FAST, UnsupportedAttention, observing
+
+        ids, mask = self._ids_and_mask(tokens)
+
+        def observe_then_stop(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
+            observe(layer, q, k, v, scaling)
+            if layer == last_layer:
+                raise _StopForward
+
+        with self._lock, torch.no_grad(), observing(self.hf_model, observe_then_stop):
+            try:
+                self.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+            except _StopForward:
+                pass
+            except UnsupportedAttention as exc:
+                raise InputError(f"{self.spec} (family {self.facts.family}) cannot be observed through its fast "
+                                 f"attention: {exc}. Use the pattern path (attention='patterns').") from exc
+        return FAST
 
     def loss_per_token(
         self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None

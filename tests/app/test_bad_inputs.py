@@ -73,6 +73,7 @@ USAGE = [  # (argv, words the message must contain); exit status 2, before any m
     (["sinks", "--device", "tpu"], ["--device", "tpu"]),
     (["sinks", "--dtype", "float8"], ["--dtype", "float8"]),
     (["sinks", "--seed", "-1"], ["--seed"]),
+    (["sinks", "--attention", "flash"], ["--attention", "flash"]),
     (["dormant", "--heads", "L1"], ["--heads", "L<layer>H<head>"]),
     (["dormant", "--top", "-1"], ["--top"]),
     (["dormant", "--controls", "x"], ["--controls"]),

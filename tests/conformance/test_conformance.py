@@ -82,11 +82,14 @@ def test_sinks(name):
     from probes.sinks import compute_sinks
 
     def check(e: Entry) -> None:
-        res = compute_sinks(e.model, e.ids, regime="custom")
         T = e.ids.shape[1]
-        for layer, a in enumerate(e.attentions):
-            seen = visible_keys(e.model.facts.sliding_windows[layer], T).sum(0).float()  # queries seeing key k
-            close(res.alpha[0, layer], a.sum(-2) / seen, f"alpha {layer}")
+        for attention in ("fast", "patterns"):  # the statistics path under SDPA, and eager patterns
+            res = compute_sinks(e.model, e.ids, regime="custom", attention=attention)
+            want = "eager" if attention == "patterns" or e.model.facts.attn_softcap else "sdpa"
+            assert res.metadata["settings"]["attention"] == want
+            for layer, a in enumerate(e.attentions):
+                seen = visible_keys(e.model.facts.sliding_windows[layer], T).sum(0).float()  # queries seeing key k
+                close(res.alpha[0, layer], a.sum(-2) / seen, f"alpha {layer} ({attention})")
 
     conform(name, "sinks", check)
 
@@ -135,12 +138,16 @@ def test_extreme(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_dormant(name):
-    from probes.dormant import head_statistics
+    from probes.dormant import column_entropy, head_statistics, row_entropy
 
     def check(e: Entry) -> None:
-        st = head_statistics(e.model, e.ids)
-        for layer, a in enumerate(e.attentions):
-            close(st["dormancy"][layer], a[:, 1:, 0].mean(-1), f"dormancy {layer}")
+        for attention in ("fast", "patterns"):
+            st = head_statistics(e.model, e.ids, attention=attention)
+            for layer, a in enumerate(e.attentions):  # a: HF eager [head, query, key] of sequence 0
+                close(st["dormancy"][layer], a[:, 1:, 0].mean(-1), f"dormancy {layer} ({attention})")
+                close(st["row_entropy"][layer], row_entropy(a), f"row entropy {layer} ({attention})", atol=1e-4)
+                close(st["column_entropy"][layer], column_entropy(a), f"column entropy {layer} ({attention})",
+                      atol=1e-4)
 
     conform(name, "dormant", check)
 

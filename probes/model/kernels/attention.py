@@ -41,15 +41,16 @@ def attention_stats(
     q: Float[Tensor, "batch head pos d_head"], k: Float[Tensor, "batch kv_head pos d_head"],
     v: Float[Tensor, "batch kv_head pos d_head"], lengths: Int[Tensor, " batch"] | None = None,
     scale: float | None = None, n_sink: int = 1, window: int = 0, received: bool = True,
-    backend: str = "auto",
+    backend: str = "auto", output: bool = True,
 ) -> dict[str, Tensor]:
-    """Causal attention statistics (see the module docstring); scale defaults to 1/sqrt(d_head)."""
+    """Causal attention statistics (see the module docstring); scale defaults to 1/sqrt(d_head).
+    output=False: the torch reference skips the attention output (the Triton kernel always returns it)."""
     _check(q, k, v, n_sink, window)
     b, _, t, d = q.shape
     scale = d**-0.5 if scale is None else float(scale)
     lengths = torch.full((b,), t, dtype=torch.long) if lengths is None else lengths.long()
     if resolve_backend(backend, q.device) == "torch":
-        return attention_stats_reference(q, k, v, lengths, scale, n_sink, window, received)
+        return attention_stats_reference(q, k, v, lengths, scale, n_sink, window, received, output)
     if d < 16 or d & (d - 1):
         raise InputError(f"The Triton kernel needs d_head a power of two >= 16 (got {d}); use backend='torch'.")
     from probes.model.kernels.attention_stats_kernel import attention_stats_triton

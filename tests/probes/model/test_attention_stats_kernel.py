@@ -64,3 +64,22 @@ def test_bad_shapes_raise():
         attention_stats(q[:, :3], k, v, backend="torch")
     with pytest.raises(InputError, match="n_sink"):
         attention_stats(q, k, v, n_sink=0, backend="torch")
+
+
+@pytest.mark.parametrize("window", [0, 9])
+def test_received_summaries_kernel_equals_torch(window):
+    """The sink report's per-layer step: the Triton kernel's `received` where it runs, the lean torch form."""
+    import os
+
+    from probes.attention_stats import received_summaries
+
+    if not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"):
+        pytest.skip("needs CUDA or Triton's interpreter")
+    q, k, v, lengths = _inputs()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    q, k, v = q.to(dev), k.to(dev), v.to(dev)
+    kernel = received_summaries(q, k, v, lengths, 0.25, window, entropies=False, backend="triton")
+    torch_form = received_summaries(q, k, v, lengths, 0.25, window, entropies=False, backend="torch")
+    want = _naive(q.cpu(), k.cpu(), v.cpu(), lengths, 0.25, 1, window)["received"]
+    torch.testing.assert_close(kernel["received"].cpu(), want, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch_form["received"].cpu(), want, atol=1e-4, rtol=0)
