@@ -30,7 +30,7 @@ from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
-from probes.sinks import alpha_for_batch, alpha_from_pattern, check_ids
+from probes.sinks import alpha_for_batch, alpha_from_pattern, alpha_from_statistics, attention_mode, check_ids
 
 HIDDEN_THRESHOLD = 0.1
 BETA = 0.4
@@ -119,7 +119,7 @@ def hidden_sinks_from_alpha(
 
 def detect_hidden_sinks(
     model: HookedModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
-    max_examples: int = 40, min_queries: int = 1, reporter: Reporter | None = None,
+    max_examples: int = 40, min_queries: int = 1, reporter: Reporter | None = None, attention: str = "fast",
 ) -> HiddenSinkResult:
     """Per-head sinks alpha_k > threshold at positions k >= 1, with their tokens in context.
 
@@ -127,11 +127,15 @@ def detect_hidden_sinks(
     default 1 is the spec's definition; near the end alpha_k is the mean of very few entries (the last
     position's alpha is A[T-1, T-1] alone), so the CLI shows examples with min_queries = 8.
     reporter (probes.progress): updated after every batch, checked for a cancel before each.
+    attention: "fast" (the statistics path, no pattern) or "patterns" (probes.sinks.compute_sinks' modes).
     """
+    mode = attention_mode(model, attention)
     ids = check_ids(model, ids)
     check_hidden_settings(threshold, min_queries, ids.shape[1])
-    alpha = torch.cat(batches(ids, batch_size, lambda b: alpha_for_batch(model, b), reporter, "hidden sinks"))
-    settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries}
+    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
+    alpha = torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, "hidden sinks"))
+    settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries,
+                "attention": "sdpa" if mode == "fast" else "eager"}
     return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples,
                                    min_queries, result_metadata(model, settings))
 

@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> dict[str, Any]:
+def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None, attention: str = "fast") -> dict[str, Any]:
     """Hidden sinks (shown with min_queries=8), ACT calibration head search and ZeroTuning on all heads."""
     from probes.hidden_sinks import detect_hidden_sinks, evaluate_intervention, search_calibration_heads
     from probes.progress import TqdmReporter
@@ -62,7 +62,7 @@ def interventions(model: Any, T: int, seed: int, prepend_bos: bool | None) -> di
 
     calib = inputs_for_regime(model, "natural", 8, T, seed=seed + 1, prepend_bos=prepend_bos)
     evaluation = inputs_for_regime(model, "natural", 8, T, seed=seed + 2, prepend_bos=prepend_bos)
-    hidden = detect_hidden_sinks(model, calib, min_queries=8, reporter=TqdmReporter("hidden sinks"))
+    hidden = detect_hidden_sinks(model, calib, min_queries=8, reporter=TqdmReporter("hidden sinks"), attention=attention)
     kept, search = search_calibration_heads(model, calib, candidates=6, reporter=TqdmReporter("calibration search"))
     out: dict[str, Any] = {"hidden_sinks": hidden.to_dict(), "calibration_search": search, "calibrated_heads": kept}
     if kept:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         bundle: dict[str, Any] = {"kind": "sinks", "regimes": {r: res.to_dict() for r, res in results.items()},
                                   "sink1": {r: res.sink1 for r, res in results.items()}}
         if args.interventions:
-            bundle["interventions"] = interventions(model, args.seq_len, args.seed, args.prepend_bos)
+            bundle["interventions"] = interventions(model, args.seq_len, args.seed, args.prepend_bos, args.attention)
         write_outputs(out, "sinks", bundle, draw(bundle))
     for r, res in results.items():
         print(f"Sink_1^{args.eps} {r:<8} {res.sink1:6.2f}%  (n={res.alpha.shape[0]}, T={res.T}, "

@@ -7,6 +7,7 @@ import torch
 
 from probes.errors import InputError
 from probes.hidden_sinks import (
+    HIDDEN_THRESHOLD,
     calibrate_pattern,
     detect_hidden_sinks,
     evaluate_intervention,
@@ -122,3 +123,15 @@ def test_detect_hidden_sinks(smollm):
     assert sum(found.token_counts.values()) == int(sinks[..., 1:].sum())
     with pytest.raises(InputError, match="threshold"):
         detect_hidden_sinks(smollm, ids, threshold=1.0)
+
+
+def test_hidden_sinks_fast_path_equals_the_pattern_path(smollm):
+    from probes.sinks import inputs_for_regime
+
+    ids = inputs_for_regime(smollm, "natural", 3, 32, seed=4)
+    fast = detect_hidden_sinks(smollm, ids, min_queries=4, attention="fast")
+    slow = detect_hidden_sinks(smollm, ids, min_queries=4, attention="patterns")
+    torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-5, rtol=0)
+    near = ((slow.alpha - HIDDEN_THRESHOLD).abs() < 1e-5).any()  # a tie at the threshold could flip a sink
+    assert near or torch.equal(fast.hidden_rate, slow.hidden_rate)
+    assert fast.metadata["settings"]["attention"] == "sdpa" and slow.metadata["settings"]["attention"] == "eager"
