@@ -184,8 +184,21 @@ class Server:
         self.log.close()
 
 
+PAGE_STATE = """() => ({
+  plots: Array.from(document.querySelectorAll('.js-plotly-plot')).filter(gd => gd.data).length,
+  running: !!document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"],'
+      + '[data-testid="stStatusWidgetRunningManIcon"], [data-testid="stSpinner"]'),
+  text: document.body.innerText.slice(0, 2000)})"""
+
+
 def read_when_done(page: Any, path: str, timeout_s: float = PAGE_S) -> dict[str, Any]:
-    handle = page.wait_for_function(READ_PAGE, arg=E2E_PAGES[path], timeout=timeout_s * 1000, polling=500)
+    try:
+        handle = page.wait_for_function(READ_PAGE, arg=E2E_PAGES[path], timeout=timeout_s * 1000, polling=500)
+    except Exception as exc:  # a timeout: say which page and what it showed, and keep a screenshot
+        shot = ARTIFACTS / f"app_unfinished_{path or 'sinks'}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        pytest.fail(f"/{path} did not finish within {timeout_s:.0f} s ({type(exc).__name__}); it showed "
+                    f"{page.evaluate(PAGE_STATE)}; screenshot {shot}")
     # Streamlit may start the next element right after a figure; read again after a pause and insist on the same
     page.wait_for_timeout(1500)
     again = page.evaluate(READ_PAGE, E2E_PAGES[path])
