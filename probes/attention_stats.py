@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from probes.errors import InputError
 from probes.model.capture import as_tokens
 from probes.model.hooked_model import HookedModel, Tokens
-from probes.model.kernels.attention import attention_stats
+from probes.model.kernels.attention import attention_stats, kernel_takes
+from probes.model.kernels.attention_stats_reference import SUMMARIES, received_attention
 from probes.model.kernels.dispatch import resolve_backend
 from probes.results import result_metadata
 
@@ -107,7 +108,7 @@ def summaries_for_batch(model: HookedModel, ids: Tensor, entropies: bool, backen
     plan = {layer: layer_scale_and_window(model, layer) for layer in range(f.n_layers)}
     ids = ids if ids.ndim == 2 else ids[None]
     lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
-    names = ("received", "received_xlogx", "entropy", "first") if entropies else ("received",)
+    names = SUMMARIES if entropies else SUMMARIES[:1]
     out = {name: torch.empty(ids.shape[0], f.n_layers, f.n_heads, ids.shape[1]) for name in names}
 
     def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
@@ -125,10 +126,7 @@ def received_summaries(q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: 
     """Per-key sums and per-query figures of one layer (received_attention's keys). `received` alone goes
     through the Triton kernel where the backend resolves to it (CUDA; d_head a power of two >= 16); the
     per-key entropy sums exist only in the torch form, which runs on any device."""
-    from probes.model.kernels.attention_stats_reference import received_attention
-
-    d = q.shape[-1]
-    if not entropies and resolve_backend(backend, q.device) == "triton" and d >= 16 and not d & (d - 1):
+    if not entropies and resolve_backend(backend, q.device) == "triton" and kernel_takes(q.shape[-1]):
         return {"received": attention_stats(q, k, v, lengths.to(q.device), scale=scale, n_sink=1, window=window,
                                             backend="triton")["received"]}
     return received_attention(q, k, lengths, scale, window, entropies)

@@ -36,7 +36,7 @@ from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.quantities import mean_from_query
 from probes.results import result_metadata
-from probes.sinks import attention_mode, check_ids
+from probes.sinks import ATTENTION_RUN, attention_mode, check_ids
 
 ABLATIONS = ("zero_out_attn", "move_attn_to_bos")
 ROW_ENTROPY_MAX = 0.3
@@ -106,16 +106,6 @@ def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int
     (statistics_from_summaries); "patterns": each eager pattern is reduced inside its hook. reporter: per batch."""
     ids = check_ids(model, ids)
     totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
-    if attention_mode(model, attention) == "fast":
-        from probes.attention_stats import summaries_for_batch
-
-        def run_fast(batch: Tensor) -> None:
-            for name, value in statistics_from_summaries(summaries_for_batch(model, batch, True)[0]).items():
-                totals[name] += value.sum(0)
-
-        batches(ids, batch_size, run_fast, reporter, "head statistics")
-        return {name: total / len(ids) for name, total in totals.items()}
-
     def on_pattern(p: Tensor, hook: Any) -> None:
         layer = int(hook.name.split(".")[1])
         for name, fn in HEAD_STATISTICS.items():
@@ -123,10 +113,17 @@ def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int
 
     hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
 
-    def run(batch: Tensor) -> None:
+    def run_patterns(batch: Tensor) -> None:
         with torch.no_grad():
             model.run_with_hooks(batch, fwd_hooks=hooks)
 
+    def run_fast(batch: Tensor) -> None:
+        from probes.attention_stats import summaries_for_batch
+
+        for name, value in statistics_from_summaries(summaries_for_batch(model, batch, True)[0]).items():
+            totals[name] += value.sum(0)
+
+    run = run_fast if attention_mode(model, attention) == "fast" else run_patterns
     batches(ids, batch_size, run, reporter, "head statistics")
     return {name: total / len(ids) for name, total in totals.items()}
 
@@ -250,7 +247,7 @@ def dormant_heads(
     rep.update("dormant heads done", 1, 1)
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos,
-                "attention": "sdpa" if mode == "fast" else "eager"}
+                "attention": ATTENTION_RUN[mode]}
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
                          row_entropy={d: stats[d]["row_entropy"] for d in domains},
                          column_entropy={d: stats[d]["column_entropy"] for d in domains})

@@ -30,7 +30,7 @@ from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
-from probes.sinks import alpha_for_batch, alpha_from_pattern, alpha_from_statistics, attention_mode, check_ids
+from probes.sinks import ATTENTION_RUN, alpha_by_batches, alpha_from_pattern, attention_mode, check_ids
 
 HIDDEN_THRESHOLD = 0.1
 BETA = 0.4
@@ -132,10 +132,9 @@ def detect_hidden_sinks(
     mode = attention_mode(model, attention)
     ids = check_ids(model, ids)
     check_hidden_settings(threshold, min_queries, ids.shape[1])
-    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
-    alpha = torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, "hidden sinks"))
+    alpha = alpha_by_batches(model, ids, batch_size, reporter, "hidden sinks", mode)
     settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries,
-                "attention": "sdpa" if mode == "fast" else "eager"}
+                "attention": ATTENTION_RUN[mode]}
     return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples,
                                    min_queries, result_metadata(model, settings))
 

@@ -30,12 +30,14 @@ from probes.errors import BudgetError, InputError
 from probes.model.capture import default_budget_bytes
 from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.kernels.attention_stats_reference import MAX_CHUNK_ELEMENTS, ROW_BLOCK
+from probes.model.observed_attention import FAST
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
 
 REGIMES = ("natural", "random", "repeat")
 DEFAULT_EPS = 0.3
 ATTENTION_MODES = ("fast", "patterns")
+ATTENTION_RUN = {"fast": FAST, "patterns": "eager"}  # the attention a mode runs, as results' metadata records it
 
 
 def attention_mode(model: HookedModel, attention: str) -> str:
@@ -247,6 +249,13 @@ def alpha_from_statistics(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[
     return alpha_from_received(received, torch.full((ids.shape[0],), ids.shape[1]), windows)
 
 
+def alpha_by_batches(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int, reporter: Reporter | None,
+                     label: str, mode: str) -> Float[Tensor, "n layer head T"]:
+    """alpha of every sequence, a batch at a time, on the path `mode` (attention_mode) names."""
+    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
+    return torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, label))
+
+
 def compute_sinks(
     model: HookedModel,
     ids: Int[Tensor, "n T"],
@@ -279,12 +288,11 @@ def compute_sinks(
         raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
                          "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
     n = ids.shape[0]
-    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
-    alpha = torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, f"sinks ({regime})"))
+    alpha = alpha_by_batches(model, ids, batch_size, reporter, f"sinks ({regime})", mode)
     above = alpha[..., 0] > eps
     rate = sink_rate(alpha, eps)
     settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1]),
-                "attention": "sdpa" if mode == "fast" else "eager"}
+                "attention": ATTENTION_RUN[mode]}
     return SinkResult(
         alpha=alpha,
         sink_rate=rate,

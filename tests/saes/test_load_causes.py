@@ -97,29 +97,23 @@ def test_sae_corrupt_weights_name_the_error(sae_folder):
     assert "(SafetensorError: Error while deserializing header" in msg and "truncated or corrupted" in msg
 
 
-def test_sae_out_of_memory_is_not_called_corruption(sae_folder, monkeypatch):
+@pytest.mark.parametrize("exc, named, advised", [
     # old: torch.OutOfMemoryError (a RuntimeError) gave "the file is truncated or corrupted"
-    import saes.saelens_io as io
-
-    def fail(path):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(io, "load_file", fail)
-    msg = _sae_error(sae_folder)
-    assert "OutOfMemoryError: CUDA out of memory" in msg and "not enough memory" in msg
-    assert "corrupted" not in msg
-
-
-def test_sae_unreadable_file_is_not_called_corruption(sae_folder, monkeypatch):
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "OutOfMemoryError: CUDA out of memory",
+     "not enough memory"),
     # old: a PermissionError gave "the file is truncated or corrupted"
+    (PermissionError(13, "Permission denied", "sae_weights.safetensors"), "PermissionError: [Errno 13] Permission denied",
+     "permissions"),
+], ids=["out_of_memory", "unreadable"])
+def test_sae_read_failure_is_not_called_corruption(sae_folder, monkeypatch, exc, named, advised):
     import saes.saelens_io as io
 
     def fail(path):
-        raise PermissionError(13, "Permission denied", path)
+        raise exc
 
     monkeypatch.setattr(io, "load_file", fail)
     msg = _sae_error(sae_folder)
-    assert "PermissionError: [Errno 13] Permission denied" in msg and "permissions" in msg
+    assert named in msg and advised in msg
     assert "corrupted" not in msg
 
 

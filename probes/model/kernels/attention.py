@@ -37,6 +37,11 @@ def _check(q: Tensor, k: Tensor, v: Tensor, n_sink: int, window: int) -> None:
         raise InputError("window must be 0 (no sliding window) or a positive number of keys.")
 
 
+def kernel_takes(d_head: int) -> bool:
+    """Whether the Triton kernel handles this head size: a power of two of at least 16."""
+    return d_head >= 16 and not d_head & (d_head - 1)
+
+
 def attention_stats(
     q: Float[Tensor, "batch head pos d_head"], k: Float[Tensor, "batch kv_head pos d_head"],
     v: Float[Tensor, "batch kv_head pos d_head"], lengths: Int[Tensor, " batch"] | None = None,
@@ -51,7 +56,7 @@ def attention_stats(
     lengths = torch.full((b,), t, dtype=torch.long) if lengths is None else lengths.long()
     if resolve_backend(backend, q.device) == "torch":
         return attention_stats_reference(q, k, v, lengths, scale, n_sink, window, received, output)
-    if d < 16 or d & (d - 1):
+    if not kernel_takes(d):
         raise InputError(f"The Triton kernel needs d_head a power of two >= 16 (got {d}); use backend='torch'.")
     from probes.model.kernels.attention_stats_kernel import attention_stats_triton
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 MAX_CHUNK_ELEMENTS = 2**25
 ROW_BLOCK = 256  # received_attention's query block
+SUMMARIES = ("received", "received_xlogx", "entropy", "first")  # received_attention's keys with entropies=True
 
 
 def attention_stats_reference(
@@ -79,7 +80,7 @@ def received_attention(q: Tensor, k: Tensor, lengths: Tensor, scale: float, wind
     # Blocks of at most ROW_BLOCK queries: each reads only the keys up to its last query, so the causal
     # half of the scores is mostly skipped (at T = 1024 a quarter more work instead of twice the needed).
     chunk = max(1, min(ROW_BLOCK, MAX_CHUNK_ELEMENTS // max(1, bsz * h * t)))
-    names = ("received", "received_xlogx", "entropy", "first") if entropies else ("received",)
+    names = SUMMARIES if entropies else SUMMARIES[:1]
     out = {name: torch.zeros((bsz, kv, g, 1, t), device=q.device) for name in names}
     keys = torch.arange(t, device=q.device)
     for c0 in range(0, t, chunk):
