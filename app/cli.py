@@ -1,8 +1,9 @@
 """The `glasshouse` command line.
 
-Each sub-command lives in its own module under app/commands/ and exposes
-`register(subparsers) -> None`, which adds its parser and sets `func` (args -> exit code).
-Adding a command is adding a file; nothing here changes.
+Each hand-written sub-command lives in its own module under app/commands/ and exposes
+`register(subparsers) -> None`, which adds its parser and sets `func` (args -> exit code); COMMANDS lists
+them. Every declared analysis (probes.analysis) gets its command from app/commands/analyses.py, added last
+so that a hand-written command keeps its name.
 
 `main` is the one error boundary (docs/cli.md): usage errors exit 2 (argparse's own, and UsageError),
 foreseeable runtime failures exit 1 with a one-line message (GlasshouseError, file-system errors,
@@ -13,13 +14,27 @@ how to report it (an ImportError's line says how to repair the environment first
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import pkgutil
 import sys
 from collections.abc import Sequence
 
-import app.commands
+from app.commands import (
+    analyses,
+    atlas,
+    batch,
+    bb,
+    circuit,
+    dormant,
+    export,
+    extreme,
+    models,
+    sae,
+    sinks,
+    successor,
+)
+from app.commands import app as app_command
+
+COMMANDS = (app_command, atlas, batch, bb, circuit, dormant, export, extreme, models, sae, sinks, successor)
 
 REPORT = ("glasshouse: this is a bug in Glasshouse, not a problem with your input. Please report it as an issue "
           "of the Glasshouse project with the command line, the traceback above and the output of "
@@ -53,11 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glasshouse", description="Glasshouse: a mechanistic-interpretability workbench."
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(app.commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"app.commands.{info.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subparsers)
+    for module in COMMANDS:
+        module.register(subparsers)
+    analyses.register(subparsers)
     for p in [parser, *_subparsers(parser)]:
         p.formatter_class = HelpFormatter
     return parser

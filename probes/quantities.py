@@ -2,6 +2,7 @@
 docs/methods/extreme-tokens.md). The query convention is an argument, never implicit:
 
 - `attention_on_first(pattern)`: A[..., i, 0] for every query i (per query, nothing averaged).
+- `residual_norm(resid, dtype)`: ||x||_2 over d_model, in float32 unless asked (the batch analysis: float64).
 - `first_token_attention(pattern, min_query)`: mean over queries i >= min_query of A[..., i, 0].
   min_query=0 counts the first token's own query, whose causal softmax puts all its weight on key 0
   (so it adds 1/T); this is alpha_1 of the sink metric (probes.sinks.alpha_from_pattern's column 0).
@@ -20,6 +21,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from probes.errors import InputError
+
+
+def residual_norm(resid: Float[Tensor, "... d_model"], dtype: torch.dtype | None = None) -> Float[Tensor, " ..."]:
+    """The residual stream's L2 norm over d_model (detached), computed in `dtype` (default float32)."""
+    return resid.detach().to(dtype or torch.float32).norm(dim=-1)
 
 
 def attention_on_first(pattern: Float[Tensor, "... T T"]) -> Float[Tensor, "... T"]:

@@ -46,10 +46,17 @@ from probes.extreme import (
     value_norms,
 )
 from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, hidden_sinks_from_alpha
-from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.nnsight_view import config_facts
+from probes.model.tokens import TokenView
 from probes.progress import Reporter
-from probes.quantities import apply_frozen_norm, dla_directions, frozen_norm_scale, head_write
+from probes.quantities import (
+    apply_frozen_norm,
+    attention_on_first,
+    dla_directions,
+    frozen_norm_scale,
+    head_write,
+    residual_norm,
+)
 from probes.remote import remote_paths
 from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
 from probes.results import result_metadata
@@ -93,11 +100,16 @@ class RemoteFacts:
         return dict(self.__dict__)
 
 
-class RemoteModel:
-    """An nnsight LanguageModel with the facts and token helpers of a HookedModel (docs/remote.md)."""
+class RemoteModel(TokenView):
+    """An nnsight LanguageModel with the facts and token helpers of a HookedModel (docs/remote.md).
 
-    def __init__(self, lm: Any, spec: str | None = None) -> None:
+    It satisfies ModelLike (probes/model/model_like.py): its measurements run nnsight traces where `remote`
+    says (False: here; "local": nnsight's serverless simulation; True: NDIF) and bring back statistics only.
+    """
+
+    def __init__(self, lm: Any, spec: str | None = None, remote: bool | str = False) -> None:
         self.lm = lm
+        self.remote = remote
         self.tokenizer = lm.tokenizer
         c = config_facts(lm)
         self.spec = spec or c["name"]
@@ -112,17 +124,6 @@ class RemoteModel:
         self.paths = remote_paths(lm)
         self.path, self.attn = self.paths.layers, self.paths.attn
 
-    # The token helpers are HookedModel's own (they read only tokenizer, facts and spec).
-    def tokens_from_ids(self, rows: Sequence[Sequence[int]] | Tensor, prepend_bos: bool = False,
-                        max_length: int | None = None) -> Tokens:
-        return HookedModel.tokens_from_ids(self, rows, prepend_bos, max_length)  # type: ignore[arg-type]
-
-    def to_str_tokens(self, prompt: Sequence[int] | Tensor) -> list[str]:
-        return HookedModel.to_str_tokens(self, prompt)  # type: ignore[arg-type]
-
-    def _display(self, token: str | None) -> str:
-        return HookedModel._display(self, token)  # type: ignore[arg-type]
-
     def check_layers(self, layers: Sequence[int] | None) -> list[int]:
         n = self.facts.n_layers
         if layers is None:
@@ -131,6 +132,16 @@ class RemoteModel:
         if bad or not layers:
             raise InputError(f"Layers must be a non-empty list within 0..{n - 1} (got {list(layers)}).")
         return sorted(set(int(la) for la in layers))
+
+    # --- statistics-only measurements (ModelLike) ---------------------------------------------
+    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None
+                       ) -> Float[Tensor, "batch layer pos"]:
+        """||resid_post|| after every layer at every position, computed inside the trace."""
+        return trace_residual_norms(self, ids, dtype or torch.float32, self.remote)
+
+    def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+        """Attention on key 0 of every query, read off the eager pattern inside the trace."""
+        return trace_attention_on_first(self, ids, self.remote)
 
     def require_llama_style(self, what: str) -> None:
         if not self.paths.llama_style:
@@ -168,6 +179,34 @@ def trace_alpha(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int], 
             rows.append(alpha_from_pattern(getattr(blocks[i], attn).output[1].detach()))
         alpha = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
     return alpha
+
+
+def trace_residual_norms(model: RemoteModel, ids: Int[Tensor, "b T"], dtype: torch.dtype, remote: bool | str = False
+                         ) -> Float[Tensor, "b layer T"]:
+    """||resid_post|| [b, layer, T] of every layer (probes.quantities.residual_norm inside the trace)."""
+    ship_by_value()
+    lm, path = model.lm, model.path
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        rows = []
+        for i in range(model.facts.n_layers):
+            out = blocks[i].output
+            rows.append(residual_norm(out[0] if isinstance(out, tuple) else out, dtype))
+        norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return norms
+
+
+def trace_attention_on_first(model: RemoteModel, ids: Int[Tensor, "b T"], remote: bool | str = False
+                             ) -> Float[Tensor, "b layer head T"]:
+    """A[b, layer, head, q, 0] of every layer (probes.quantities.attention_on_first inside the trace)."""
+    ship_by_value()
+    lm, path, attn = model.lm, model.path, model.attn
+    with lm.trace(ids, remote=remote):
+        blocks = _blocks(lm, path)
+        rows = [attention_on_first(getattr(blocks[i], attn).output[1].detach()).float()
+                for i in range(model.facts.n_layers)]
+        on_first = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
+    return on_first
 
 
 def trace_head_statistics(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int],

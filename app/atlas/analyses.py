@@ -12,90 +12,30 @@ import math
 from typing import Any
 
 import app.atlas.probes  # noqa: F401  (registers the atlas's batch probes)
-from app.atlas.registry import (
-    AtlasEntry,
-    FigureSpec,
+from app.atlas.registry import AtlasEntry, every_budget, per_budget, register_atlas
+from probes.analysis import FigureSpec
+from probes.rows import (
     ProbeRows,
     Row,
-    every_budget,
-    per_budget,
-    register_atlas,
+    by_head,
+    by_key,
+    finite,
+    grid_data,
+    head_name,
+    heads_figure,
+    line,
+    lines_figure,
+    mean,
+    pick,
+    ranked,
+    scalar,
+    top_head,
 )
 
 DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts as domain-dependent
 SINK_HEAD_RATE = 50.0  # percent of windows; a head above it counts as a sink head
 BATCH = {"batch_size": 8}
 Head = tuple[int, int]
-
-
-# --- reading rows ------------------------------------------------------------------------------------
-
-def pick(rows: list[Row], metric: str) -> list[Row]:
-    return [r for r in rows if r["metric"] == metric]
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def head_name(head: Head) -> str:
-    return f"L{head[0]}H{head[1]}"
-
-
-def by_head(rows: list[Row], metric: str) -> dict[Head, Any]:
-    return {(int(r["layer"]), int(r["head"])): r["value"] for r in pick(rows, metric)}
-
-
-def by_key(rows: list[Row], metric: str, key: str) -> dict[int, Any]:
-    return {int(r[key]): r["value"] for r in pick(rows, metric)}
-
-
-def scalar(rows: list[Row], metric: str) -> Any:
-    return pick(rows, metric)[0]["value"]
-
-
-def ranked(rows: list[Row], metric: str) -> list[Any]:
-    return [r["value"] for r in sorted(pick(rows, metric), key=lambda r: int(r["position"]))]
-
-
-def top_head(values: dict[Head, float]) -> Head:
-    """The head with the largest value (the first in (layer, head) order on ties)."""
-    return max(sorted(values), key=lambda k: values[k])
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
-
-
-# --- figure data (one model's rows -> JSON) ----------------------------------------------------------
-
-def grid_data(values: dict[Head, Any]) -> dict[str, Any]:
-    """{(layer, head): value} -> heatmap data (x heads, y layers, z[layer][head])."""
-    layers = sorted({k[0] for k in values})
-    heads = sorted({k[1] for k in values})
-    z = [[values.get((la, h)) for h in heads] for la in layers]
-    return {"x": heads, "y": layers, "z": [[v if finite(v) else None for v in row] for row in z]}
-
-
-def line(values: dict[int, Any], name: str = "", dash: bool = False) -> dict[str, Any]:
-    xs = sorted(values)
-    return {"name": name, "x": xs, "y": [values[x] if finite(values[x]) else None for x in xs], "dash": dash}
-
-
-def heads_figure(probe: str, metric: str, title: str, colorbar: str, zmin: float | None = None,
-                 zmax: float | None = None) -> FigureSpec:
-    """A layer x head heatmap of one metric."""
-    return FigureSpec("heatmap", title, lambda rows: grid_data(by_head(rows[probe], metric)), "head (index)",
-                      "layer (index)", colorbar, zmin, zmax)
-
-
-def lines_figure(probe: str, metrics: list[tuple[str, str, bool]], key: str, title: str, x_title: str,
-                 y_title: str, log_y: bool = False) -> FigureSpec:
-    """Curves of metrics against a row field (layer or position); metrics: (metric, series name, dashed)."""
-    def data(rows: ProbeRows) -> dict[str, Any]:
-        return {"series": [line(by_key(rows[probe], m, key), name, dash) for m, name, dash in metrics]}
-
-    return FigureSpec("curves", title, data, x_title, y_title, log_y=log_y)
 
 
 # --- headline numbers (one model's rows) -------------------------------------------------------------
@@ -108,24 +48,6 @@ def sinks_headline(probe: str) -> Any:
                 "heads": len(heads)}
 
     return headline
-
-
-def first_token_headline(rows: ProbeRows) -> dict[str, Any]:
-    heads = by_head(rows["first_token_attention"], "first_token_attention")
-    top = top_head(heads)
-    values = list(heads.values())
-    return {"mean_attention_on_first": mean(values), "max_attention_on_first": heads[top], "max_head": head_name(top),
-            "share_heads_over_half": sum(v > 0.5 for v in values) / len(values)}
-
-
-def residual_headline(rows: ProbeRows) -> dict[str, Any]:
-    norms = pick(rows["residual_norms"], "resid_post_norm")
-    ratio = {}
-    for layer in sorted({int(r["layer"]) for r in norms}):
-        mine = {int(r["position"]): r["value"] for r in norms if r["layer"] == layer}
-        ratio[layer] = mine[0] / mean([v for p, v in mine.items() if p != 0])
-    best = max(sorted(ratio), key=lambda la: ratio[la])
-    return {"max_first_over_rest": ratio[best], "at_layer": best}
 
 
 def successor_headline(rows: ProbeRows) -> dict[str, Any]:
@@ -217,11 +139,6 @@ def sae_headline(rows: ProbeRows) -> dict[str, Any]:
 
 # --- figure data that needs more than one metric -----------------------------------------------------
 
-def residual_data(rows: ProbeRows) -> dict[str, Any]:
-    norms = pick(rows["residual_norms"], "resid_post_norm")
-    return {"series": [line({int(r["layer"]): r["value"] for r in norms if r["position"] == 0})]}
-
-
 def peak_ablation_data(rows: ProbeRows) -> dict[str, Any]:
     after = ablated(rows["peak_ablation"])
     clean = by_key(rows["peak_ablation"], "clean_sink", "layer")[int(scalar(rows["peak_ablation"], "measure_layer"))]
@@ -297,17 +214,6 @@ def entries() -> list[AtlasEntry]:
                                        "% windows", 0.0, 100.0),
                    notes="keys seen by at least 8 queries (as `glasshouse sinks --interventions`); "
                          "heads_with_hidden_sinks: hidden_rate above 50%."),
-        AtlasEntry(name="first_token_attention", title="Attention on the first token",
-                   probes={"first_token_attention": per_budget({"min_query": 1, **BATCH})},
-                   headline=first_token_headline,
-                   figure=heads_figure("first_token_attention", "first_token_attention",
-                                       "Mean attention on the first token, per head", "weight", 0.0, 1.0)),
-        AtlasEntry(name="residual_norms", title="Residual-stream norms", probes={"residual_norms": per_budget(BATCH)},
-                   headline=residual_headline,
-                   figure=FigureSpec("curves", "Residual norm of the first token after each layer", residual_data,
-                                     "layer (index)", "||resid_post||", log_y=True),
-                   notes="max_first_over_rest: the largest ratio, over layers, of the first position's norm to the "
-                         "mean norm of the other positions."),
         AtlasEntry(name="extreme_tokens", title="Extreme tokens: residual peak, value drain, logit gap",
                    probes={"extreme_tokens": per_budget(BATCH)}, headline=extreme_headline,
                    figure=lines_figure("extreme_tokens", [("resid_norm_sink", "sink", False),

@@ -35,29 +35,7 @@ from app.batch.analyses import sink_rows
 from app.batch.builtin import BATCH, BOS, corpus_ids
 from app.batch.registry import ProbeEntry, Row, Setting, register
 from probes.corpus import CorpusSample, sample
-
-AXES = ("layer", "head")
-
-
-def tensor_rows(metric: str, values: Tensor, axes: tuple[str, ...] = AXES) -> list[Row]:
-    """One row per entry of a tensor whose dimensions are named by `axes` (layer, head or position)."""
-    rows = []
-    for index in torch.cartesian_prod(*(torch.arange(n) for n in values.shape)).reshape(-1, values.ndim).tolist():
-        row: Row = {"metric": metric, "value": float(values[tuple(index)]), "layer": None, "head": None,
-                    "position": None}
-        row.update(zip(axes, index, strict=True))
-        rows.append(row)
-    return rows
-
-
-def ranked_rows(metric: str, values: list[Any]) -> list[Row]:
-    """One row per item of a ranked list (position = rank, 0 first)."""
-    return [{"metric": metric, "value": v, "layer": None, "head": None, "position": rank}
-            for rank, v in enumerate(values)]
-
-
-def scalar_rows(values: dict[str, Any]) -> list[Row]:
-    return [{"metric": k, "value": v, "layer": None, "head": None, "position": None} for k, v in values.items()]
+from probes.rows import ranked_rows, scalar_rows, tensor_rows
 
 
 def unit_ids(model: Any, settings: dict[str, Any], corpus: CorpusSample) -> Tensor:

@@ -1,7 +1,8 @@
 """The atlas registry: analysis name -> batch probe(s) with settings per budget, headline numbers, figure data.
 
-Spec: docs/atlas.md. Adding an analysis to the atlas is one `register_atlas(AtlasEntry(...))` in
-app/atlas/analyses.py (its probes must be batch probes: app/batch/registry.py).
+Spec: docs/atlas.md. A declared analysis (probes.analysis) is in the atlas through its `atlas` views,
+with nothing written here; the analyses not yet declared are one `register_atlas(AtlasEntry(...))` each in
+app/atlas/analyses.py (their probes must be batch probes: app/batch/registry.py).
 
 - headline(rows) gets, for ONE model, {probe name: that unit's rows} and returns {number name: value}
   (floats, ints or short strings such as a head "L3H5").
@@ -16,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from probes.analysis import AtlasView, FigureSpec, analyses
 from probes.errors import InputError
+
+__all__ = ["BUDGETS", "AtlasEntry", "Budget", "FigureSpec", "atlas_entries", "atlas_names", "register_atlas"]
 
 Row = dict[str, Any]
 ProbeRows = dict[str, list[Row]]
 Headline = Callable[[ProbeRows], dict[str, Any]]
 FigureData = Callable[[ProbeRows], dict[str, Any]]
-FIGURE_KINDS = ("heatmap", "curves", "bars")
 
 
 @dataclass(frozen=True)
@@ -42,34 +45,6 @@ BUDGETS = {
     "small": Budget("small", {"domain": "prose", "n": 8, "length": 64}),
     "standard": Budget("standard", {"domain": "prose", "n": 32, "length": 128}),
 }
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    """An analysis's key figure: its look, and data(one model's rows) -> the JSON it is drawn from.
-
-    data formats (app/figures/atlas.py): heatmap {"x": [...], "y": [...], "z": [[...]]} (one panel per
-    model); curves and bars {"series": [{"name", "x", "y", "dash"?}]} (one colour per model).
-    """
-
-    kind: str
-    title: str
-    data: FigureData
-    x_title: str = ""
-    y_title: str = ""
-    colorbar: str = ""
-    zmin: float | None = None
-    zmax: float | None = None
-    log_y: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in FIGURE_KINDS:
-            raise InputError(f"Figure kind '{self.kind}' is not one of {', '.join(FIGURE_KINDS)}.")
-
-    def look(self) -> dict[str, Any]:
-        """Everything but the data, as stored in summary.json."""
-        return {"kind": self.kind, "title": self.title, "x_title": self.x_title, "y_title": self.y_title,
-                "colorbar": self.colorbar, "zmin": self.zmin, "zmax": self.zmax, "log_y": self.log_y}
 
 
 @dataclass(frozen=True)
@@ -115,16 +90,27 @@ def register_atlas(entry: AtlasEntry, replace: bool = False) -> AtlasEntry:
     return entry
 
 
+def declared_entry(probe: str, view: AtlasView) -> AtlasEntry:
+    """The atlas entry of a declared analysis's AtlasView (probes.analysis): its settings under every budget."""
+    return AtlasEntry(name=view.name, title=view.title, headline=view.headline, figure=view.figure, notes=view.notes,
+                      probes={probe: {b: dict(view.budgets.get(b, {})) for b in BUDGETS}})
+
+
 def atlas_entries(names: list[str] | None = None) -> list[AtlasEntry]:
-    """The registered analyses in registration order (or the named ones; unknown names raise)."""
+    """The registered analyses in registration order, then the declared analyses' views (or the named ones;
+    unknown names raise)."""
     import app.atlas.analyses  # noqa: F401  (registers the entries)
 
+    known = dict(_ATLAS)
+    for analysis in analyses():
+        for view in analysis.atlas:
+            known.setdefault(view.name, declared_entry(analysis.name, view))
     if names is None:
-        return list(_ATLAS.values())
-    unknown = [n for n in names if n not in _ATLAS]
+        return list(known.values())
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise InputError(f"Unknown atlas analysis {', '.join(map(repr, unknown))}. Known: {', '.join(_ATLAS)}.")
-    return [_ATLAS[n] for n in names]
+        raise InputError(f"Unknown atlas analysis {', '.join(map(repr, unknown))}. Known: {', '.join(known)}.")
+    return [known[n] for n in names]
 
 
 def atlas_names() -> list[str]:

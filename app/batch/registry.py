@@ -1,7 +1,10 @@
 """The probe registry: name -> settings schema, run function, optional figure and remote run.
 
-Spec: docs/batch.md. A probe is one `ProbeEntry`; an analysis joins batch plans by
-calling `register(ProbeEntry(...))` in a module listed in `ENTRY_MODULES` (imported on first use).
+Spec: docs/batch.md. A probe is one `ProbeEntry`. Every declared analysis (probes.analysis.analyses())
+is a probe without anything written here: `declared_entry` builds its entry (settings from its settings
+dataclass, rows through probes.analysis.run_analysis, the remote run when its collect step is remote, the
+figure from app/figures/batch.py's ROW_FIGURES). The probes not yet declared register a ProbeEntry by hand
+(app/batch/analyses.py, app/atlas/probes.py; imported on first use).
 
 run(model, settings, corpus, seed) returns rows: dicts with at least "metric" and "value", and
 optionally "layer", "head", "position" (None where they do not apply). The runner adds the unit's
@@ -11,11 +14,11 @@ remote) does the same on an nnsight LanguageModel (NDIF), saving only statistics
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from probes.analysis import Analysis, SettingInfo, analyses, run_analysis
 from probes.errors import InputError
 
 Row = dict[str, Any]
@@ -24,31 +27,30 @@ RemoteRunFn = Callable[[Any, dict[str, Any], Any, int, "bool | str"], list[Row]]
 FigureFn = Callable[[list[Row], str], Any]
 
 TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "true/false"}
-ENTRY_MODULES = ["app.batch.builtin", "app.batch.analyses", "app.atlas.probes"]
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of a probe: its type, default, and optional choices or lower bound."""
+    """One setting of a probe: its type, default, and optional choices or bounds."""
 
     type: type
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    open_low: bool = False
+    open_high: bool = False
 
     def problem(self, name: str, value: Any) -> str | None:
-        """Why `value` is not acceptable for this setting, or None if it is."""
-        ok_type = isinstance(value, self.type) and not (self.type is not bool and isinstance(value, bool))
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            ok_type = True
-        if not ok_type:
-            return f"setting '{name}' must be a {TYPE_NAMES.get(self.type, self.type.__name__)}, got {value!r}"
-        if self.choices is not None and value not in self.choices:
-            return f"setting '{name}' must be one of {list(self.choices)}, got {value!r}"
-        if self.minimum is not None and value < self.minimum:
-            return f"setting '{name}' must be at least {self.minimum}, got {value!r}"
-        return None
+        """Why `value` is not acceptable for this setting, or None if it is (probes.analysis.SettingInfo's rule)."""
+        return SettingInfo(name, self.type, self.default, self.help, self.minimum, self.maximum, self.choices,
+                           self.open_low, self.open_high).problem(value)
+
+    @classmethod
+    def of(cls, info: SettingInfo) -> Setting:
+        return cls(info.type, info.default, info.help, info.choices, info.minimum, info.maximum, info.open_low,
+                   info.open_high)
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,41 @@ def unregister(name: str) -> None:
 
 
 def _load_entries() -> None:
+    """Register the hand-written probes once, and every declared analysis not registered yet."""
     global _loaded
     if not _loaded:
         _loaded = True
-        for module in ENTRY_MODULES:
-            importlib.import_module(module)
+        import app.atlas.probes  # noqa: F401  (registers its probes)
+        import app.batch.analyses  # noqa: F401  (registers its probes)
+    current = {a.name: a for a in analyses()}
+    for name in [n for n in _declared if n not in current]:  # unregistered since
+        _declared.pop(name)
+        unregister(name)
+    for name, analysis in current.items():
+        if _declared.get(name) is not analysis:
+            _declared[name] = analysis
+            register(declared_entry(analysis), replace=True)
+
+
+_declared: dict[str, Analysis] = {}
+
+
+def declared_entry(analysis: Analysis) -> ProbeEntry:
+    """The batch probe of a declared analysis: its settings, its rows on the unit's corpus, its remote run."""
+    from app.figures.batch import ROW_FIGURES
+
+    def run(model: Any, settings: dict[str, Any], corpus: Any, seed: int) -> list[Row]:
+        s = analysis.make_settings(settings)
+        return analysis.rows(run_analysis(analysis, model, s, analysis.inputs(model, s, corpus)))
+
+    def run_remote(lm: Any, settings: dict[str, Any], corpus: Any, seed: int, remote: bool | str) -> list[Row]:
+        from probes.remote_analyses import RemoteModel
+
+        return run(RemoteModel(lm, remote=remote), settings, corpus, seed)
+
+    return ProbeEntry(name=analysis.name, description=analysis.description, run=run,
+                      settings={k: Setting.of(v) for k, v in analysis.info().items()},
+                      figure=ROW_FIGURES.get(analysis.name), run_remote=run_remote if analysis.remote else None)
 
 
 def get(name: str) -> ProbeEntry:

@@ -5,6 +5,7 @@ Spec: docs/batch.md. Each function takes the rows of one unit and a title suffix
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -45,3 +46,12 @@ def first_token_attention_figure(rows: list[dict[str, Any]], label: str) -> go.F
     fig.update_layout(title=f"Attention on the first token ({label})",
                       xaxis_title="head (index)", yaxis_title="layer (index)")
     return apply_theme(fig)
+
+
+RowFigure = Callable[[list[dict[str, Any]], str], go.Figure]
+
+# A declared analysis's figure, by its name: drawn from its rows (a batch unit's, or a command's saved JSON).
+ROW_FIGURES: dict[str, RowFigure] = {
+    "residual_norms": residual_norms_figure,
+    "first_token_attention": first_token_attention_figure,
+}

@@ -240,3 +240,21 @@ def _sae_prompt(data: Mapping[str, Any]) -> dict[str, Figure]:
     from app.figures.saes import prompt_figure
 
     return {"sae_prompt": prompt_figure(dict(data))}
+
+
+def _rows_figure(name: str, figure: Callable[[list[dict[str, Any]], str], go.Figure]) -> FigureSet:
+    """The figure set of a declared analysis's command result: its row figure, from the saved rows."""
+    def draw_rows(data: Mapping[str, Any]) -> dict[str, Figure]:
+        return {name: figure(list(data["rows"]), str(data.get("model", "")))}
+
+    return draw_rows
+
+
+def _declared_figure_sets() -> None:
+    from app.figures.batch import ROW_FIGURES
+
+    for name, figure in ROW_FIGURES.items():
+        _SETS.setdefault(name, _rows_figure(name, figure))
+
+
+_declared_figure_sets()

@@ -88,7 +88,12 @@ def test_the_shared_options_are_identical(analysis: dict[str, argparse.ArgumentP
 
 def test_backend_options_are_identical(analysis: dict[str, argparse.ArgumentParser]) -> None:
     with_backend = {n: options(p) for n, p in analysis.items() if "--backend" in options(p)}
-    assert {n.removeprefix("glasshouse ") for n in with_backend} == {"sinks", "dormant", "extreme", "successor"}
+    from probes.analysis import analyses
+
+    declared = {a.name.replace("_", "-") for a in analyses() if a.remote}
+    assert declared, "no declared analysis runs remotely"
+    assert {n.removeprefix("glasshouse ") for n in with_backend} == {"sinks", "dormant", "extreme", "successor",
+                                                                      *declared}
     reference = with_backend["glasshouse sinks"]
     for name, opts in with_backend.items():
         for flag in BACKEND:
@@ -125,7 +130,11 @@ def test_window_and_bos_options_are_identical(analysis: dict[str, argparse.Argum
             assert _type_behaviour(opts["--n"]) == _type_behaviour(reference["--n"]), name
             assert fingerprint(opts["--T"])[:2] == (("--T",), "seq_len"), name
             assert opts["--T"].help == argparse.SUPPRESS, name
-    assert (seen_bos, seen_window) == (3, 3)  # sinks, dormant, extreme
+    from probes.analysis import analyses
+
+    declared = len(analyses())  # every declared analysis command takes --n and --seq-len
+    with_bos = sum("prepend_bos" in a.info() for a in analyses())
+    assert (seen_bos, seen_window) == (3 + with_bos, 3 + declared)  # sinks, dormant, extreme and the declared
 
 
 def test_a_different_shared_option_is_caught() -> None:

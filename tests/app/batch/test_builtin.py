@@ -11,7 +11,7 @@ import sys
 import torch
 
 from app.batch import parse_plan, read_results, run_plan
-from app.batch.builtin import run_first_token_attention, run_residual_norms
+from app.batch.registry import get
 from probes.corpus import CorpusSample
 
 
@@ -23,7 +23,7 @@ def test_first_token_attention_matches_hf_eager(smollm_with_ref):
     model, ref = smollm_with_ref
     n = int(ref.attention_mask[0].sum())
     ids = ref.input_ids[:1, :n]
-    rows = run_first_token_attention(model, {"prepend_bos": False, "batch_size": 8, "min_query": 2}, corpus_of(ids), 0)
+    rows = get("first_token_attention").run(model, {"prepend_bos": False, "batch_size": 8, "min_query": 2}, corpus_of(ids), 0)
     assert len(rows) == model.facts.n_layers * model.facts.n_heads
     for r in rows:
         expected = ref.attentions[r["layer"]][0, r["head"], 2:n, 0].mean()
@@ -43,7 +43,7 @@ def test_residual_norms_match_plain_forward_hooks(smollm):
     finally:
         for h in handles:
             h.remove()
-    rows = run_residual_norms(smollm, {"prepend_bos": False, "batch_size": 1}, corpus_of(ids), 0)
+    rows = get("residual_norms").run(smollm, {"prepend_bos": False, "batch_size": 1}, corpus_of(ids), 0)
     assert len(rows) == smollm.facts.n_layers * 6
     for r in rows:
         expected = float(outs[r["layer"]][:, r["position"]].norm(dim=-1).mean())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.batch.builtin import run_first_token_attention
+from app.batch.registry import get
 from probes import load_model
 from probes.corpus import sample
 
@@ -23,7 +23,7 @@ def test_dict_device_map_matches_single_device(smollm):
     assert torch.allclose(mapped.forward(tokens), smollm.forward(tokens), atol=1e-5)
     corpus = sample("code", 2, 8, smollm.tokenizer, seed=0)
     settings = {"prepend_bos": False, "batch_size": 8, "min_query": 1}
-    a = run_first_token_attention(mapped, settings, corpus, 0)
-    b = run_first_token_attention(smollm, settings, corpus, 0)
+    a = get("first_token_attention").run(mapped, settings, corpus, 0)
+    b = get("first_token_attention").run(smollm, settings, corpus, 0)
     assert [r["value"] for r in a] == [r["value"] for r in b] or all(
         abs(x["value"] - y["value"]) < 1e-5 for x, y in zip(a, b, strict=True))

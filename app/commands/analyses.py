@@ -1,0 +1,145 @@
+"""The command of every declared analysis (probes.analysis), generated from its declaration.
+
+Spec: docs/cli.md ("Declared analyses"). `glasshouse <name>` (underscores as hyphens, e.g.
+`glasshouse residual-norms`) takes the options every analysis command takes (--model, --device, --dtype,
+--out, --seed), the corpus (--domain, --n, --seq-len), one option per setting of the analysis's settings
+dataclass (type, range, choices and help from the declaration), and --backend when its collect step runs
+remotely. It runs the analysis through probes.analysis.run_analysis (progress bar, Ctrl-C safe: a checkpoint
+of the running sums in the output folder lets the same command resume), and writes <name>.json (kind, model,
+settings, corpus, metadata, the result and its rows) and the analysis's figure from app/figures/batch.py.
+Nothing here names an analysis: a new declaration is a new command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from app.commands._common import (
+    LazyChoices,
+    add_bos_args,
+    add_option,
+    add_window_args,
+    analysis_parser,
+    float_range,
+    int_range,
+    load_from_args,
+    prepared,
+    write_outputs,
+)
+from probes.analysis import Analysis, SettingInfo, analyses
+
+
+def _domains() -> tuple[str, ...]:
+    from probes.corpus import DOMAINS
+
+    return DOMAINS
+
+
+DOMAIN_CHOICES = LazyChoices(_domains)
+
+
+def command_name(analysis: Analysis) -> str:
+    return analysis.name.replace("_", "-")
+
+
+def register(subparsers: Any) -> None:
+    """Add a sub-command for every declared analysis whose name no hand-written command has taken."""
+    taken = set(subparsers.choices)
+    for analysis in analyses():
+        if command_name(analysis) not in taken:
+            add_command(subparsers, analysis)
+
+
+def add_command(subparsers: Any, analysis: Analysis) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = analysis_parser(subparsers, command_name(analysis),
+                                                 f"{analysis.description} ({analysis.method})",
+                                                 backend=analysis.remote)
+    p.add_argument("--domain", choices=DOMAIN_CHOICES, default="prose", metavar="DOMAIN",
+                   help="corpus the windows come from: %(choices)s")
+    add_window_args(p, n=8, n_help="corpus windows")
+    for info in analysis.info().values():
+        add_setting(p, info)
+    p.set_defaults(func=lambda args: run(args, analysis))
+    return p
+
+
+def add_setting(parser: argparse.ArgumentParser, info: SettingInfo) -> None:
+    """One option for one setting: --name-with-hyphens, typed and range-checked as declared (prepend_bos is
+    --bos / --no-bos, as in every command)."""
+    flag = "--" + info.name.replace("_", "-")
+    if info.name == "prepend_bos":  # the commands' own spelling: --bos / --no-bos
+        add_bos_args(parser)  # default None: the model's own convention, read once it is loaded
+        return
+    if info.type is bool:
+        parser.add_argument(flag, dest=info.name, action=argparse.BooleanOptionalAction, default=info.default,
+                            help=info.help)
+        return
+    kwargs: dict[str, Any] = {"dest": info.name, "default": info.default, "help": info.help}
+    if info.choices is not None:
+        kwargs.update(choices=info.choices, type=info.type)
+    elif info.type is int:
+        kwargs["type"] = int_range(None if info.minimum is None else int(info.minimum),
+                                   None if info.maximum is None else int(info.maximum))
+    elif info.type is float:
+        kwargs["type"] = float_range(info.minimum, info.maximum, info.open_low, info.open_high)
+    add_option(parser, flag, **kwargs)
+
+
+def settings_of(args: argparse.Namespace, analysis: Analysis, model: Any = None) -> Any:
+    """The analysis's settings from the options (checked before anything loads, then again with the model,
+    whose tokenizer decides prepend_bos when neither --bos nor --no-bos is given)."""
+    from probes.errors import UsageError
+
+    if getattr(args, "layers", None):
+        raise UsageError("--layers: a declared analysis measures every layer (its statistics are small); "
+                         "leave --layers out.")
+    values = {name: getattr(args, name) for name in analysis.info()}
+    if values.get("prepend_bos", False) is None:
+        values["prepend_bos"] = bool(model.facts.prepends_bos) if model is not None else False
+    return analysis.make_settings(values)
+
+
+def open_model(args: argparse.Namespace) -> Any:
+    """The local HookedModel, or a RemoteModel whose measurements run where --backend says."""
+    if getattr(args, "backend", "local") == "local":
+        return load_from_args(args)
+    from probes.model.backends import open_model as open_backend
+    from probes.model.backends import remote_arg
+    from probes.remote_analyses import RemoteModel
+
+    lm = open_backend(args.model, args.backend, device=args.device, dtype=args.dtype)
+    return RemoteModel(lm, spec=args.model, remote=remote_arg(args.backend))
+
+
+def run(args: argparse.Namespace, analysis: Analysis) -> int:
+    from probes.analysis import run_analysis
+
+    settings = settings_of(args, analysis)  # checked before anything loads
+    name = analysis.name
+    with prepared(args, command_name(analysis)) as out:
+        from app.figures.registry import draw, kinds
+        from probes.corpus import sample
+        from probes.io import to_jsonable
+        from probes.progress import TqdmReporter
+        from probes.results import result_metadata
+
+        model = open_model(args)
+        settings = settings_of(args, analysis, model)
+        corpus = sample(args.domain, args.n, args.seq_len, model.tokenizer, seed=args.seed)
+        ids = analysis.inputs(model, settings, corpus)
+        result = run_analysis(analysis, model, settings, ids, reporter=TqdmReporter(name),
+                              checkpoint=out / f".{name}.checkpoint.pt")
+        values = dataclasses.asdict(settings)
+        bundle: dict[str, Any] = {
+            "kind": name, "model": args.model, "backend": getattr(args, "backend", "local"),
+            "settings": values, "corpus": corpus.to_dict(),
+            "metadata": result_metadata(model, values, args.seed),
+            "result": to_jsonable(result), "rows": analysis.rows(result),
+        }
+        write_outputs(out, name, bundle, draw(bundle) if name in kinds() else {})
+    for line in analysis.summary(result) if analysis.summary else []:
+        print(line)
+    print(f"wrote {out}")
+    return 0

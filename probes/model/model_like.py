@@ -1,0 +1,85 @@
+"""`ModelLike`: what an analysis's collect step may ask of a model, local or remote (docs/architecture.md).
+
+HookedModel (probes/model/hooked_model.py) and RemoteModel (probes/remote_analyses.py: an nnsight
+LanguageModel run here, in nnsight's local simulation or on NDIF) both satisfy it; mypy checks that through
+`_both_satisfy` below. The measurements return statistics only, never activations or patterns, so that a
+remote run sends back only what the analysis reduces: per-sequence residual norms and attention on the
+first key. A collect step that needs more than this protocol offers runs locally only (its Analysis
+declares remote=False).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from jaxtyping import Float, Int
+    from torch import Tensor
+
+    from probes.model.tokens import Tokens
+
+
+class FactsLike(Protocol):
+    """The facts every model states (HookedModel's ModelFacts, RemoteModel's RemoteFacts)."""
+
+    @property
+    def spec(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def n_layers(self) -> int: ...
+    @property
+    def n_heads(self) -> int: ...
+    @property
+    def n_kv_heads(self) -> int: ...
+    @property
+    def d_model(self) -> int: ...
+    @property
+    def d_head(self) -> int: ...
+    @property
+    def d_vocab(self) -> int: ...
+    @property
+    def n_ctx(self) -> int: ...
+    @property
+    def prepends_bos(self) -> bool: ...
+    @property
+    def bos_token_id(self) -> int | None: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ModelLike(Protocol):
+    """A model an analysis can run on: its facts, its tokens, and statistics-only measurements."""
+
+    spec: str
+    tokenizer: Any
+
+    @property
+    def facts(self) -> FactsLike: ...
+
+    def tokens_from_ids(self, rows: Sequence[Sequence[int]] | Tensor, prepend_bos: bool = False,
+                        max_length: int | None = None) -> Tokens: ...
+
+    def to_str_tokens(self, prompt: str | Sequence[int] | Tensor, prepend_bos: bool | None = None) -> list[str]: ...
+
+    def check_layers(self, layers: Sequence[int] | None) -> list[int]: ...
+
+    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None
+                       ) -> Float[Tensor, "batch layer pos"]:
+        """||resid_post|| after every layer at every position (dtype: the norm's, default float32)."""
+        ...
+
+    def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+        """The attention weight every query puts on key 0, per layer and head."""
+        ...
+
+
+def _both_satisfy() -> list[ModelLike]:  # pragma: no cover - read by mypy, never run
+    from probes.model.hooked_model import HookedModel
+    from probes.remote_analyses import RemoteModel
+
+    local: HookedModel = HookedModel.__new__(HookedModel)
+    remote: RemoteModel = RemoteModel.__new__(RemoteModel)
+    return [local, remote]
