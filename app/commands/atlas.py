@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
+from app.atlas_folders import default_folder
 from app.commands._common import SEED, LazyChoices, add_device_args, name_list, prepared
 
 BUDGET_NAMES = ("small", "standard")
@@ -35,11 +35,6 @@ def register(subparsers: Any) -> None:
                    help="also render every figure in this static format (repeatable; needs kaleido + Chromium)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def default_folder(models: list[str]) -> Path:
-    safe = "+".join(m.replace("/", "_").strip("._") or "model" for m in dict.fromkeys(models))
-    return Path("runs") / "atlas" / safe
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,6 @@ script resumes the run from its last checkpoint, with the same numbers (data dep
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +21,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.figures import bb as figs
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
+from app.ui.progress import StreamlitReporter
+from probes.bb import train as train_mod
+from probes.bb.checkpoint import load_checkpoint
+from probes.bb.data import prose_task
 from probes.errors import InputError
 from probes.progress import Cancelled
 
@@ -46,8 +50,7 @@ def parse_lr(text: str) -> float | None:
 
 def new_job(train: Any, settings: Any) -> dict[str, Any]:
     """A fresh run: its task, a temporary run folder and the fixed evaluation batch (for the caller's checks)."""
-    data = importlib.import_module("probes.bb.data")
-    task = data.prose_task()
+    task = prose_task()
     run_dir = tempfile.mkdtemp(prefix="glasshouse-bb-")
     return {"settings": settings, "task": task, "run_dir": run_dir, "eval": train.eval_batch(task, settings),
             "model": None, "rows": [], "step": 0, "status": "running", "seconds": 0.0}
@@ -59,29 +62,24 @@ def label(settings: Any) -> str:
 
 def finish(job: dict[str, Any], status: str) -> None:
     """Mark the job done or stopped: its rows from metrics.jsonl and its model from the last checkpoint."""
-    checkpoint = importlib.import_module("probes.bb.checkpoint")
-    train = importlib.import_module("probes.bb.train")
     job["status"] = status
-    job["rows"] = train.read_metrics(job["run_dir"])
+    job["rows"] = train_mod.read_metrics(job["run_dir"])
     if (Path(job["run_dir"]) / "latest").is_file():
-        job["model"] = checkpoint.load_checkpoint(job["run_dir"])[0]
+        job["model"] = load_checkpoint(job["run_dir"])[0]
 
 
 def run_job(job: dict[str, Any], live: Any) -> None:
     """Run (or resume) the job with probes.bb.train.train until its last step or st.session_state['bb_stop']."""
-    train = importlib.import_module("probes.bb.train")
-    progress = importlib.import_module("app.ui.progress")
-    figs = importlib.import_module("app.figures.bb")
     s = job["settings"]
 
     def draw(rows: list[dict[str, Any]]) -> None:
         live.plotly_chart(figs.sink_formation_figure({label(s): rows}), key=f"bb-live-{rows[-1]['step']}")
 
-    reporter = progress.StreamlitReporter(f"step {job['step']} / {s.steps}",
-                                          cancel=lambda: bool(st.session_state.get("bb_stop")), on_partial=draw)
+    reporter = StreamlitReporter(f"step {job['step']} / {s.steps}",
+                                 cancel=lambda: bool(st.session_state.get("bb_stop")), on_partial=draw)
     started = time.time()
     try:
-        train.train(s, job["run_dir"], job["task"], reporter=reporter)
+        train_mod.train(s, job["run_dir"], job["task"], reporter=reporter)
         finish(job, "done")
     except Cancelled:
         finish(job, "stopped")
@@ -106,8 +104,6 @@ st.caption("The Bigram-Backcopy task (Guo et al. 2024): after a trigger characte
            "non-trigger queries start parking their attention on <s> (an attention sink) while trigger queries do not.")
 st.caption("Input: sequences generated from the BB task (its bigram law estimated from the prose corpus), not the "
            "sidebar input or the sidebar model: the page trains its own small model.")
-train_mod = importlib.import_module("probes.bb.train")
-figs = importlib.import_module("app.figures.bb")
 
 with st.form("bb_inputs"):
     c = st.columns(4)

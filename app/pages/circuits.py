@@ -9,16 +9,19 @@ app.ui.progress.StreamlitReporter for its progress bar. Nothing runs until **Fin
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from app.figures import circuits as figs
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.model import current_model, get_model
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from circuits.discover import discover
+from circuits.tasks import TASKS
 from probes.errors import InputError
 
 MAX_COUNTS = 20
@@ -44,13 +47,10 @@ def circuit_result(spec: str, device: str, dtype: str, task: str, n: int, method
                    counts: tuple[int, ...], seed: int, draw: int) -> dict[str, Any]:
     """circuits.discover.discover (what `glasshouse circuit` runs) with a progress bar; its to_dict(), cached
     by every input. The drawn circuit is capped at MAX_DRAWN_EDGES edges."""
-    discover = importlib.import_module("circuits.discover")
-    progress = importlib.import_module("app.ui.progress")
-    reporter = progress.StreamlitReporter("Building the task ...")
+    reporter = StreamlitReporter("Building the task ...")
     try:
-        result = discover.discover(get_model(spec, device, dtype), task, n=n, method=method, steps=steps,
-                                   which=which, counts=counts, seed=seed, draw=draw or None, reporter=reporter,
-                                   max_draw=MAX_DRAWN_EDGES)
+        result = discover(get_model(spec, device, dtype), task, n=n, method=method, steps=steps, which=which,
+                          counts=counts, seed=seed, draw=draw or None, reporter=reporter, max_draw=MAX_DRAWN_EDGES)
     finally:
         reporter.close()
     return dict(result.to_dict())
@@ -66,8 +66,7 @@ st.caption("Edge attribution patching scores every edge of the model's graph; gr
            "are measured by normalized faithfulness (1: the full model, 0: every edge patched with the corrupted run).")
 st.caption("Input: the task's own clean/corrupted prompt pairs (drawn from its templates with the seed), not the "
            "sidebar input: attribution needs matched pairs whose answers differ.")
-task_names = list(importlib.import_module("circuits.tasks").TASKS)
-figs = importlib.import_module("app.figures.circuits")
+task_names = list(TASKS)
 model = current_model(settings)
 
 with st.form("circ_inputs"):

@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.atlas_folders import ATLAS_ROOT, default_folder
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.sidebar import current_settings
 
-ATLAS_ROOT = Path("runs") / "atlas"
 DEFAULT_MODELS = ("smollm2-135m", "gemma3-270m")
 
 
@@ -84,7 +84,6 @@ def from_folder() -> tuple[dict[str, Any], str] | None:
 
 def compute_live() -> tuple[dict[str, Any], str] | None:
     from app.atlas import run_atlas
-    from app.commands.atlas import default_folder
     from app.ui.progress import StreamlitReporter
     from probes.model.preflight import check_model_spec
 

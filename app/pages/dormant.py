@@ -7,24 +7,24 @@ input (probes.dormant.dormancy), so the sidebar prompt changes what the page sho
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from app.figures import sinks as figs
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from probes import dormant
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def dormant_result(spec: str, device: str, dtype: str, n: int, T: int, seed: int, top: int, ablate: bool) -> Any:
     """probes.dormant.dormant_heads on the prose and code domains, cached by its inputs."""
-    dormant = importlib.import_module("probes.dormant")
     reporter = StreamlitReporter("Dormancy on prose and code ...")
     result = dormant.dormant_heads(get_model(spec, device, dtype), n=n, T=T, seed=seed, top=top, ablate=ablate,
                                    reporter=reporter)
@@ -37,7 +37,6 @@ def input_dormancy(spec: str, device: str, dtype: str, rows: tuple[tuple[int, ..
     """probes.dormant.dormancy of every head on the sidebar input ([layer, head] as numpy)."""
     import torch
 
-    dormant = importlib.import_module("probes.dormant")
     return dormant.dormancy(get_model(spec, device, dtype), torch.tensor(rows, dtype=torch.long)).numpy()
 
 
@@ -45,7 +44,6 @@ settings = current_settings()
 st.title("Active/dormant heads")
 st.caption("A head is dormant on an input when it parks its attention on the first token; heads whose dormancy "
            "differs most between prose and code, with the loss cost of ablating them.")
-figs = importlib.import_module("app.figures.sinks")
 model = current_model(settings)
 with st.form("dormant_inputs"):
     c = st.columns(5)

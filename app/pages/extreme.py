@@ -6,17 +6,18 @@ spec's regimes, which the page then says; n x T is capped and checked against th
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import streamlit as st
 
+from app.figures import sinks as figs
 from app.ui.downloads import json_download, plot
 from app.ui.errors import shown_errors
 from app.ui.inputs import MAX_TOTAL_TOKENS, check_budget, check_total_tokens, describe_input, sidebar_rows
 from app.ui.model import current_model, get_model
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from probes import extreme, sinks
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
 
@@ -28,8 +29,6 @@ def extreme_result(spec: str, device: str, dtype: str, regime: str, n: int, T: i
     "input"), cached by its inputs."""
     import torch
 
-    extreme = importlib.import_module("probes.extreme")
-    sinks = importlib.import_module("probes.sinks")
     model = get_model(spec, device, dtype)
     ids = (torch.tensor(rows, dtype=torch.long) if regime == "input"
            else sinks.inputs_for_regime(model, regime, n, T, seed=seed))
@@ -43,7 +42,6 @@ settings = current_settings()
 st.title("Extreme tokens")
 st.caption("Value-state drains and residual-state peaks: the first token's residual norm and its small value "
            "vectors, per layer and head.")
-figs = importlib.import_module("app.figures.sinks")
 model = current_model(settings)
 with st.form("extreme_inputs"):
     c = st.columns(4)

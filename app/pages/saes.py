@@ -14,7 +14,6 @@ against the memory budget; the prompt heatmap draws at most TOKEN_FIGURE_MAX tok
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,10 @@ from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.inputs import TOKEN_FIGURE_MAX, check_budget, describe_input, sidebar_rows, token_window
 from app.ui.model import current_model, get_model
+from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from saes import activation_store as store
+from saes import registry, trainer
 
 EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
 
@@ -35,12 +37,8 @@ EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read
 def train_here(model: Any, arch: str, layer: int, d_sae: int, k: int, n_tokens: int, batch: int, seed: int) -> Any:
     """A small SAE trained on `n_tokens` activations (saes.activation_store.collect_activations, then
     saes.trainer.train, the CLI's trainer), one progress bar over both (app.ui.progress)."""
-    registry = importlib.import_module("saes.registry")
-    trainer = importlib.import_module("saes.trainer")
-    store = importlib.import_module("saes.activation_store")
-    progress = importlib.import_module("app.ui.progress")
     hook = f"blocks.{layer}.hook_resid_post"
-    reporter = progress.StreamlitReporter(f"Collecting {n_tokens} activations at {hook} ...")
+    reporter = StreamlitReporter(f"Collecting {n_tokens} activations at {hook} ...")
     try:
         acts = store.collect_activations(model, hook, n_tokens, 65, seed, reporter=reporter.part(0.0, 0.2))
         source = store.TensorSource(acts)
@@ -118,7 +116,6 @@ settings = current_settings()
 st.title("SAE features")
 st.caption("Sparse autoencoders on the residual stream: train a small one here or load a SAELens folder, then read "
            "its features: where they fire, how often, and which tokens they push the logits towards.")
-registry = importlib.import_module("saes.registry")
 model = current_model(settings)
 facts = model.facts
 

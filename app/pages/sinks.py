@@ -11,19 +11,14 @@ which the page then says. n x T is capped (app.ui.inputs) and checked against th
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.figures.attention import (
-    attention_pattern_figure,
-    head_grid_figure,
-    position_line_figure,
-    token_bar_figure,
-)
+from app.figures import sinks as figs
+from app.figures.attention import attention_pattern_figure, head_grid_figure, token_bar_figure
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.inputs import (
@@ -38,6 +33,8 @@ from app.ui.inputs import (
 from app.ui.model import current_model, get_model, head_patterns
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from probes import sinks
+from probes.hidden_sinks import detect_hidden_sinks
 
 REGIMES = {"input": "the sidebar input", "natural": "natural text (corpus)", "random": "random tokens", "repeat": "one token repeated"}
 BOS = {"default": None, "prepend": True, "none": False}
@@ -53,7 +50,6 @@ def sink_result(spec: str, device: str, dtype: str, regime: str, n: int, T: int,
     keeps nothing of it."""
     import torch
 
-    sinks = importlib.import_module("probes.sinks")
     model = get_model(spec, device, dtype)
     if regime == "input":
         ids, prepend, label = torch.tensor(rows, dtype=torch.long), rows_bos, "custom"
@@ -74,11 +70,10 @@ def hidden_sinks(spec: str, device: str, dtype: str, rows: tuple[tuple[int, ...]
     """probes.hidden_sinks.detect_hidden_sinks (ACT: alpha_k > 0.1) on the page's sequences, cached."""
     import torch
 
-    mod = importlib.import_module("probes.hidden_sinks")
     model = get_model(spec, device, dtype)
     min_queries = min(HIDDEN_MIN_QUERIES, len(rows[0]) - 1)
     reporter = StreamlitReporter("Hidden sinks ...")
-    result = mod.detect_hidden_sinks(model, torch.tensor(rows), min_queries=min_queries, reporter=reporter)
+    result = detect_hidden_sinks(model, torch.tensor(rows), min_queries=min_queries, reporter=reporter)
     reporter.close()
     return result
 
@@ -137,7 +132,6 @@ sink_rate = _numpy(result.sink_rate)
 head_rate = _numpy(result.head_rate)
 first_alpha = alpha[:, :, :, 0].mean(axis=0)
 tag = f"{facts.spec}_{regime}_n{n}_T{T}_eps{eps:g}" + ("" if regime == "input" else f"_seed{seed}")
-figs = importlib.import_module("app.figures.sinks")
 
 m = st.columns(4)
 m[0].metric(f"Sink_1^{eps:g}", f"{float(result.sink1):.2f} %",
@@ -154,16 +148,12 @@ view = st.radio("Heatmap colour", ["alpha", "rate"], horizontal=True, key="sink_
                 format_func=lambda v: {"alpha": "mean alpha on the first token",
                                        "rate": f"% of sequences with alpha_1 > {eps:g}"}[v])
 if view == "alpha":
-    grid = (figs.first_token_heatmap(data) if figs is not None else
-            head_grid_figure(first_alpha, f"{facts.spec}: first-token importance alpha_1 per head ({regime}, {n} x {T})",
-                             "mean alpha_1<br>(attention prob.)", zmax=1.0))
+    grid = figs.first_token_heatmap(data)
 else:
     grid = head_grid_figure(data["head_rate"], f"{facts.spec}: heads with a first-token sink ({regime}, eps {eps:g})",
                             f"% sequences<br>alpha_1 > {eps:g}", zmax=100.0, hover_unit=" %")
 plot(grid, f"sinks_heads_{view}_{tag}")
-plot(figs.sink_rate_by_regime({str(regime): data}) if figs is not None else
-     position_line_figure(sink_rate, f"{facts.spec}: Sink_k^{eps:g} by key position ({regime})", f"Sink_k^{eps:g} (%)"),
-     f"sinks_by_position_{tag}")
+plot(figs.sink_rate_by_regime({str(regime): data}), f"sinks_by_position_{tag}")
 
 with st.expander("Per-head table"):
     layer_idx, head_idx = np.meshgrid(np.arange(facts.n_layers), np.arange(facts.n_heads), indexing="ij")
@@ -178,8 +168,7 @@ default_layer = int(np.unravel_index(np.argmax(first_alpha), first_alpha.shape)[
 layer = int(cols[1].number_input("Layer", min_value=0, max_value=facts.n_layers - 1, value=default_layer,
                                  key="sink_layer"))
 head = int(cols[2].number_input("Head", min_value=0, max_value=facts.n_heads - 1, value=0, key="sink_head"))
-if figs is not None:
-    plot(figs.token_view(data, seq), f"sinks_tokens_{tag}_s{seq}")
+plot(figs.token_view(data, seq), f"sinks_tokens_{tag}_s{seq}")
 
 with shown_errors(), st.spinner(f"Detecting hidden sinks (ACT, alpha_k > 0.1) on {n} x {T} tokens ..."):
     hidden = hidden_sinks(settings.spec, settings.device, settings.dtype, tuple(map(tuple, ids)))

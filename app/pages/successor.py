@@ -7,7 +7,6 @@ chosen head's effective OV circuit promotes for it (top logits over the whole vo
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pandas as pd
@@ -19,6 +18,7 @@ from app.ui.errors import shown_errors
 from app.ui.model import current_model, get_model
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
+from probes import successor
 from probes.errors import InputError
 
 NORMS = {"auto": "auto (none for LayerNorm, all for RMSNorm)", "none": "none (the paper's GPT-2 setting)",
@@ -30,7 +30,6 @@ TOP_K = 15
 @st.cache_data(show_spinner=False, max_entries=16)
 def successor_scores(spec: str, device: str, dtype: str, norm: str, source: str, threshold: float) -> dict[str, Any]:
     """probes.successor.score_heads on the standard tasks, as its to_dict(), cached by its inputs."""
-    successor = importlib.import_module("probes.successor")
     model = get_model(spec, device, dtype)
     settings = successor.OVSettings(norm=norm, source=source)
     reporter = StreamlitReporter("Successor scores ...")
@@ -62,7 +61,6 @@ def head_predictions(spec: str, device: str, dtype: str, norm: str, source: str,
     """The k output tokens with the highest effective-OV logit of (layer, head) for source token `tid`."""
     import torch
 
-    successor = importlib.import_module("probes.successor")
     model = get_model(spec, device, dtype)
     vocab = model.W_U.shape[1]
     logits = successor.ov_logits(model, [tid], torch.arange(vocab), successor.OVSettings(norm=norm, source=source),

@@ -6,10 +6,10 @@ with many figures stays light.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -23,9 +23,14 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "figure"
 
 
+@cache
 def static_export_available() -> bool:
-    """Whether PNG/SVG can be offered: kaleido imports (it drives a Chromium to render)."""
-    return importlib.util.find_spec("kaleido") is not None
+    """Whether PNG/SVG can be offered: kaleido imports (it drives a Chromium to render). Asked once per process."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _html(fig: go.Figure) -> Callable[[], str]:

@@ -24,12 +24,13 @@ def _load(spec: str, device: str, dtype: str) -> None:
 
 def _corpus() -> None:
     try:
-        import importlib
-
         from probes.corpus import documents
 
         documents("prose")  # the natural-text regime samples from it; parsing takes seconds
-        importlib.import_module("probes.sinks")
+        import probes.sinks  # noqa: F401 - imported here so the default page (Attention sinks) finds it loaded
+        from app.ui.downloads import static_export_available
+
+        static_export_available()  # imports kaleido (a fifth of a second) before the first figure asks
     except Exception:  # noqa: BLE001 - best effort; the page does the same work if this failed
         return
 
