@@ -34,6 +34,7 @@ def main() -> None:
             st.Page(PAGES / "circuits.py", title="Circuits", icon="🕸️"),
             st.Page(PAGES / "saes.py", title="SAE features", icon="🧩"),
             st.Page(PAGES / "bblab.py", title="BB lab", icon="🧪"),
+            st.Page(PAGES / "declared.py", title="Declared analyses", icon="📋"),
         ],
         "Atlas": [st.Page(PAGES / "compare.py", title="Compare models", icon="⚖️")],
     }

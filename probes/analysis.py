@@ -6,7 +6,8 @@ An analysis is declared once, in its own module, as an `Analysis`:
   range and choices. It is the single source of the command's options, the batch plan's keys, the atlas's
   budgets and a page's controls.
 - `collect(model, ids, settings)`: one batch of token ids [b, T] -> a dict of tensors, each a SUM over the
-  batch's sequences. It may use only what `ModelLike` (probes/model/model_like.py) offers, so the same collect
+  batch's sequences, except the names in `stacked`: per-sequence values [b, ...] that the runner concatenates
+  (for a reduce that needs every sequence, e.g. a per-sample rate). It may use only what `ModelLike` (probes/model/model_like.py) offers, so the same collect
   step runs on a local HookedModel and, with `remote=True`, on a RemoteModel whose methods run nnsight traces
   (only the statistics come back). Remote support is this property of the collect step, not a second copy.
 - `reduce(sums, n, settings)`: the sums over all n sequences -> the result (a dict ready for JSON).
@@ -183,6 +184,7 @@ class Analysis:
     rows: Callable[[dict[str, Any]], list[Row]]
     method: str  # the method page it implements (docs/methods/...)
     remote: bool = False
+    stacked: tuple[str, ...] = ()  # collect's per-sequence outputs, concatenated over batches (not summed)
     inputs: Callable[[ModelLike, Any, CorpusSample], Tensor] = _default_inputs
     summary: Callable[[dict[str, Any]], list[str]] | None = None
     atlas: tuple[AtlasView, ...] = ()
@@ -243,8 +245,8 @@ def unregister_analysis(name: str) -> None:
 
 
 def analyses() -> list[Analysis]:
-    """Every declared analysis: the built-in ones (probes/catalog.py) and any registered since."""
-    import probes.catalog  # noqa: F401  (declares the built-in analyses)
+    """Every declared analysis: the built-in ones (probes/analyses/) and any registered since."""
+    import probes.analyses  # noqa: F401  (declares the built-in analyses)
 
     return list(_ANALYSES.values())
 
@@ -273,7 +275,8 @@ def corpus_ids(tokenizer: Any, corpus: CorpusSample, prepend_bos: bool) -> Tenso
 
 def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tensor,
                  reporter: Reporter | None = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """Run an analysis on ids [n, T]: collect per batch of settings.batch_size, add the sums, reduce.
+    """Run an analysis on ids [n, T]: collect per batch of settings.batch_size, add the sums (concatenate the
+    stacked values), reduce.
 
     reporter: progress after each batch and a cancel check before it. checkpoint: a file holding the running
     sums after every batch (written atomically); a run given the same file, analysis, settings and ids resumes
@@ -291,7 +294,7 @@ def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tenso
     for i in range(done, len(starts)):
         rep.check()
         part = analysis.collect(model, ids[starts[i] : starts[i] + size], settings)
-        sums = part if sums is None else {k: sums[k] + v for k, v in part.items()}
+        sums = part if sums is None else {k: _combine(sums[k], v, k in analysis.stacked) for k, v in part.items()}
         if checkpoint is not None:
             _save_checkpoint(Path(checkpoint), key, i + 1, sums)
         rep.update(f"{analysis.name}: batch {i + 1} of {len(starts)}", i + 1, len(starts))
@@ -300,6 +303,12 @@ def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tenso
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return result
+
+
+def _combine(before: Tensor, part: Tensor, stacked: bool) -> Tensor:
+    import torch
+
+    return torch.cat([before, part]) if stacked else before + part
 
 
 def _run_key(analysis: Analysis, settings: Any, ids: Tensor) -> str:

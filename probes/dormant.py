@@ -99,31 +99,37 @@ def statistics_from_summaries(s: dict[str, Float[Tensor, "... T"]]) -> dict[str,
             "column_entropy": (column / queries_seen.log()).amax(-1)}
 
 
+def statistics_for_batch(model: HookedModel, batch: Int[Tensor, "b T"], attention: str = "fast"
+                         ) -> dict[str, Float[Tensor, "b layer head"]]:
+    """HEAD_STATISTICS of every sequence of one batch: from the statistics path's summaries (no pattern) when
+    attention resolves to "fast" (statistics_from_summaries), else each eager pattern reduced in its hook."""
+    if attention_mode(model, attention) == "fast":
+        from probes.attention_stats import summaries_for_batch
+
+        return statistics_from_summaries(summaries_for_batch(model, batch, True)[0])
+    per_layer: dict[str, list[Tensor]] = {name: [] for name in HEAD_STATISTICS}
+
+    def on_pattern(p: Tensor, hook: Any) -> None:
+        for name, fn in HEAD_STATISTICS.items():
+            per_layer[name].append(fn(p.detach()).cpu())
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
+    with torch.no_grad():
+        model.run_with_hooks(batch, fwd_hooks=hooks)
+    return {name: torch.stack(values, dim=1) for name, values in per_layer.items()}
+
+
 def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
                     reporter: Reporter | None = None, attention: str = "fast") -> dict[str, Float[Tensor, "layer head"]]:
     """Dormancy, mean row entropy and max column entropy of every head, averaged over the sequences
-    (one forward pass per batch). attention="fast" (default): the statistics path, SDPA and no pattern
-    (statistics_from_summaries); "patterns": each eager pattern is reduced inside its hook. reporter: per batch."""
+    (one forward pass per batch, statistics_for_batch). reporter: per batch."""
     ids = check_ids(model, ids)
     totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
-    def on_pattern(p: Tensor, hook: Any) -> None:
-        layer = int(hook.name.split(".")[1])
-        for name, fn in HEAD_STATISTICS.items():
-            totals[name][layer] += fn(p.detach()).sum(0).cpu()
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", on_pattern) for layer in range(model.facts.n_layers)]
-
-    def run_patterns(batch: Tensor) -> None:
-        with torch.no_grad():
-            model.run_with_hooks(batch, fwd_hooks=hooks)
-
-    def run_fast(batch: Tensor) -> None:
-        from probes.attention_stats import summaries_for_batch
-
-        for name, value in statistics_from_summaries(summaries_for_batch(model, batch, True)[0]).items():
+    def run(batch: Tensor) -> None:
+        for name, value in statistics_for_batch(model, batch, attention).items():
             totals[name] += value.sum(0)
 
-    run = run_fast if attention_mode(model, attention) == "fast" else run_patterns
     batches(ids, batch_size, run, reporter, "head statistics")
     return {name: total / len(ids) for name, total in totals.items()}
 

@@ -30,7 +30,7 @@ from torch import Tensor
 from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
-from probes.quantities import first_token_attention
+from probes.quantities import first_token_attention, residual_norm
 from probes.results import result_metadata
 from probes.sinks import check_ids
 
@@ -119,7 +119,7 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
         got["value"][layer_of(hook)] = value_norms(model, layer_of(hook), v.detach()).cpu()
 
     def on_resid(x: Tensor, hook: Any) -> None:
-        got["resid"][layer_of(hook)] = x.detach().float().norm(dim=-1).cpu()
+        got["resid"][layer_of(hook)] = residual_norm(x).cpu()
 
     def visible(hook: Any, n: int) -> Tensor:
         return model.key_visible(layer_of(hook), n)
@@ -180,7 +180,7 @@ def resid_norms(model: HookedModel, ids: Int[Tensor, "n T"], fwd_hooks: list[Any
         got: dict[int, Tensor] = {}
 
         def on_resid(x: Tensor, hook: Any) -> None:
-            got[int(hook.name.split(".")[1])] = x.detach().float().norm(dim=-1).cpu()
+            got[int(hook.name.split(".")[1])] = residual_norm(x).cpu()
 
         hooks = list(fwd_hooks or []) + [(f"blocks.{layer}.hook_resid_post", on_resid)
                                          for layer in range(model.facts.n_layers)]

@@ -1,8 +1,9 @@
 """Probe statistics computed inside an nnsight trace, so a remote run (NDIF) sends back only them.
 
 Spec: docs/remote.md (scale beyond one machine) and docs/batch.md. Each function here traces an nnsight
-`LanguageModel`, computes its statistic inside the trace and `.save()`s only that statistic
-(a [layer, pos] or [layer, head] tensor), never whole activations or attention patterns.
+`LanguageModel` (through probes.remote_analyses.RemoteModel), computes its statistic inside the trace and
+`.save()`s only that statistic (per-sequence norms, attention on key 0), never whole activations or attention
+patterns.
 
 remote=False runs locally (the HookedModel's `model.nnsight` view), remote="local" runs nnsight's
 serverless simulation of the remote path (serialize, deserialize, run), remote=True sends the
@@ -21,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -77,21 +77,12 @@ def _check_ids(ids: Tensor) -> Tensor:
 def residual_norms(lm: Any, ids: Int[Tensor, "batch pos"], remote: bool | str = False) -> Float[Tensor, "layer pos"]:
     """Mean over sequences of the residual-stream norm after each decoder layer (resid_post), per position.
 
-    Only the [layer, pos] statistic is saved inside the trace.
+    RemoteModel.residual_norms (probes/remote_analyses.py) in one trace; only the norms come back.
     """
+    from probes.remote_analyses import RemoteModel
+
     ids = _check_ids(ids)
-    path, _, n_layers = _layout(lm)
-    with lm.trace(ids, remote=remote):
-        layers = lm
-        for part in path.split("."):
-            layers = getattr(layers, part)
-        rows = []
-        for i in range(n_layers):
-            out = layers[i].output
-            hidden = out[0] if isinstance(out, tuple) else out
-            rows.append(hidden.detach().float().norm(dim=-1).mean(dim=0))
-        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
-    return stats
+    return RemoteModel(lm, remote=remote).residual_norms(ids).mean(dim=0)
 
 
 def first_token_attention(
@@ -99,24 +90,17 @@ def first_token_attention(
 ) -> Float[Tensor, "layer head"]:
     """Mean attention weight on key position 0, over sequences and queries q >= min_query.
 
-    Only the [layer, head] statistic is saved inside the trace.
+    RemoteModel.attention_on_first in one trace (only A[:, :, :, 0] comes back), then
+    probes.quantities.mean_from_query.
     """
+    from probes.quantities import mean_from_query
+    from probes.remote_analyses import RemoteModel
+
     ids = _check_ids(ids)
     if not 1 <= min_query < ids.shape[1]:
         raise InputError(f"min_query must be in 1..{ids.shape[1] - 1}; got {min_query}.")
-    path, attn, n_layers = _layout(lm)
-    with lm.trace(ids, remote=remote):
-        layers = lm
-        for part in path.split("."):
-            layers = getattr(layers, part)
-        rows = []
-        for i in range(n_layers):
-            weights = getattr(layers[i], attn).output[1]
-            # probes.quantities.first_token_attention(weights, min_query), written out: the trace body is
-            # shipped to the server as source, which has torch but not probes (test_remote checks both agree)
-            rows.append(weights[:, :, min_query:, 0].detach().float().mean(dim=(0, 2)))
-        stats = torch.stack(rows).cpu().save()  # type: ignore[attr-defined]
-    return stats
+    on_first = RemoteModel(lm, remote=remote).attention_on_first(ids)
+    return mean_from_query(on_first, min_query).mean(dim=0)
 
 
 @contextmanager

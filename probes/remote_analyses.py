@@ -143,6 +143,15 @@ class RemoteModel(TokenView):
         """Attention on key 0 of every query, read off the eager pattern inside the trace."""
         return trace_attention_on_first(self, ids, self.remote)
 
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+        """alpha_k of the sink metric, from the eager pattern inside the trace (trace_alpha, every layer)."""
+        return trace_alpha(self, ids, list(range(self.facts.n_layers)), self.remote)
+
+    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+        """Dormancy, row and column entropy of every sequence and head, reduced inside the trace."""
+        stats = trace_head_statistics(self, ids, list(range(self.facts.n_layers)), self.remote)
+        return {name: stats[k] for k, name in enumerate(HEAD_STATISTICS)}
+
     def require_llama_style(self, what: str) -> None:
         if not self.paths.llama_style:
             raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj of Llama-style models (Llama, Mistral, "
@@ -185,11 +194,11 @@ def trace_residual_norms(model: RemoteModel, ids: Int[Tensor, "b T"], dtype: tor
                          ) -> Float[Tensor, "b layer T"]:
     """||resid_post|| [b, layer, T] of every layer (probes.quantities.residual_norm inside the trace)."""
     ship_by_value()
-    lm, path = model.lm, model.path
+    lm, path, n_layers = model.lm, model.path, model.facts.n_layers
     with lm.trace(ids, remote=remote):
         blocks = _blocks(lm, path)
         rows = []
-        for i in range(model.facts.n_layers):
+        for i in range(n_layers):
             out = blocks[i].output
             rows.append(residual_norm(out[0] if isinstance(out, tuple) else out, dtype))
         norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
@@ -200,18 +209,17 @@ def trace_attention_on_first(model: RemoteModel, ids: Int[Tensor, "b T"], remote
                              ) -> Float[Tensor, "b layer head T"]:
     """A[b, layer, head, q, 0] of every layer (probes.quantities.attention_on_first inside the trace)."""
     ship_by_value()
-    lm, path, attn = model.lm, model.path, model.attn
+    lm, path, attn, n_layers = model.lm, model.path, model.attn, model.facts.n_layers
     with lm.trace(ids, remote=remote):
         blocks = _blocks(lm, path)
-        rows = [attention_on_first(getattr(blocks[i], attn).output[1].detach()).float()
-                for i in range(model.facts.n_layers)]
+        rows = [attention_on_first(getattr(blocks[i], attn).output[1].detach()).float() for i in range(n_layers)]
         on_first = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
     return on_first
 
 
 def trace_head_statistics(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int],
-                          remote: bool | str = False) -> Float[Tensor, "stat layer head"]:
-    """Sums over the chunk's sequences of probes.dormant.HEAD_STATISTICS (dormancy, row/column entropy)."""
+                          remote: bool | str = False) -> Float[Tensor, "stat b layer head"]:
+    """probes.dormant.HEAD_STATISTICS (dormancy, row/column entropy) of every sequence, reduced in the trace."""
     ship_by_value()
     lm, path, attn = model.lm, model.path, model.attn
     stat_fns = list(HEAD_STATISTICS.values())
@@ -220,9 +228,9 @@ def trace_head_statistics(model: RemoteModel, ids: Int[Tensor, "b T"], layers: l
         rows = []
         for i in layers:
             p = getattr(blocks[i], attn).output[1].detach()
-            rows.append(torch.stack([fn(p).sum(0) for fn in stat_fns]))
-        sums = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
-    return sums
+            rows.append(torch.stack([fn(p) for fn in stat_fns]))  # [stat, b, head]
+        stats = torch.stack(rows, dim=2).cpu().save()  # type: ignore[attr-defined]
+    return stats
 
 
 def trace_extreme(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int], remote: bool | str = False
@@ -247,7 +255,7 @@ def trace_extreme(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int]
             gaps.append(logit_gap(p.float().clamp_min(1e-38).log()))
             out = blocks[i].output
             hidden = out[0] if isinstance(out, tuple) else out
-            resids.append(hidden.detach().float().norm(dim=-1))
+            resids.append(residual_norm(hidden))
         sink = torch.stack(sinks, dim=1).cpu().save()  # type: ignore[attr-defined]
         value = torch.stack(values, dim=1).cpu().save()  # type: ignore[attr-defined]
         resid = torch.stack(resids, dim=1).cpu().save()  # type: ignore[attr-defined]
@@ -273,7 +281,7 @@ def trace_resid_norms(model: RemoteModel, ids: Int[Tensor, "b T"], zero: tuple[s
                 getattr(blocks[i], attn).output[0][:] = 0
             out = blocks[i].output
             hidden = out[0] if isinstance(out, tuple) else out
-            rows.append(hidden.detach().float().norm(dim=-1))
+            rows.append(residual_norm(hidden))
         norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
     return norms
 
@@ -330,7 +338,7 @@ def extreme_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int) ->
 def head_stats_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int) -> RequestPlan:
     b = min(batch, n)
     return RequestPlan("head statistics", -(-n // batch), b, T, layers,
-                       {"sums": (len(HEAD_STATISTICS), layers, model.facts.n_heads)})
+                       {"stats": (len(HEAD_STATISTICS), b, layers, model.facts.n_heads)})
 
 
 def _plan_and_check(plan: RequestPlan, budget: RequestBudget | None,
@@ -401,7 +409,7 @@ def remote_head_statistics(
     ids = check_ids(model, ids)  # type: ignore[arg-type]
     chosen = model.check_layers(layers)
     check_budget(head_stats_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
-    parts = run_chunks(ids, batch_size, lambda c: {"sums": trace_head_statistics(model, c, chosen, remote)},
+    parts = run_chunks(ids, batch_size, lambda c: {"sums": trace_head_statistics(model, c, chosen, remote).sum(1)},
                        "remote head statistics", reporter)
     total = torch.stack([p["sums"] for p in parts]).sum(0) / len(ids)
     return {name: total[k] for k, name in enumerate(HEAD_STATISTICS)}

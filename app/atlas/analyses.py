@@ -13,6 +13,7 @@ from typing import Any
 
 import app.atlas.probes  # noqa: F401  (registers the atlas's batch probes)
 from app.atlas.registry import AtlasEntry, every_budget, per_budget, register_atlas
+from probes.analyses.sinks import SINK_HEAD_RATE
 from probes.analysis import FigureSpec
 from probes.rows import (
     ProbeRows,
@@ -33,22 +34,11 @@ from probes.rows import (
 )
 
 DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts as domain-dependent
-SINK_HEAD_RATE = 50.0  # percent of windows; a head above it counts as a sink head
 BATCH = {"batch_size": 8}
 Head = tuple[int, int]
 
 
 # --- headline numbers (one model's rows) -------------------------------------------------------------
-
-def sinks_headline(probe: str) -> Any:
-    def headline(rows: ProbeRows) -> dict[str, Any]:
-        r = rows[probe]
-        heads = by_head(r, "head_sink_rate")
-        return {"sink1_percent": scalar(r, "sink1"), "sink_heads": sum(v > SINK_HEAD_RATE for v in heads.values()),
-                "heads": len(heads)}
-
-    return headline
-
 
 def successor_headline(rows: ProbeRows) -> dict[str, Any]:
     scores = by_head(rows["successor_score"], "successor_score")
@@ -166,18 +156,6 @@ def sae_data(rows: ProbeRows) -> dict[str, Any]:
 
 # --- the entries -------------------------------------------------------------------------------------
 
-def sinks_entry(name: str, title: str, probe: str, settings: dict[str, Any], figure_title: str, notes: str = ""
-                ) -> AtlasEntry:
-    return AtlasEntry(name=name, title=title, probes={probe: per_budget({"eps": 0.3, **BATCH, **settings})},
-                      headline=sinks_headline(probe), notes=notes,
-                      figure=lines_figure(probe, [("sink_rate", "", False)], "position", figure_title,
-                                          "key position k (0-based)", "Sink_k (% of heads x windows)"))
-
-
-SINK_NOTE = (f"sink heads: heads whose attention on the first token exceeds eps in more than {SINK_HEAD_RATE:.0f}% "
-             "of the windows.")
-
-
 def circuit_entry(task: str) -> AtlasEntry:
     return AtlasEntry(
         name=f"circuit_{task}", title=f"Circuit: {task} (EAP)",
@@ -196,18 +174,6 @@ def entries() -> list[AtlasEntry]:
     from circuits.tasks import TASKS
 
     return [
-        sinks_entry("sinks", "Attention sinks (Sink_k^eps, eps = 0.3)", "sinks", {},
-                    "Sink rate by key position (no BOS)", SINK_NOTE),
-        sinks_entry("sinks_bos", "Attention sinks with the BOS token first (Sink_k^eps, eps = 0.3)", "sinks",
-                    {"prepend_bos": True}, "Sink rate by key position (BOS first: k = 0 is the BOS)",
-                    "the same windows with the tokenizer's BOS put first (the regime Gemma is trained in); a model "
-                    "without a BOS token cannot run it (leave it out with --analyses)."),
-        sinks_entry("sinks_random", "Attention sinks on random tokens", "sinks_regime", {"regime": "random"},
-                    "Sink rate by key position (uniformly random tokens)",
-                    "windows of random vocabulary tokens of the corpus's shape (probes.sinks.inputs_for_regime)."),
-        sinks_entry("sinks_repeat", "Attention sinks on one repeated token", "sinks_regime", {"regime": "repeat"},
-                    "Sink rate by key position (one random token repeated)",
-                    "windows of one random token repeated (probes.sinks.inputs_for_regime)."),
         AtlasEntry(name="hidden_sinks", title="Hidden sinks beyond the first token (alpha_k > 0.1, k >= 1)",
                    probes={"hidden_sinks": per_budget(BATCH)}, headline=hidden_headline,
                    figure=heads_figure("hidden_sinks", "hidden_rate", "Windows where a head has a hidden sink (%)",

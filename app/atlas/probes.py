@@ -9,8 +9,6 @@ result into rows with `tensor_rows` / `ranked_rows`:
   (component, layer) ablated_sink_<component> / ablated_rest_max_<component> (layer = the zeroed layer).
 - dormant_heads (probes.dormant.head_statistics): dormancy_prose, dormancy_code (code windows of the
   same n, length and seed), row_entropy, column_entropy (layer, head).
-- sinks_regime (probes.sinks.compute_sinks on probes.sinks.inputs_for_regime windows): the sinks
-  probe's rows for the random or repeated-token regime of the spec.
 - hidden_sinks (probes.hidden_sinks.detect_hidden_sinks, min_queries as the CLI's 8): hidden_rate
   (layer, head), position_rate (position), sink_token / sink_token_count (position = rank).
 - successor_in_context (probes.successor.in_context.in_context_scores): mean_dla and
@@ -31,7 +29,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from app.batch.analyses import sink_rows
 from app.batch.builtin import BATCH, BOS, corpus_ids
 from app.batch.registry import ProbeEntry, Row, Setting, register
 from probes.corpus import CorpusSample, sample
@@ -79,17 +76,6 @@ def run_dormant(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed
     code_stats = head_statistics(model, unit_ids(model, settings, code), settings["batch_size"])
     return (tensor_rows("dormancy_prose", stats["dormancy"]) + tensor_rows("dormancy_code", code_stats["dormancy"])
             + tensor_rows("row_entropy", stats["row_entropy"]) + tensor_rows("column_entropy", stats["column_entropy"]))
-
-
-def run_sinks_regime(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """The sinks probe's rows on windows of another input regime, of the unit corpus's n and length."""
-    from probes.sinks import compute_sinks, inputs_for_regime
-
-    n, length = corpus.ids.shape
-    ids = inputs_for_regime(model, settings["regime"], int(n), int(length), seed=seed,
-                            prepend_bos=settings["prepend_bos"])
-    return sink_rows(compute_sinks(model, ids, eps=settings["eps"], prepend_bos=settings["prepend_bos"],
-                                   batch_size=settings["batch_size"]))
 
 
 def run_hidden_sinks(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
@@ -190,7 +176,6 @@ def _circuit_tasks() -> tuple[str, ...]:
     return tuple(TASKS)
 
 
-EPS = Setting(float, 0.3, "threshold on alpha, strictly between 0 and 1", minimum=1e-6)
 for _entry in (
     ProbeEntry("extreme_tokens", "extreme tokens (Guo et al. 2024): residual peak, value drain and logit gap of the sink",
                run_extreme, {"prepend_bos": BOS, "batch_size": BATCH}),
@@ -199,9 +184,6 @@ for _entry in (
                                    "n": Setting(int, 4, "windows ablated (the first n)", minimum=1)}),
     ProbeEntry("dormant_heads", "active-dormant heads (Guo et al. 2024): dormancy on prose vs code, entropy detector",
                run_dormant, {"prepend_bos": BOS, "batch_size": BATCH}),
-    ProbeEntry("sinks_regime", "Sink_k^eps on random or repeated-token windows of the corpus's shape",
-               run_sinks_regime, {"regime": Setting(str, "random", "input regime", choices=("natural", "random", "repeat")),
-                                  "eps": EPS, "prepend_bos": BOS, "batch_size": BATCH}),
     ProbeEntry("hidden_sinks", "hidden sinks beyond the first token (ACT, Yu et al. 2024)", run_hidden_sinks,
                {"threshold": Setting(float, 0.1, "alpha above which a key is a sink", minimum=1e-6),
                 "min_queries": Setting(int, 8, "count keys seen by at least this many queries", minimum=1),

@@ -97,14 +97,12 @@ def declared_entry(probe: str, view: AtlasView) -> AtlasEntry:
 
 
 def atlas_entries(names: list[str] | None = None) -> list[AtlasEntry]:
-    """The registered analyses in registration order, then the declared analyses' views (or the named ones;
-    unknown names raise)."""
+    """The declared analyses' views (probes/analyses/ order), then the registered entries in registration order
+    (or the named ones; unknown names raise)."""
     import app.atlas.analyses  # noqa: F401  (registers the entries)
 
-    known = dict(_ATLAS)
-    for analysis in analyses():
-        for view in analysis.atlas:
-            known.setdefault(view.name, declared_entry(analysis.name, view))
+    known = {view.name: declared_entry(analysis.name, view) for analysis in analyses() for view in analysis.atlas}
+    known.update((name, entry) for name, entry in _ATLAS.items() if name not in known)
     if names is None:
         return list(known.values())
     unknown = [n for n in names if n not in known]

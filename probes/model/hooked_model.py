@@ -332,6 +332,21 @@ class HookedModel(TokenView):
 
         return attention_statistics(self, ids, n_sink=1, batch_size=len(ids), outputs=False).sink[..., 0]
 
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+        """alpha_k of the sink metric (probes.sinks), from the statistics path unless the model needs patterns
+        (probes.sinks.attention_mode); the memory budget is checked first."""
+        from probes.sinks import alpha_for_batch, alpha_from_statistics, attention_mode, check_sink_budget
+
+        mode = attention_mode(self, "fast")
+        check_sink_budget(self, int(ids.shape[0]), int(ids.shape[1]), mode)
+        return (alpha_from_statistics if mode == "fast" else alpha_for_batch)(self, ids)
+
+    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+        """Dormancy, row and column entropy of every sequence and head (probes.dormant.statistics_for_batch)."""
+        from probes.dormant import statistics_for_batch
+
+        return statistics_for_batch(self, ids)
+
     def check_head(self, head: int) -> int:
         if not 0 <= head < self.facts.n_heads:
             raise InputError(f"Head {head} is out of range: {self.spec} has heads 0..{self.facts.n_heads - 1}.")

@@ -3,8 +3,8 @@
 HookedModel (probes/model/hooked_model.py) and RemoteModel (probes/remote_analyses.py: an nnsight
 LanguageModel run here, in nnsight's local simulation or on NDIF) both satisfy it; mypy checks that through
 `_both_satisfy` below. The measurements return statistics only, never activations or patterns, so that a
-remote run sends back only what the analysis reduces: per-sequence residual norms and attention on the
-first key. A collect step that needs more than this protocol offers runs locally only (its Analysis
+remote run sends back only what the analysis reduces: per-sequence residual norms, attention on the first
+key, the sink metric's alpha per key and the active-dormant head statistics. A collect step that needs more than this protocol offers runs locally only (its Analysis
 declares remote=False).
 """
 
@@ -73,6 +73,14 @@ class ModelLike(Protocol):
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
         """The attention weight every query puts on key 0, per layer and head."""
+        ...
+
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+        """alpha_k: the attention key k receives, averaged over the queries that see it (attention-sinks.md)."""
+        ...
+
+    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+        """probes.dormant.HEAD_STATISTICS of every sequence: dormancy, row entropy, column entropy."""
         ...
 
 

@@ -226,22 +226,28 @@ def test_backends_check_names_keys_and_hub_ids(monkeypatch):
 
 
 def test_batch_probes_remote_rows_equal_local_rows(smollm):
-    from app.batch.analyses import remote_dormancy, remote_sinks, run_dormancy
+    """The declared sinks, sinks_regime and dormancy analyses: the same collect step on a RemoteModel (nnsight's
+    local simulation, eager patterns in the trace) gives the local rows (statistics path): dormancy to 1e-5,
+    sink rates (thresholded counts) exactly."""
     from app.batch.registry import get
     from probes.corpus import sample
 
     corpus = sample("prose", 2, 16, smollm.tokenizer, seed=0)
     settings = {"prepend_bos": False, "batch_size": 8}
-    local = run_dormancy(smollm, settings, corpus, 0)
-    remote = remote_dormancy(smollm.nnsight, settings, corpus, 0, "local")
+    dormancy = get("dormancy")
+    assert dormancy.run_remote is not None
+    local = dormancy.run(smollm, settings, corpus, 0)
+    remote = dormancy.run_remote(smollm.nnsight, settings, corpus, 0, "local")
     assert [(r["metric"], r["layer"], r["head"]) for r in local] == [(r["metric"], r["layer"], r["head"]) for r in remote]
     assert max(abs(a["value"] - b["value"]) for a, b in zip(local, remote, strict=True)) < 1e-5
-    sinks = get("sinks")
-    assert sinks.run_remote is remote_sinks
-    s_settings = {**sinks.defaults(), "batch_size": 8}
-    rows_l, rows_r = sinks.run(smollm, s_settings, corpus, 0), remote_sinks(smollm.nnsight, s_settings, corpus, 0, "local")
-    assert [(r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_l] == [
-        (r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_r]
+    for name, extra in (("sinks", {}), ("sinks_regime", {"regime": "repeat"})):
+        sinks = get(name)
+        assert sinks.run_remote is not None
+        s_settings = {**sinks.defaults(), "batch_size": 8, **extra}
+        rows_l = sinks.run(smollm, s_settings, corpus, 0)
+        rows_r = sinks.run_remote(smollm.nnsight, s_settings, corpus, 0, "local")
+        assert [(r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_l] == [
+            (r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_r]
 
 
 def test_cli_backend_flag_on_every_statistics_command(capsys):

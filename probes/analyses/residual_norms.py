@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, register_analysis, setting
+from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, setting
 from probes.rows import ProbeRows, Row, line, mean, pick, tensor_rows
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def summary(result: dict[str, Any]) -> list[str]:
             f"{', '.join(f'{float(v):.1f}' for v in first)}"]
 
 
-ANALYSIS = register_analysis(Analysis(
+ANALYSIS = Analysis(
     name=NAME,
     description="norm of resid_post per layer and position, mean over sequences",
     method="docs/methods/extreme-tokens.md",
@@ -81,4 +81,6 @@ ANALYSIS = register_analysis(Analysis(
                           "layer (index)", "||resid_post||", log_y=True),
         notes="max_first_over_rest: the largest ratio, over layers, of the first position's norm to the mean norm "
               "of the other positions."),),
-), replace=True)
+)
+
+DECLARED = (ANALYSIS,)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, Sums, register_analysis, setting
+from probes.analysis import Analysis, AtlasView, Sums, setting
 from probes.errors import InputError
 from probes.rows import ProbeRows, Row, by_head, head_name, heads_figure, mean, tensor_rows, top_head
 
@@ -67,7 +67,7 @@ def summary(result: dict[str, Any]) -> list[str]:
             f"largest L{layer}H{head} {float(m[layer, head]):.3f}"]
 
 
-ANALYSIS = register_analysis(Analysis(
+ANALYSIS = Analysis(
     name=NAME,
     description="mean attention on the first token per layer and head, over non-first queries",
     method="docs/methods/attention-sinks.md",
@@ -80,4 +80,6 @@ ANALYSIS = register_analysis(Analysis(
     atlas=(AtlasView(
         name=NAME, title="Attention on the first token", headline=headline,
         figure=heads_figure(NAME, NAME, "Mean attention on the first token, per head", "weight", 0.0, 1.0)),),
-), replace=True)
+)
+
+DECLARED = (ANALYSIS,)

@@ -1,0 +1,18 @@
+"""The built-in declared analyses (probes.analysis), one module each; importing this package declares them.
+
+Each module is an analysis's home: its settings dataclass, collect / reduce / rows, its atlas views, citing
+its method page; the heavy tensor code it reuses (probes/sinks.py, probes/dormant.py, ...) is imported inside
+the functions, so that declaring them imports no torch (the command line builds its parser from them).
+A new analysis adds its module here (an import and a place in the list below); the command line, batch plans, the atlas and the
+remote runner then offer it (docs/architecture.md, "Where a new thing goes").
+"""
+
+from __future__ import annotations
+
+from probes.analyses import dormancy, first_token_attention, residual_norms, sinks
+from probes.analysis import register_analysis
+
+# The order the command line, batch plans and the atlas list them in.
+for _module in (sinks, first_token_attention, residual_norms, dormancy):
+    for _analysis in _module.DECLARED:
+        register_analysis(_analysis, replace=True)
