@@ -10,7 +10,8 @@ An analysis is declared once, in its own module, as an `Analysis`:
   (for a reduce that needs every sequence, e.g. a per-sample rate). It may use only what `ModelLike` (probes/model/model_like.py) offers, so the same collect
   step runs on a local HookedModel and, with `remote=True`, on a RemoteModel whose methods run nnsight traces
   (only the statistics come back). Remote support is this property of the collect step, not a second copy.
-- `reduce(sums, n, settings)`: the sums over all n sequences -> the result (a dict ready for JSON).
+- `reduce(model, sums, n, settings)`: the sums over all n sequences -> the result (a dict ready for JSON); it
+  may read the model's facts and tokens (ModelLike), never run it.
 - `rows(result)`: the result as batch rows ({"metric", "value", "layer", "head", "position"}).
 - `inputs(model, settings, corpus)`: the [n, T] ids the analysis runs on (default: the corpus windows, with
   the tokenizer's BOS first when the settings have `prepend_bos` true).
@@ -180,7 +181,7 @@ class Analysis:
     description: str
     settings: type
     collect: Callable[[ModelLike, Tensor, Any], Sums]
-    reduce: Callable[[Sums, int, Any], dict[str, Any]]
+    reduce: Callable[[ModelLike, Sums, int, Any], dict[str, Any]]
     rows: Callable[[dict[str, Any]], list[Row]]
     method: str  # the method page it implements (docs/methods/...)
     remote: bool = False
@@ -299,7 +300,7 @@ def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tenso
             _save_checkpoint(Path(checkpoint), key, i + 1, sums)
         rep.update(f"{analysis.name}: batch {i + 1} of {len(starts)}", i + 1, len(starts))
     assert sums is not None
-    result = analysis.reduce(sums, n, settings)
+    result = analysis.reduce(model, sums, n, settings)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return result

@@ -85,23 +85,29 @@ class ExtremeResult:
 
     def summary(self) -> dict[str, Any]:
         """Sink (position 0) against the rest: residual norm per layer, value norms, logit gap."""
-        r = self.resid_norm
-        rest = r[..., 1:]
-        return {
-            "resid_sink": r[..., 0].mean(0),
-            "resid_rest_mean": rest.mean(dim=(0, 2)),
-            "resid_rest_max": rest.amax(dim=2).mean(0),
-            "peak_layer": int(r[..., 0].mean(0).argmax()),
-            "value_sink": self.value_norm[..., 0].mean(0),
-            "value_rest": self.value_norm[..., 1:].mean(dim=(0, 3)),
-            "sink_attention": self.sink_attention.mean(0),
-            "logit_gap": torch.nanmean(self.logit_gap, dim=(0, 3)),
-        }
+        return extreme_summary(self.sink_attention, self.value_norm, self.resid_norm, self.logit_gap)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "extreme_result", **self.metadata, **self.summary(), "resid_norm": self.resid_norm,
                 "resid_norm_mean": self.resid_norm.mean(0), "value_norm_mean": self.value_norm.mean(0),
                 "str_tokens": self.str_tokens}
+
+
+def extreme_summary(sink: Float[Tensor, "n layer head"], value: Float[Tensor, "n layer head T"],
+                    resid: Float[Tensor, "n layer T"], gap: Float[Tensor, "n layer head T"]) -> dict[str, Any]:
+    """The sink (position 0) against the rest, averaged over the sequences: residual norm per layer (mean and
+    max of the rest), the peak layer, value norms and attention on the sink per head, the mean logit gap."""
+    rest = resid[..., 1:]
+    return {
+        "resid_sink": resid[..., 0].mean(0),
+        "resid_rest_mean": rest.mean(dim=(0, 2)),
+        "resid_rest_max": rest.amax(dim=2).mean(0),
+        "peak_layer": int(resid[..., 0].mean(0).argmax()),
+        "value_sink": value[..., 0].mean(0),
+        "value_rest": value[..., 1:].mean(dim=(0, 3)),
+        "sink_attention": sink.mean(0),
+        "logit_gap": torch.nanmean(gap, dim=(0, 3)),
+    }
 
 
 def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[Any] | None = None

@@ -152,6 +152,11 @@ class RemoteModel(TokenView):
         stats = trace_head_statistics(self, ids, list(range(self.facts.n_layers)), self.remote)
         return {name: stats[k] for k, name in enumerate(HEAD_STATISTICS)}
 
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+        """The extreme-token measurements of every layer, reduced inside the trace (trace_extreme)."""
+        self.require_llama_style("extreme-token statistics")
+        return trace_extreme(self, ids, list(range(self.facts.n_layers)), self.remote)
+
     def require_llama_style(self, what: str) -> None:
         if not self.paths.llama_style:
             raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj of Llama-style models (Llama, Mistral, "

@@ -8,24 +8,19 @@ circuits task registry.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import app.atlas.probes  # noqa: F401  (registers the atlas's batch probes)
 from app.atlas.registry import AtlasEntry, every_budget, per_budget, register_atlas
-from probes.analyses.sinks import SINK_HEAD_RATE
 from probes.analysis import FigureSpec
 from probes.rows import (
     ProbeRows,
     Row,
     by_head,
     by_key,
-    finite,
-    grid_data,
     head_name,
     heads_figure,
     line,
-    lines_figure,
     mean,
     pick,
     ranked,
@@ -33,7 +28,6 @@ from probes.rows import (
     top_head,
 )
 
-DORMANCY_GAP = 0.2  # |dormancy prose - dormancy code| above which a head counts as domain-dependent
 BATCH = {"batch_size": 8}
 Head = tuple[int, int]
 
@@ -54,18 +48,6 @@ def in_context_headline(rows: ProbeRows) -> dict[str, Any]:
             "chance": mean(ranked(r, "chance")), "model_task_accuracy": mean(ranked(r, "model_task_accuracy"))}
 
 
-def extreme_headline(rows: ProbeRows) -> dict[str, Any]:
-    r = rows["extreme_tokens"]
-    sink, rest = by_key(r, "resid_norm_sink", "layer"), by_key(r, "resid_norm_rest", "layer")
-    peak = max(sorted(sink), key=lambda la: sink[la])
-    v_sink, v_rest = by_head(r, "value_norm_sink"), by_head(r, "value_norm_rest")
-    drain = sorted(v_sink[k] / v_rest[k] for k in v_sink if finite(v_sink[k]) and finite(v_rest[k]) and v_rest[k] > 0)
-    gaps = [x["value"] for x in pick(r, "logit_gap") if finite(x["value"])]  # NaN is stored as null
-    return {"peak_layer": peak, "peak_sink_norm": sink[peak], "peak_over_rest": sink[peak] / rest[peak],
-            "median_value_sink_over_rest": drain[len(drain) // 2] if drain else math.nan,
-            "mean_logit_gap": mean(gaps)}
-
-
 def ablated(rows: list[Row]) -> dict[tuple[str, int], float]:
     """{(component, zeroed layer): the sink's norm at the measure layer}."""
     prefix = "ablated_sink_"
@@ -80,33 +62,6 @@ def peak_ablation_headline(rows: ProbeRows) -> dict[str, Any]:
     worst = min(sorted(after), key=lambda k: after[k])
     return {"measure_layer": at, "clean_sink_norm": clean, "strongest_ablation": f"{worst[0]} L{worst[1]}",
             "sink_norm_after": after[worst], "sink_norm_kept": after[worst] / clean}
-
-
-def dormant_headline(rows: ProbeRows) -> dict[str, Any]:
-    from probes.dormant import COLUMN_ENTROPY_MIN, ROW_ENTROPY_MAX
-
-    r = rows["dormant_heads"]
-    diff = dormancy_gap(r)
-    top = top_head({k: abs(v) for k, v in diff.items()})
-    row, col = by_head(r, "row_entropy"), by_head(r, "column_entropy")
-    return {"max_dormancy_gap": diff[top], "gap_head": head_name(top),
-            "domain_dependent_heads": sum(abs(d) > DORMANCY_GAP for d in diff.values()),
-            "entropy_sink_heads": sum(row[k] < ROW_ENTROPY_MAX and col[k] > COLUMN_ENTROPY_MIN for k in row)}
-
-
-def dormancy_gap(rows: list[Row]) -> dict[Head, float]:
-    prose, code = by_head(rows, "dormancy_prose"), by_head(rows, "dormancy_code")
-    return {k: prose[k] - code[k] for k in prose}
-
-
-def hidden_headline(rows: ProbeRows) -> dict[str, Any]:
-    r = rows["hidden_sinks"]
-    rates = list(by_head(r, "hidden_rate").values())
-    positions = {k: v for k, v in by_key(r, "position_rate", "position").items() if k >= 1}
-    tokens, counts = ranked(r, "sink_token"), ranked(r, "sink_token_count")
-    return {"mean_hidden_rate": mean(rates), "heads_with_hidden_sinks": sum(v > SINK_HEAD_RATE for v in rates),
-            "top_position": max(sorted(positions), key=lambda k: positions[k]) if positions else None,
-            "top_sink_token": repr(tokens[0]) if tokens else "-", "top_sink_token_count": counts[0] if counts else 0}
 
 
 def circuit_headline(rows: ProbeRows) -> dict[str, Any]:
@@ -174,31 +129,12 @@ def entries() -> list[AtlasEntry]:
     from circuits.tasks import TASKS
 
     return [
-        AtlasEntry(name="hidden_sinks", title="Hidden sinks beyond the first token (alpha_k > 0.1, k >= 1)",
-                   probes={"hidden_sinks": per_budget(BATCH)}, headline=hidden_headline,
-                   figure=heads_figure("hidden_sinks", "hidden_rate", "Windows where a head has a hidden sink (%)",
-                                       "% windows", 0.0, 100.0),
-                   notes="keys seen by at least 8 queries (as `glasshouse sinks --interventions`); "
-                         "heads_with_hidden_sinks: hidden_rate above 50%."),
-        AtlasEntry(name="extreme_tokens", title="Extreme tokens: residual peak, value drain, logit gap",
-                   probes={"extreme_tokens": per_budget(BATCH)}, headline=extreme_headline,
-                   figure=lines_figure("extreme_tokens", [("resid_norm_sink", "sink", False),
-                                                          ("resid_norm_rest", "rest", True)], "layer",
-                                       "Residual norm: sink (solid) vs mean of the other positions (dotted)",
-                                       "layer (index)", "||resid_post||", log_y=True)),
         AtlasEntry(name="peak_ablation", title="Extreme tokens: the peak ablation",
                    probes={"peak_ablation": per_budget({"n": 4, **BATCH})}, headline=peak_ablation_headline,
                    figure=FigureSpec("bars", "First-token residual norm at the peak layer, one output zeroed",
                                      peak_ablation_data, "", "||resid_post[peak, 0]||"),
                    notes="the first 4 windows, layers 0, 1 and where the first-token norm jumps (with the one "
                          "before), MLP and attention output zeroed in turn, as `glasshouse extreme` does."),
-        AtlasEntry(name="dormant_heads", title="Active-dormant heads (prose vs code)",
-                   probes={"dormant_heads": per_budget(BATCH)}, headline=dormant_headline,
-                   figure=FigureSpec("heatmap", "Dormancy on prose minus dormancy on code, per head",
-                                     lambda rows: grid_data(dormancy_gap(rows["dormant_heads"])), "head (index)",
-                                     "layer (index)", "prose - code", -1.0, 1.0),
-                   notes=f"domain_dependent_heads: |dormancy prose - dormancy code| > {DORMANCY_GAP}; "
-                         "entropy_sink_heads: the entropy detector of probes.dormant on the prose windows."),
         AtlasEntry(name="successor_heads", title="Successor heads, first-order view (effective OV score)",
                    probes={"successor_score": every_budget({"norm": "auto", "source": "mlp0"})},
                    headline=successor_headline,

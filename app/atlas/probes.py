@@ -1,16 +1,11 @@
-"""The batch probes the atlas adds (also usable in `glasshouse batch` plans); spec: docs/atlas.md.
+"""The batch probes the atlas adds that are not declared analyses yet (also usable in `glasshouse batch`
+plans); spec: docs/atlas.md. (extreme_tokens, hidden_sinks and dormant_heads are declared: probes/analyses/.)
 
 Each wraps one library function on the unit's corpus windows (or the model alone) and turns its
 result into rows with `tensor_rows` / `ranked_rows`:
-- extreme_tokens (probes.extreme.extreme_tokens(...).summary()): resid_norm_sink, resid_norm_rest
-  (layer), value_norm_sink, value_norm_rest, logit_gap (layer, head).
 - peak_ablation (probes.extreme.peak_ablation on the first `n` windows, default layers, as
   `glasshouse extreme` does): clean_sink, clean_rest_max (layer), measure_layer, and per zeroed
   (component, layer) ablated_sink_<component> / ablated_rest_max_<component> (layer = the zeroed layer).
-- dormant_heads (probes.dormant.head_statistics): dormancy_prose, dormancy_code (code windows of the
-  same n, length and seed), row_entropy, column_entropy (layer, head).
-- hidden_sinks (probes.hidden_sinks.detect_hidden_sinks, min_queries as the CLI's 8): hidden_rate
-  (layer, head), position_rate (position), sink_token / sink_token_count (position = rank).
 - successor_in_context (probes.successor.in_context.in_context_scores): mean_dla and
   mean_rank_accuracy (layer, head; means over tasks), task, chance, model_task_accuracy (position = task).
 - circuit (circuits.discover.discover, one task): faithfulness (position = edge count), area,
@@ -39,17 +34,6 @@ def unit_ids(model: Any, settings: dict[str, Any], corpus: CorpusSample) -> Tens
     return corpus_ids(model.tokenizer, corpus, settings["prepend_bos"])
 
 
-def run_extreme(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Extreme-token summary (sink vs rest) of probes.extreme.extreme_tokens on the unit's windows."""
-    from probes.extreme import extreme_tokens
-
-    s = extreme_tokens(model, unit_ids(model, settings, corpus), batch_size=settings["batch_size"]).summary()
-    return (tensor_rows("resid_norm_sink", s["resid_sink"], ("layer",))
-            + tensor_rows("resid_norm_rest", s["resid_rest_mean"], ("layer",))
-            + tensor_rows("value_norm_sink", s["value_sink"]) + tensor_rows("value_norm_rest", s["value_rest"])
-            + tensor_rows("logit_gap", s["logit_gap"]))
-
-
 def run_peak_ablation(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
     """probes.extreme.peak_ablation on the first n windows with its default layers (as `glasshouse extreme`)."""
     from probes.extreme import peak_ablation
@@ -64,30 +48,6 @@ def run_peak_ablation(model: Any, settings: dict[str, Any], corpus: CorpusSample
             rows.append({"metric": f"ablated_{key}_{r['component']}", "value": r[key], "layer": r["layer"],
                          "head": None, "position": None})
     return rows
-
-
-def run_dormant(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """Dormancy per head on the unit's corpus and on code windows of the same shape and seed."""
-    from probes.dormant import head_statistics
-
-    n, length = corpus.ids.shape
-    code = sample("code", int(n), int(length), model.tokenizer, seed=seed)
-    stats = head_statistics(model, unit_ids(model, settings, corpus), settings["batch_size"])
-    code_stats = head_statistics(model, unit_ids(model, settings, code), settings["batch_size"])
-    return (tensor_rows("dormancy_prose", stats["dormancy"]) + tensor_rows("dormancy_code", code_stats["dormancy"])
-            + tensor_rows("row_entropy", stats["row_entropy"]) + tensor_rows("column_entropy", stats["column_entropy"]))
-
-
-def run_hidden_sinks(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
-    """probes.hidden_sinks.detect_hidden_sinks on the unit's windows (min_queries capped at length - 1)."""
-    from probes.hidden_sinks import detect_hidden_sinks
-
-    ids = unit_ids(model, settings, corpus)
-    res = detect_hidden_sinks(model, ids, threshold=settings["threshold"], batch_size=settings["batch_size"],
-                              min_queries=min(settings["min_queries"], ids.shape[1] - 1))
-    top = list(res.token_counts.items())[: settings["top_tokens"]]
-    return (tensor_rows("hidden_rate", res.hidden_rate) + tensor_rows("position_rate", res.position_rate, ("position",))
-            + ranked_rows("sink_token", [t for t, _ in top]) + ranked_rows("sink_token_count", [c for _, c in top]))
 
 
 def run_in_context(model: Any, settings: dict[str, Any], corpus: CorpusSample, seed: int) -> list[Row]:
@@ -177,17 +137,9 @@ def _circuit_tasks() -> tuple[str, ...]:
 
 
 for _entry in (
-    ProbeEntry("extreme_tokens", "extreme tokens (Guo et al. 2024): residual peak, value drain and logit gap of the sink",
-               run_extreme, {"prepend_bos": BOS, "batch_size": BATCH}),
     ProbeEntry("peak_ablation", "extreme tokens: the sink's residual norm with one layer's MLP / attention zeroed",
                run_peak_ablation, {"prepend_bos": BOS, "batch_size": BATCH,
                                    "n": Setting(int, 4, "windows ablated (the first n)", minimum=1)}),
-    ProbeEntry("dormant_heads", "active-dormant heads (Guo et al. 2024): dormancy on prose vs code, entropy detector",
-               run_dormant, {"prepend_bos": BOS, "batch_size": BATCH}),
-    ProbeEntry("hidden_sinks", "hidden sinks beyond the first token (ACT, Yu et al. 2024)", run_hidden_sinks,
-               {"threshold": Setting(float, 0.1, "alpha above which a key is a sink", minimum=1e-6),
-                "min_queries": Setting(int, 8, "count keys seen by at least this many queries", minimum=1),
-                "top_tokens": Setting(int, 5, "sink tokens listed", minimum=1), "prepend_bos": BOS, "batch_size": BATCH}),
     ProbeEntry("successor_in_context", "successor heads, in-context view: DLA to the correct successor",
                run_in_context, {"max_prompts": Setting(int, 20, "prompts per task", minimum=1)}),
     ProbeEntry("circuit", "a position-aware (or agnostic) circuit for one generated task (circuits.discover)",

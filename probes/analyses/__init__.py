@@ -9,10 +9,18 @@ remote runner then offer it (docs/architecture.md, "Where a new thing goes").
 
 from __future__ import annotations
 
-from probes.analyses import dormancy, first_token_attention, residual_norms, sinks
+from probes.analyses import (
+    dormancy,
+    dormant_heads,
+    extreme_tokens,
+    first_token_attention,
+    hidden_sinks,
+    residual_norms,
+    sinks,
+)
 from probes.analysis import register_analysis
 
 # The order the command line, batch plans and the atlas list them in.
-for _module in (sinks, first_token_attention, residual_norms, dormancy):
+for _module in (sinks, hidden_sinks, first_token_attention, residual_norms, extreme_tokens, dormant_heads, dormancy):
     for _analysis in _module.DECLARED:
         register_analysis(_analysis, replace=True)

@@ -32,7 +32,7 @@ def collect(model: ModelLike, ids: Tensor, settings: DormancySettings) -> Sums:
     return {name: value.sum(0) for name, value in model.head_statistics(ids).items()}
 
 
-def reduce(sums: Sums, n: int, settings: DormancySettings) -> dict[str, Any]:
+def reduce(model: ModelLike, sums: Sums, n: int, settings: DormancySettings) -> dict[str, Any]:
     return {name: total / n for name, total in sums.items()}
 
 

@@ -44,7 +44,7 @@ def collect(model: ModelLike, ids: Tensor, settings: FirstTokenSettings) -> Sums
     return {"attention": mean_from_query(on_first, settings.min_query, dtype=torch.float64).sum(dim=0)}
 
 
-def reduce(sums: Sums, n: int, settings: FirstTokenSettings) -> dict[str, Any]:
+def reduce(model: ModelLike, sums: Sums, n: int, settings: FirstTokenSettings) -> dict[str, Any]:
     return {"mean_attention": sums["attention"] / n}
 
 

@@ -36,7 +36,7 @@ def collect(model: ModelLike, ids: Tensor, settings: ResidualNormSettings) -> Su
     return {"norm": model.residual_norms(ids, dtype=torch.float64).sum(dim=0)}
 
 
-def reduce(sums: Sums, n: int, settings: ResidualNormSettings) -> dict[str, Any]:
+def reduce(model: ModelLike, sums: Sums, n: int, settings: ResidualNormSettings) -> dict[str, Any]:
     return {"mean_norm": sums["norm"] / n}
 
 

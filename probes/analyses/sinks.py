@@ -56,7 +56,7 @@ def collect(model: ModelLike, ids: Tensor, settings: Any) -> Sums:
     return {"alpha": model.sink_alpha(ids)}
 
 
-def reduce(sums: Sums, n: int, settings: Any) -> dict[str, Any]:
+def reduce(model: ModelLike, sums: Sums, n: int, settings: Any) -> dict[str, Any]:
     """Sink_k^eps per k, per head and per sample, in percent (probes.sinks.sink_rate's threshold-then-average)."""
     from probes.sinks import sink_rate
 

@@ -347,6 +347,12 @@ class HookedModel(TokenView):
 
         return statistics_for_batch(self, ids)
 
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+        """Sink attention, value norms, residual norms and logit gaps of one batch (probes.extreme.measure_batch)."""
+        from probes.extreme import measure_batch
+
+        return measure_batch(self, ids)
+
     def check_head(self, head: int) -> int:
         if not 0 <= head < self.facts.n_heads:
             raise InputError(f"Head {head} is out of range: {self.spec} has heads 0..{self.facts.n_heads - 1}.")

@@ -4,7 +4,8 @@ HookedModel (probes/model/hooked_model.py) and RemoteModel (probes/remote_analys
 LanguageModel run here, in nnsight's local simulation or on NDIF) both satisfy it; mypy checks that through
 `_both_satisfy` below. The measurements return statistics only, never activations or patterns, so that a
 remote run sends back only what the analysis reduces: per-sequence residual norms, attention on the first
-key, the sink metric's alpha per key and the active-dormant head statistics. A collect step that needs more than this protocol offers runs locally only (its Analysis
+key, the sink metric's alpha per key, the active-dormant head statistics and the extreme-token
+measurements. A collect step that needs more than this protocol offers runs locally only (its Analysis
 declares remote=False).
 """
 
@@ -81,6 +82,12 @@ class ModelLike(Protocol):
 
     def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
         """probes.dormant.HEAD_STATISTICS of every sequence: dormancy, row entropy, column entropy."""
+        ...
+
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+        """The per-token extreme-token measurements (probes.extreme): "sink" [b, layer, head] attention on the
+        first token, "value" [b, layer, head, T] value norms, "resid" [b, layer, T] residual norms, "gap"
+        [b, layer, head, T] logit gaps."""
         ...
 
 

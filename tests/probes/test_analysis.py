@@ -39,7 +39,7 @@ def collect(model: Any, ids: torch.Tensor, s: LastNormSettings) -> dict[str, tor
     return {"norm": model.residual_norms(ids, dtype=torch.float64)[:, s.layer, -1].sum()}
 
 
-def reduce(sums: dict[str, torch.Tensor], n: int, s: LastNormSettings) -> dict[str, Any]:
+def reduce(model: Any, sums: dict[str, torch.Tensor], n: int, s: LastNormSettings) -> dict[str, Any]:
     return {"norm": sums["norm"] / n * s.scale}
 
 

@@ -248,6 +248,24 @@ def test_batch_probes_remote_rows_equal_local_rows(smollm):
         rows_r = sinks.run_remote(smollm.nnsight, s_settings, corpus, 0, "local")
         assert [(r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_l] == [
             (r["metric"], r["layer"], r["head"], r["position"], r["value"]) for r in rows_r]
+    # extreme_tokens, hidden_sinks, dormant_heads: norms and entropies to 1e-5 relative, the logit gap (from log A
+    # remotely, from the scores locally) to 1e-4, thresholded counts and tokens exactly
+    for name in ("extreme_tokens", "hidden_sinks", "dormant_heads"):
+        entry = get(name)
+        assert entry.run_remote is not None
+        settings = {**entry.defaults(), "batch_size": 8}
+        rows_l = entry.run(smollm, settings, corpus, 0)
+        rows_r = entry.run_remote(smollm.nnsight, settings, corpus, 0, "local")
+        assert [(r["metric"], r["layer"], r["head"], r["position"]) for r in rows_l] == [
+            (r["metric"], r["layer"], r["head"], r["position"]) for r in rows_r], name
+        for a, b in zip(rows_l, rows_r, strict=True):
+            if isinstance(a["value"], str) or a["metric"] in ("sink_token_count", "position_rate", "hidden_rate"):
+                assert a["value"] == b["value"], (name, a)
+            elif a["value"] != a["value"]:  # NaN gap where no other key is visible
+                assert b["value"] != b["value"], (name, a)
+            else:
+                tol = 1e-4 if a["metric"] == "logit_gap" else 1e-5 * max(1.0, abs(a["value"]))
+                assert abs(a["value"] - b["value"]) <= tol, (name, a, b)
 
 
 def test_cli_backend_flag_on_every_statistics_command(capsys):
