@@ -30,6 +30,7 @@ import plotly.io as pio
 from probes.errors import GlasshouseError, cause, common_advice
 from probes.extras import MissingExtraError, require_extra
 from probes.io import atomic_write
+from probes.progress import Reporter, as_reporter
 
 STATIC_FORMATS = ("png", "svg", "pdf")
 FIGURE_JSON = ".plotly.json"
@@ -157,21 +158,23 @@ def load_figure(path: str | Path) -> go.Figure:
 
 def export_run(
     run_dir: str | Path, formats: Sequence[str], width: int | None = None, height: int | None = None,
-    scale: float = 1.0, progress: bool = False,
+    scale: float = 1.0, progress: bool = False, reporter: Reporter | None = None,
 ) -> list[Path]:
-    """Re-render every figure of a finished run in the given static formats, beside its HTML."""
-    from tqdm.auto import tqdm
-
+    """Re-render every figure of a finished run in the given static formats, beside its HTML (reporter:
+    probes.progress, per figure; `progress` without one shows a terminal bar)."""
     files = figure_files(run_dir)
     if not files:
         raise ExportError(
             f"No figures (*{FIGURE_JSON}) under {run_dir}. Figures are saved with their JSON by the commands and "
             "by `glasshouse batch`; run one first."
         )
+    rep = as_reporter(reporter, progress, "export")
     written: list[Path] = []
-    for path in tqdm(files, desc="export", disable=not progress, unit="figure"):
+    for done, path in enumerate(files, start=1):
+        rep.check()
         base = Path(str(path)[: -len(FIGURE_JSON)])
         written += _write(load_figure(path), base, formats, width, height, scale)
+        rep.update(f"export: figure {done} of {len(files)}", done, len(files))
     return written
 
 
@@ -186,13 +189,11 @@ def _write(fig: go.Figure | str, base: Path, formats: Sequence[str], width: int 
 
 def export_result(
     path: str | Path, formats: Sequence[str], out: str | Path | None = None, width: int | None = None,
-    height: int | None = None, scale: float = 1.0, progress: bool = False,
+    height: int | None = None, scale: float = 1.0, progress: bool = False, reporter: Reporter | None = None,
 ) -> list[Path]:
     """Draw a saved result JSON again (the figures of the kind it records, app.figures.registry) and write
     each as `<out>/<figure name>.<fmt>` (out: default the JSON's folder, where its command wrote them).
-    A `*.plotly.json` figure file is rendered as it is."""
-    from tqdm.auto import tqdm
-
+    A `*.plotly.json` figure file is rendered as it is. reporter: per figure, as export_run."""
     from app.figures.registry import draw_file
 
     path = Path(path)
@@ -200,7 +201,10 @@ def export_result(
     if path.name.endswith(FIGURE_JSON):
         return _write(load_figure(path), folder / path.name[: -len(FIGURE_JSON)], formats, width, height, scale)
     figures = draw_file(path)
+    rep = as_reporter(reporter, progress, "export")
     written: list[Path] = []
-    for name, fig in tqdm(figures.items(), desc="export", disable=not progress, unit="figure"):
+    for done, (name, fig) in enumerate(figures.items(), start=1):
+        rep.check()
         written += _write(fig, folder / name, formats, width, height, scale)
+        rep.update(f"export: figure {done} of {len(figures)}", done, len(figures))
     return written

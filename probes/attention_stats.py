@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import InputError
 from probes.model.capture import as_tokens
@@ -31,6 +30,7 @@ from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.kernels.attention import attention_stats, kernel_takes
 from probes.model.kernels.attention_stats_reference import SUMMARIES, received_attention
 from probes.model.kernels.dispatch import resolve_backend
+from probes.progress import Reporter, as_reporter
 from probes.results import result_metadata
 
 
@@ -150,10 +150,12 @@ def attention_statistics(
     batch_size: int = 8,
     progress: bool = False,
     outputs: bool = True,
+    reporter: Reporter | None = None,
 ) -> AttentionStats:
     """Attention statistics of every head of the asked-for layers (module docstring; spec kernels.md).
     outputs=False lets the torch reference skip the attention output it would otherwise recompute (SDPA
-    already computes the model's)."""
+    already computes the model's). reporter (probes.progress): per batch, with a cancel check before each;
+    `progress` without one shows a terminal bar."""
     toks = as_tokens(model, tokens, None)
     f = model.facts
     layer_ids = sorted({model.check_layer(x) for x in ([layers] if isinstance(layers, int) else layers
@@ -168,7 +170,9 @@ def attention_statistics(
     sink = torch.full((*shape, n_sink), torch.nan)
     starts = range(0, n, batch_size)
     mode = "sdpa"
-    for start in tqdm(starts, desc="attention statistics", disable=not progress):
+    rep = as_reporter(reporter, progress, "attention statistics")
+    for done, start in enumerate(starts, start=1):
+        rep.check()
         batch = Tokens(toks.ids[start : start + batch_size], toks.attention_mask[start : start + batch_size],
                        toks.str_tokens[start : start + batch_size], toks.prepend_bos)
         per_layer, mode = _run_batch(model, batch, layer_ids, plan, n_sink, chosen, outputs)
@@ -179,6 +183,7 @@ def attention_statistics(
             for name in out:
                 out[name][rows, li] = torch.where(real, stats[name].float().cpu(), torch.nan)
             sink[rows, li] = torch.where(real[..., None], stats["sink"].float().cpu(), torch.nan)
+        rep.update(f"attention statistics: batch {done} of {len(starts)}", done, len(starts))
     settings = {"layers": layer_ids, "n_sink": n_sink, "backend": chosen, "batch_size": batch_size, "attention": mode}
     return AttentionStats(
         tokens=toks, layers=layer_ids, n_sink=n_sink, backend=chosen,

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from app.batch import registry
 from app.batch.plan import Plan, Unit
 from app.batch.store import ResultStore
 from probes.io import write_json
+from probes.progress import Reporter, as_reporter
 from probes.results import versions
 from probes.runfolder import hold
 
@@ -62,20 +62,22 @@ def run_plan(
     loader: Loader | None = None,
     progress: bool = True,
     hook: Hook | None = None,
+    reporter: Reporter | None = None,
 ) -> RunSummary:
     """Run every unit of the plan not yet done in `folder`; see the module docstring.
 
     loader(plan, spec) gives the model object the probes get (default: `default_loader`).
     hook(stage, k, unit) is called at each stage of unit k ("start", "computed", "figures", "rows", "done"; tests
-    inject failures through it).
+    inject failures through it). reporter (probes.progress): units done of the plan's units, a cancel checked
+    before each unit; `progress` without one shows a terminal bar.
     The folder is held for the run (probes.runfolder.hold): a second run on it is refused, a stale
     lock of a killed run is taken over, and the killed run's temporary files are removed.
     """
     with hold(folder, "run folder") as out:
-        return _run_held(plan, out, loader, progress, hook)
+        return _run_held(plan, out, loader, as_reporter(reporter, progress, f"batch {plan.name}"), hook)
 
 
-def _run_held(plan: Plan, out: Path, loader: Loader | None, progress: bool, hook: Hook | None) -> RunSummary:
+def _run_held(plan: Plan, out: Path, loader: Loader | None, rep: Reporter, hook: Hook | None) -> RunSummary:
     start = time.time()
     store = ResultStore(out)
     recovered = store.recover()
@@ -86,11 +88,11 @@ def _run_held(plan: Plan, out: Path, loader: Loader | None, progress: bool, hook
     env = versions()
     current: tuple[str, Any] | None = None
     corpora: dict[tuple[str, str, int], Any] = {}
-    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=f"batch {plan.name}", disable=not progress,
-               unit="unit")
+    skipped = len(units) - len(todo)
+    rep.update(f"{skipped} units already done", skipped, len(units))
     for k, unit in enumerate(todo):
+        rep.check()
         _call(hook, "start", k, unit)
-        bar.set_postfix_str(f"{unit.probe} on {unit.model}")
         if current is None or current[0] != unit.model:
             current = (unit.model, load(plan, unit.model))
             corpora.clear()
@@ -105,8 +107,8 @@ def _run_held(plan: Plan, out: Path, loader: Loader | None, progress: bool, hook
         _call(hook, "rows", k, unit)
         store.mark_done(unit.uid)
         _call(hook, "done", k, unit)
-        bar.update(1)
-    bar.close()
+        rep.update(f"{unit.probe} on {unit.model}", skipped + k + 1, len(units))
+    rep.close()
     return RunSummary(out, len(units), len(units) - len(todo), len(todo), recovered, time.time() - start)
 
 

@@ -24,10 +24,10 @@ import psutil
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from probes.errors import BudgetError, InputError
 from probes.model.hooked_model import HookedModel, Tokens
+from probes.progress import Reporter, as_reporter
 
 RESID_LIKE = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
               "attn_out": "hook_attn_out", "mlp_out": "hook_mlp_out"}
@@ -167,8 +167,12 @@ def capture(
     batch_size: int = 8,
     budget_bytes: int | None = None,
     progress: bool = False,
+    reporter: Reporter | None = None,
 ) -> CaptureResult:
     """Run the model over prompts and keep the asked-for activations (see the module docstring).
+
+    reporter (probes.progress): updated after every batch, checked for a cancel before each; `progress`
+    without one shows a terminal bar.
 
     Refuses, before running anything, a capture whose estimated size exceeds `budget_bytes`
     (default: half the free RAM; 80% of free GPU memory for CUDA models).
@@ -201,7 +205,9 @@ def capture(
     sources: dict[str, str] = {}
     out: dict[str, Tensor] = {}
     starts = range(0, n, batch_size)
-    for start in tqdm(starts, desc="capture", disable=not progress, total=len(starts)):
+    rep = as_reporter(reporter, progress, "capture")
+    for done, start in enumerate(starts, start=1):
+        rep.check()
         batch = Tokens(tokens.ids[start : start + batch_size], tokens.attention_mask[start : start + batch_size],
                        tokens.str_tokens[start : start + batch_size], tokens.prepend_bos)
         with torch.no_grad():
@@ -212,6 +218,7 @@ def capture(
                 out[key] = torch.empty((n, *value.shape[1:]), dtype=torch.float32)
             out[key][start : start + value.shape[0]] = value
         del cache, logits
+        rep.update(f"capture: batch {done} of {len(starts)}", done, len(starts))
     return CaptureResult(tokens=tokens, layers=layer_ids, heads=head_ids, tensors=out, sources=sources)
 
 

@@ -242,3 +242,21 @@ def test_first_token_attention_one_definition_both_query_conventions() -> None:
 
     with pytest.raises(InputError):
         first_token_attention(pattern, min_query=3)
+
+
+def test_capture_attention_statistics_and_the_runner_follow_the_protocol(tiny: Any, tmp_path: Any) -> None:
+    """The loops that had their own tqdm bars (capture, attention_statistics, the analysis runner) report a
+    monotone fraction ending at 1, keep their reporter-free results, and stop when cancelled."""
+    from probes.analysis import get_analysis, run_analysis
+    from probes.attention_stats import attention_statistics
+    from probes.model.capture import capture
+
+    ids = torch.randint(3, 200, (4, 6))
+    _reports_to_one_and_cancels(lambda r: capture(tiny, ids, what=["resid_post"], batch_size=1, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a["resid_post"], b["resid_post"]))
+    _reports_to_one_and_cancels(lambda r: attention_statistics(tiny, ids, batch_size=1, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a.received, b.received, equal_nan=True))
+    norms = get_analysis("residual_norms")
+    settings = norms.make_settings({"batch_size": 1})
+    _reports_to_one_and_cancels(lambda r: run_analysis(norms, tiny, settings, ids, reporter=r),
+                                lambda a, b: torch.testing.assert_close(a["mean_norm"], b["mean_norm"]))
