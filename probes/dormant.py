@@ -189,13 +189,17 @@ class DormantResult:
                 "entropy_thresholds": {"row_entropy_max": ROW_ENTROPY_MAX, "column_entropy_min": COLUMN_ENTROPY_MIN}}
 
 
+def rank_by_gap(diff: Float[Tensor, "layer head"]) -> list[int]:
+    """Flat head indices (layer * n_heads + head) by |dormancy difference between domains|, largest first."""
+    return diff.abs().flatten().argsort(descending=True).tolist()
+
+
 def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer head"], top: int, controls: int
                ) -> list[tuple[int, int, str]]:
     """The `top` heads with the largest |difference|, then controls among the half with the smallest
     |difference|: alternately the most dormant and the most active of them."""
     n_heads = diff.shape[1]
-    flat = diff.abs().flatten()
-    order = flat.argsort(descending=True).tolist()
+    order = rank_by_gap(diff)
     chosen = [(i // n_heads, i % n_heads, "top") for i in order[:top]]
     calm = order[len(order) // 2 :]
     by_mean = sorted(calm, key=lambda i: -float(mean.flatten()[i]))

@@ -60,7 +60,15 @@ from probes.quantities import (
 from probes.remote import remote_paths
 from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
 from probes.results import result_metadata
-from probes.sinks import DEFAULT_EPS, SinkResult, alpha_from_pattern, check_eps, check_ids, sink_rate
+from probes.sinks import (
+    DEFAULT_EPS,
+    SinkResult,
+    alpha_from_pattern,
+    check_eps,
+    check_ids,
+    first_is_bos,
+    sink_rates,
+)
 from probes.successor.in_context import DEFAULT_TASKS, InContextScores, PromptSet, build_prompts
 
 # The modules whose functions run inside the traces. nnsight ships by value only modules that are not
@@ -371,18 +379,11 @@ def remote_sinks(
     parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)}, "remote sinks",
                        reporter, checkpoint, f"sinks{chosen}")
     alpha = torch.cat([p["alpha"] for p in parts])
-    bos = model.facts.bos_token_id
-    first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
-    if prepend_bos and not first_is_bos:
-        raise InputError("prepend_bos=True but not every sequence starts with the BOS token.")
-    above = alpha[..., 0] > eps
-    rate = sink_rate(alpha, eps)
+    starts_with_bos = first_is_bos(ids, model.facts.bos_token_id, prepend_bos)
     settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": len(ids), "T": int(ids.shape[1]),
                 "layers": chosen, "backend": _backend_name(remote)}
-    return SinkResult(alpha=alpha, sink_rate=rate, sink1=float(rate[0]),
-                      head_rate=100.0 * above.float().mean(dim=0), sample_rate=100.0 * above.float().mean(dim=(1, 2)),
-                      str_tokens=model.tokens_from_ids(ids).str_tokens, ids=ids, eps=eps, regime=regime,
-                      prepend_bos=bool(prepend_bos), first_is_bos=first_is_bos,
+    return SinkResult(alpha=alpha, **sink_rates(alpha, eps), str_tokens=model.tokens_from_ids(ids).str_tokens,
+                      ids=ids, eps=eps, regime=regime, prepend_bos=bool(prepend_bos), first_is_bos=starts_with_bos,
                       metadata=result_metadata(model, settings))
 
 

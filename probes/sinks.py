@@ -119,6 +119,24 @@ def sink_rate(alpha: Float[Tensor, "n layer head T"], eps: float = DEFAULT_EPS) 
     return 100.0 * (alpha > eps).float().mean(dim=(0, 1, 2))
 
 
+def sink_rates(alpha: Float[Tensor, "n layer head T"], eps: float) -> dict[str, Any]:
+    """Every rate of the sink metric in percent: Sink_k^eps per k ("sink_rate") and its first entry ("sink1"),
+    per head over the samples ("head_rate") and per sample over the heads ("sample_rate") of alpha_0 > eps."""
+    above = alpha[..., 0] > eps
+    rate = sink_rate(alpha, eps)
+    return {"sink_rate": rate, "sink1": float(rate[0]), "head_rate": 100.0 * above.float().mean(dim=0),
+            "sample_rate": 100.0 * above.float().mean(dim=(1, 2))}
+
+
+def first_is_bos(ids: Int[Tensor, "n T"], bos_token_id: int | None, prepend_bos: bool) -> bool:
+    """Whether every sequence starts with the BOS token; InputError when prepend_bos says it should and it does not."""
+    found = bos_token_id is not None and bool((ids[:, 0] == bos_token_id).all())
+    if prepend_bos and not found:
+        raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
+                         "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
+    return found
+
+
 @dataclass
 class SinkResult:
     """Sink_k^eps with per-(sample, layer, head) alpha (spec "Sink metric")."""
@@ -282,31 +300,14 @@ def compute_sinks(
         raise InputError("batch_size must be at least 1.")
     ids = check_ids(model, ids, T)
     check_sink_budget(model, min(batch_size, int(ids.shape[0])), int(ids.shape[1]), mode)
-    bos = model.facts.bos_token_id
-    first_is_bos = bos is not None and bool((ids[:, 0] == bos).all())
-    if prepend_bos and not first_is_bos:
-        raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
-                         "with inputs_for_regime(..., prepend_bos=True) or pass prepend_bos=False.")
+    starts_with_bos = first_is_bos(ids, model.facts.bos_token_id, prepend_bos)
     n = ids.shape[0]
     alpha = alpha_by_batches(model, ids, batch_size, reporter, f"sinks ({regime})", mode)
-    above = alpha[..., 0] > eps
-    rate = sink_rate(alpha, eps)
     settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1]),
                 "attention": ATTENTION_RUN[mode]}
-    return SinkResult(
-        alpha=alpha,
-        sink_rate=rate,
-        sink1=float(rate[0]),
-        head_rate=100.0 * above.float().mean(dim=0),
-        sample_rate=100.0 * above.float().mean(dim=(1, 2)),
-        str_tokens=model.tokens_from_ids(ids).str_tokens,
-        ids=ids,
-        eps=eps,
-        regime=regime,
-        prepend_bos=bool(prepend_bos),
-        first_is_bos=first_is_bos,
-        metadata=result_metadata(model, settings),
-    )
+    return SinkResult(alpha=alpha, **sink_rates(alpha, eps), str_tokens=model.tokens_from_ids(ids).str_tokens,
+                      ids=ids, eps=eps, regime=regime, prepend_bos=bool(prepend_bos), first_is_bos=starts_with_bos,
+                      metadata=result_metadata(model, settings))
 
 
 def sinks_by_regime(

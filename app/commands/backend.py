@@ -91,13 +91,14 @@ def _sinks(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
 
 
 def _dormant(args: argparse.Namespace, model: Any, remote: bool | str) -> int:
+    from probes.dormant import rank_by_gap
     from probes.remote_analyses import remote_dormancy_by_domain
 
     stats = remote_dormancy_by_domain(model, n=args.n, T=_seq_len(args), seed=args.seed, prepend_bos=args.prepend_bos,
                                       layers=_layers(args), remote=remote)
     a, b = list(stats)
     diff = stats[a]["dormancy"] - stats[b]["dormancy"]
-    order = diff.abs().flatten().argsort(descending=True)[: args.top].tolist()
+    order = rank_by_gap(diff)[: args.top]
     n_heads = diff.shape[1]
     chosen = model.check_layers(_layers(args))
     top = [{"layer": chosen[i // n_heads], "head": i % n_heads, a: float(stats[a]["dormancy"].flatten()[i]),

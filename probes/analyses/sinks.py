@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from probes.analysis import Analysis, AtlasView, Sums, setting
-from probes.errors import InputError
 from probes.rows import ProbeRows, Row, by_head, lines_figure, scalar
 
 if TYPE_CHECKING:
@@ -49,22 +48,17 @@ class RegimeSettings:
 
 def collect(model: ModelLike, ids: Tensor, settings: Any) -> Sums:
     """alpha of every sequence of the batch [b, layer, head, T] (kept per sequence)."""
-    bos = model.facts.bos_token_id
-    if settings.prepend_bos and not (bos is not None and bool((ids[:, 0] == bos).all())):
-        raise InputError("prepend_bos=True but not every sequence starts with the BOS token; build the inputs "
-                         "with a BOS first or set prepend_bos=false.")
+    from probes.sinks import first_is_bos
+
+    first_is_bos(ids, model.facts.bos_token_id, settings.prepend_bos)
     return {"alpha": model.sink_alpha(ids)}
 
 
 def reduce(model: ModelLike, sums: Sums, n: int, settings: Any) -> dict[str, Any]:
     """Sink_k^eps per k, per head and per sample, in percent (probes.sinks.sink_rate's threshold-then-average)."""
-    from probes.sinks import sink_rate
+    from probes.sinks import sink_rates
 
-    alpha = sums["alpha"]
-    above = alpha[..., 0] > settings.eps
-    rate = sink_rate(alpha, settings.eps)
-    return {"sink1": float(rate[0]), "sink_rate": rate, "head_rate": 100.0 * above.float().mean(dim=0),
-            "sample_rate": 100.0 * above.float().mean(dim=(1, 2))}
+    return sink_rates(sums["alpha"], settings.eps)
 
 
 def rows(result: dict[str, Any]) -> list[Row]:
