@@ -123,6 +123,14 @@ def settings_info(settings_class: type) -> dict[str, SettingInfo]:
     return out
 
 
+@dataclass(frozen=True)
+class WindowSettings:
+    """The settings every analysis of corpus windows has; an analysis's settings add theirs after these."""
+
+    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every corpus window")
+    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+
+
 # --- the declaration -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

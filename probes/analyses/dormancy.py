@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, Sums, setting
+from probes.analysis import Analysis, Sums, WindowSettings
 from probes.rows import Row, tensor_rows
 
 if TYPE_CHECKING:
@@ -22,9 +22,8 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class DormancySettings:
-    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every corpus window")
-    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+class DormancySettings(WindowSettings):
+    """prepend_bos and batch_size only."""
 
 
 def collect(model: ModelLike, ids: Tensor, settings: DormancySettings) -> Sums:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, corpus_ids, setting
+from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, WindowSettings, corpus_ids
 from probes.rows import ProbeRows, Row, by_head, grid_data, head_name, tensor_rows, top_head
 
 if TYPE_CHECKING:
@@ -28,9 +28,8 @@ Head = tuple[int, int]
 
 
 @dataclass(frozen=True)
-class DormantHeadSettings:
-    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every window")
-    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+class DormantHeadSettings(WindowSettings):
+    """prepend_bos and batch_size only."""
 
 
 def two_domains(model: ModelLike, settings: DormantHeadSettings, corpus: CorpusSample) -> Tensor:

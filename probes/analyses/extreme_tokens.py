@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, Sums, setting
+from probes.analysis import Analysis, AtlasView, Sums, WindowSettings
 from probes.rows import ProbeRows, Row, by_head, by_key, finite, lines_figure, mean, pick, tensor_rows
 
 if TYPE_CHECKING:
@@ -26,9 +26,8 @@ NAME = "extreme_tokens"
 
 
 @dataclass(frozen=True)
-class ExtremeSettings:
-    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every corpus window")
-    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+class ExtremeSettings(WindowSettings):
+    """prepend_bos and batch_size only."""
 
 
 def collect(model: ModelLike, ids: Tensor, settings: ExtremeSettings) -> Sums:

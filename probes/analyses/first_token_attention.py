@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, Sums, setting
+from probes.analysis import Analysis, AtlasView, Sums, WindowSettings, setting
 from probes.errors import InputError
 from probes.rows import ProbeRows, Row, by_head, head_name, heads_figure, mean, tensor_rows, top_head
 
@@ -25,9 +25,7 @@ NAME = "first_token_attention"
 
 
 @dataclass(frozen=True)
-class FirstTokenSettings:
-    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every corpus window")
-    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+class FirstTokenSettings(WindowSettings):
     min_query: int = setting(1, "first query position averaged over", minimum=1)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, setting
+from probes.analysis import Analysis, AtlasView, FigureSpec, Sums, WindowSettings
 from probes.rows import ProbeRows, Row, line, mean, pick, tensor_rows
 
 if TYPE_CHECKING:
@@ -24,9 +24,8 @@ NAME = "residual_norms"
 
 
 @dataclass(frozen=True)
-class ResidualNormSettings:
-    prepend_bos: bool = setting(False, "put the tokenizer's BOS token before every corpus window")
-    batch_size: int = setting(8, "sequences per forward pass", minimum=1)
+class ResidualNormSettings(WindowSettings):
+    """prepend_bos and batch_size only."""
 
 
 def collect(model: ModelLike, ids: Tensor, settings: ResidualNormSettings) -> Sums:
