@@ -15,6 +15,10 @@ An analysis is declared once, in its own module, as an `Analysis`:
 - `rows(result)`: the result as batch rows ({"metric", "value", "layer", "head", "position"}).
 - `inputs(model, settings, corpus)`: the [n, T] ids the analysis runs on (default: the corpus windows, with
   the tokenizer's BOS first when the settings have `prepend_bos` true).
+- or, instead of collect and reduce, `compute(model, settings, RunContext(corpus, seed, reporter))`: one whole
+  run for an analysis that is not a sum over batches (the peak ablation picks its layers from a clean run;
+  successor heads read weights or make their own prompts; circuits and SAEs train or search). It runs here
+  only; `uses_corpus=False` when it makes its own inputs. `run_declared` runs either form.
 - `atlas`: the analysis's atlas views (`AtlasView`: budgets, headline numbers, key figure); optional.
 - `summary(result)`: the lines the command prints; optional.
 
@@ -182,16 +186,27 @@ def _default_inputs(model: ModelLike, settings: Any, corpus: CorpusSample) -> Te
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a whole-run analysis (`compute`) gets besides the model and its settings."""
+
+    corpus: CorpusSample | None  # the windows (None when the analysis does not use a corpus)
+    seed: int
+    reporter: Reporter
+
+
+@dataclass(frozen=True)
 class Analysis:
     """One analysis, declared once (see the module docstring)."""
 
     name: str
     description: str
     settings: type
-    collect: Callable[[ModelLike, Tensor, Any], Sums]
-    reduce: Callable[[ModelLike, Sums, int, Any], dict[str, Any]]
     rows: Callable[[dict[str, Any]], list[Row]]
     method: str  # the method page it implements (docs/methods/...)
+    collect: Callable[[ModelLike, Tensor, Any], Sums] | None = None
+    reduce: Callable[[ModelLike, Sums, int, Any], dict[str, Any]] | None = None
+    compute: Callable[[ModelLike, Any, RunContext], dict[str, Any]] | None = None
+    uses_corpus: bool = True  # False: the analysis makes its own inputs (tasks from the tokenizer, weights)
     remote: bool = False
     stacked: tuple[str, ...] = ()  # collect's per-sequence outputs, concatenated over batches (not summed)
     inputs: Callable[[ModelLike, Any, CorpusSample], Tensor] = _default_inputs
@@ -202,8 +217,13 @@ class Analysis:
         if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
             raise InputError(f"Analysis name {self.name!r}: use letters, digits and underscores, a letter first.")
         info = settings_info(self.settings)
-        if "batch_size" not in info:
+        if (self.compute is None) == (self.collect is None or self.reduce is None):
+            raise TypeError(f"Analysis '{self.name}': declare collect and reduce (batched sums), or compute "
+                            "(one whole run), not both.")
+        if self.compute is None and "batch_size" not in info:
             raise TypeError(f"Analysis '{self.name}': its settings need a batch_size (sequences per forward pass).")
+        if self.compute is not None and self.remote:
+            raise TypeError(f"Analysis '{self.name}': only a collect step runs remotely; compute runs here.")
         for s in info.values():
             issue = s.problem(s.default)
             if issue:
@@ -282,6 +302,19 @@ def corpus_ids(tokenizer: Any, corpus: CorpusSample, prepend_bos: bool) -> Tenso
     return torch.cat([torch.full((ids.shape[0], 1), int(bos), dtype=ids.dtype), ids], dim=1)
 
 
+def run_declared(analysis: Analysis, model: ModelLike, settings: Any, corpus: CorpusSample | None, seed: int = 0,
+                 reporter: Reporter | None = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Run a declared analysis the way every consumer does: a whole-run analysis through its compute step, a
+    batched one on its inputs from the corpus through run_analysis."""
+    from probes.progress import NullReporter
+
+    if analysis.compute is not None:
+        return analysis.compute(model, settings, RunContext(corpus, seed, reporter or NullReporter()))
+    if corpus is None:
+        raise InputError(f"Analysis '{analysis.name}' runs on corpus windows; give a corpus.")
+    return run_analysis(analysis, model, settings, analysis.inputs(model, settings, corpus), reporter, checkpoint)
+
+
 def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tensor,
                  reporter: Reporter | None = None, checkpoint: str | Path | None = None) -> dict[str, Any]:
     """Run an analysis on ids [n, T]: collect per batch of settings.batch_size, add the sums (concatenate the
@@ -293,6 +326,9 @@ def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tenso
     """
     from probes.progress import NullReporter
 
+    collect, reduce = analysis.collect, analysis.reduce
+    if collect is None or reduce is None:
+        raise InputError(f"Analysis '{analysis.name}' is one whole run; use run_declared.")
     if ids.ndim != 2 or ids.shape[0] < 1:
         raise InputError(f"Analysis '{analysis.name}' runs on token ids [n, T] with n >= 1; got {tuple(ids.shape)}.")
     rep = reporter or NullReporter()
@@ -302,13 +338,13 @@ def run_analysis(analysis: Analysis, model: ModelLike, settings: Any, ids: Tenso
     done, sums = _resume(checkpoint, key)
     for i in range(done, len(starts)):
         rep.check()
-        part = analysis.collect(model, ids[starts[i] : starts[i] + size], settings)
+        part = collect(model, ids[starts[i] : starts[i] + size], settings)
         sums = part if sums is None else {k: _combine(sums[k], v, k in analysis.stacked) for k, v in part.items()}
         if checkpoint is not None:
             _save_checkpoint(Path(checkpoint), key, i + 1, sums)
         rep.update(f"{analysis.name}: batch {i + 1} of {len(starts)}", i + 1, len(starts))
     assert sums is not None
-    result = analysis.reduce(model, sums, n, settings)
+    result = reduce(model, sums, n, settings)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return result

@@ -1,8 +1,8 @@
 """The atlas registry: analysis name -> batch probe(s) with settings per budget, headline numbers, figure data.
 
-Spec: docs/atlas.md. A declared analysis (probes.analysis) is in the atlas through its `atlas` views,
-with nothing written here; the analyses not yet declared are one `register_atlas(AtlasEntry(...))` each in
-app/atlas/analyses.py (their probes must be batch probes: app/batch/registry.py).
+Spec: docs/atlas.md. Every analysis of the atlas is a declared analysis (probes.analysis; app/declared.py)
+that lists its `atlas` views, with nothing written here; `register_atlas(AtlasEntry(...))` still adds an entry
+by hand (its probes must be batch probes: app/batch/registry.py).
 
 - headline(rows) gets, for ONE model, {probe name: that unit's rows} and returns {number name: value}
   (floats, ints or short strings such as a head "L3H5").
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.analysis import AtlasView, FigureSpec, analyses
+from probes.analysis import AtlasView, FigureSpec
 from probes.errors import InputError
 
 __all__ = ["BUDGETS", "AtlasEntry", "Budget", "FigureSpec", "atlas_entries", "atlas_names", "register_atlas"]
@@ -99,7 +99,7 @@ def declared_entry(probe: str, view: AtlasView) -> AtlasEntry:
 def atlas_entries(names: list[str] | None = None) -> list[AtlasEntry]:
     """The declared analyses' views (probes/analyses/ order), then the registered entries in registration order
     (or the named ones; unknown names raise)."""
-    import app.atlas.analyses  # noqa: F401  (registers the entries)
+    from app.declared import analyses
 
     known = {view.name: declared_entry(analysis.name, view) for analysis in analyses() for view in analysis.atlas}
     known.update((name, entry) for name, entry in _ATLAS.items() if name not in known)

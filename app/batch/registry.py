@@ -3,8 +3,8 @@
 Spec: docs/batch.md. A probe is one `ProbeEntry`. Every declared analysis (probes.analysis.analyses())
 is a probe without anything written here: `declared_entry` builds its entry (settings from its settings
 dataclass, rows through probes.analysis.run_analysis, the remote run when its collect step is remote, the
-figure from app/figures/batch.py's ROW_FIGURES). The probes not yet declared register a ProbeEntry by hand
-(app/batch/analyses.py, app/atlas/probes.py; imported on first use).
+figure from app/figures/batch.py's ROW_FIGURES). A probe that is not a declared analysis can still be
+registered by hand with `register(ProbeEntry(...))`.
 
 run(model, settings, corpus, seed) returns rows: dicts with at least "metric" and "value", and
 optionally "layer", "head", "position" (None where they do not apply). The runner adds the unit's
@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.analysis import Analysis, SettingInfo, analyses, run_analysis
+from probes.analysis import Analysis, SettingInfo, run_declared
 from probes.errors import InputError
 
 Row = dict[str, Any]
@@ -82,7 +82,6 @@ class ProbeEntry:
 
 
 _REGISTRY: dict[str, ProbeEntry] = {}
-_loaded = False
 
 
 def register(entry: ProbeEntry, replace: bool = False) -> ProbeEntry:
@@ -102,12 +101,9 @@ def unregister(name: str) -> None:
 
 
 def _load_entries() -> None:
-    """Register the hand-written probes once, and every declared analysis not registered yet."""
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        import app.atlas.probes  # noqa: F401  (registers its probes)
-        import app.batch.analyses  # noqa: F401  (registers its probes)
+    """Register every declared analysis not registered yet (and drop those unregistered since)."""
+    from app.declared import analyses
+
     current = {a.name: a for a in analyses()}
     for name in [n for n in _declared if n not in current]:  # unregistered since
         _declared.pop(name)
@@ -126,8 +122,7 @@ def declared_entry(analysis: Analysis) -> ProbeEntry:
     from app.figures.batch import ROW_FIGURES
 
     def run(model: Any, settings: dict[str, Any], corpus: Any, seed: int) -> list[Row]:
-        s = analysis.make_settings(settings)
-        return analysis.rows(run_analysis(analysis, model, s, analysis.inputs(model, s, corpus)))
+        return analysis.rows(run_declared(analysis, model, analysis.make_settings(settings), corpus, seed))
 
     def run_remote(lm: Any, settings: dict[str, Any], corpus: Any, seed: int, remote: bool | str) -> list[Row]:
         from probes.remote_analyses import RemoteModel

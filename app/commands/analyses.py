@@ -6,7 +6,8 @@ Spec: docs/cli.md ("Declared analyses"). `glasshouse <name>` (underscores as hyp
 dataclass (type, range, choices and help from the declaration), and --backend when its collect step runs
 remotely. It runs the analysis through probes.analysis.run_analysis (progress bar, Ctrl-C safe: a checkpoint
 of the running sums in the output folder lets the same command resume), and writes <name>.json (kind, model,
-settings, corpus, metadata, the result and its rows) and the analysis's figure from app/figures/batch.py.
+settings, corpus, metadata, the result and its rows; kind "analysis") and the analysis's figure from
+app/figures/batch.py.
 Nothing here names an analysis: a new declaration is a new command.
 """
 
@@ -28,7 +29,8 @@ from app.commands._common import (
     prepared,
     write_outputs,
 )
-from probes.analysis import Analysis, SettingInfo, analyses
+from app.declared import analyses
+from probes.analysis import Analysis, SettingInfo
 
 
 def _domains() -> tuple[str, ...]:
@@ -38,6 +40,8 @@ def _domains() -> tuple[str, ...]:
 
 
 DOMAIN_CHOICES = LazyChoices(_domains)
+# Settings whose plan key predates the command line's names (docs/cli.md, "Names"): one name per idea.
+CLI_NAMES = {"max_prompts": "--n"}
 
 
 def command_name(analysis: Analysis) -> str:
@@ -56,27 +60,31 @@ def add_command(subparsers: Any, analysis: Analysis) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = analysis_parser(subparsers, command_name(analysis),
                                                  f"{analysis.description} ({analysis.method})",
                                                  backend=analysis.remote)
-    p.add_argument("--domain", choices=DOMAIN_CHOICES, default="prose", metavar="DOMAIN",
-                   help="corpus the windows come from: %(choices)s")
-    add_window_args(p, n=8, n_help="corpus windows")
-    for info in analysis.info().values():
-        add_setting(p, info)
+    if analysis.uses_corpus:
+        p.add_argument("--domain", choices=DOMAIN_CHOICES, default="prose", metavar="DOMAIN",
+                       help="corpus the windows come from: %(choices)s")
+        add_window_args(p, n=8, n_help="corpus windows")
+    dests = {info.name: add_setting(p, info, analysis) for info in analysis.info().values()}
+    p.set_defaults(setting_dests=dests)
     p.set_defaults(func=lambda args: run(args, analysis))
     return p
 
 
-def add_setting(parser: argparse.ArgumentParser, info: SettingInfo) -> None:
-    """One option for one setting: --name-with-hyphens, typed and range-checked as declared (prepend_bos is
-    --bos / --no-bos, as in every command)."""
-    flag = "--" + info.name.replace("_", "-")
+def add_setting(parser: argparse.ArgumentParser, info: SettingInfo, analysis: Analysis) -> str:
+    """One option for one setting (returns its dest): --name-with-hyphens, typed and range-checked as declared (prepend_bos is
+    --bos / --no-bos, as in every command; a name the shared options already use gets the command's name
+    first, e.g. --peak-ablation-n)."""
+    flag, dest = CLI_NAMES.get(info.name, "--" + info.name.replace("_", "-")), info.name
+    if flag in parser._option_string_actions:  # a shared option has the name (peak_ablation's n vs the corpus's --n)
+        flag, dest = f"--{command_name(analysis)}-{info.name.replace('_', '-')}", f"{analysis.name}_{info.name}"
     if info.name == "prepend_bos":  # the commands' own spelling: --bos / --no-bos
         add_bos_args(parser)  # default None: the model's own convention, read once it is loaded
-        return
+        return "prepend_bos"
     if info.type is bool:
-        parser.add_argument(flag, dest=info.name, action=argparse.BooleanOptionalAction, default=info.default,
+        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=info.default,
                             help=info.help)
-        return
-    kwargs: dict[str, Any] = {"dest": info.name, "default": info.default, "help": info.help}
+        return dest
+    kwargs: dict[str, Any] = {"dest": dest, "default": info.default, "help": info.help}
     if info.choices is not None:
         kwargs.update(choices=info.choices, type=info.type)
     elif info.type is int:
@@ -85,6 +93,7 @@ def add_setting(parser: argparse.ArgumentParser, info: SettingInfo) -> None:
     elif info.type is float:
         kwargs["type"] = float_range(info.minimum, info.maximum, info.open_low, info.open_high)
     add_option(parser, flag, **kwargs)
+    return dest
 
 
 def settings_of(args: argparse.Namespace, analysis: Analysis, model: Any = None) -> Any:
@@ -95,7 +104,8 @@ def settings_of(args: argparse.Namespace, analysis: Analysis, model: Any = None)
     if getattr(args, "layers", None):
         raise UsageError("--layers: a declared analysis measures every layer (its statistics are small); "
                          "leave --layers out.")
-    values = {name: getattr(args, name) for name in analysis.info()}
+    dests = getattr(args, "setting_dests", {})
+    values = {name: getattr(args, dests.get(name, name)) for name in analysis.info()}
     if values.get("prepend_bos", False) is None:
         values["prepend_bos"] = bool(model.facts.prepends_bos) if model is not None else False
     return analysis.make_settings(values)
@@ -114,12 +124,12 @@ def open_model(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace, analysis: Analysis) -> int:
-    from probes.analysis import run_analysis
+    from probes.analysis import run_declared
 
     settings = settings_of(args, analysis)  # checked before anything loads
     name = analysis.name
     with prepared(args, command_name(analysis)) as out:
-        from app.figures.registry import draw, kinds
+        from app.figures.registry import draw
         from probes.corpus import sample
         from probes.io import to_jsonable
         from probes.progress import TqdmReporter
@@ -127,18 +137,18 @@ def run(args: argparse.Namespace, analysis: Analysis) -> int:
 
         model = open_model(args)
         settings = settings_of(args, analysis, model)
-        corpus = sample(args.domain, args.n, args.seq_len, model.tokenizer, seed=args.seed)
-        ids = analysis.inputs(model, settings, corpus)
-        result = run_analysis(analysis, model, settings, ids, reporter=TqdmReporter(name),
+        corpus = sample(args.domain, args.n, args.seq_len, model.tokenizer, seed=args.seed) if analysis.uses_corpus \
+            else None
+        result = run_declared(analysis, model, settings, corpus, args.seed, reporter=TqdmReporter(name),
                               checkpoint=out / f".{name}.checkpoint.pt")
         values = dataclasses.asdict(settings)
         bundle: dict[str, Any] = {
-            "kind": name, "model": args.model, "backend": getattr(args, "backend", "local"),
-            "settings": values, "corpus": corpus.to_dict(),
+            "kind": "analysis", "analysis": name, "model": args.model, "backend": getattr(args, "backend", "local"),
+            "settings": values, "corpus": corpus.to_dict() if corpus is not None else None,
             "metadata": result_metadata(model, values, args.seed),
             "result": to_jsonable(result), "rows": analysis.rows(result),
         }
-        write_outputs(out, name, bundle, draw(bundle) if name in kinds() else {})
+        write_outputs(out, name, bundle, draw(bundle))
     for line in analysis.summary(result) if analysis.summary else []:
         print(line)
     print(f"wrote {out}")

@@ -242,19 +242,13 @@ def _sae_prompt(data: Mapping[str, Any]) -> dict[str, Figure]:
     return {"sae_prompt": prompt_figure(dict(data))}
 
 
-def _rows_figure(name: str, figure: Callable[[list[dict[str, Any]], str], go.Figure]) -> FigureSet:
-    """The figure set of a declared analysis's command result: its row figure, from the saved rows."""
-    def draw_rows(data: Mapping[str, Any]) -> dict[str, Figure]:
-        return {name: figure(list(data["rows"]), str(data.get("model", "")))}
-
-    return draw_rows
-
-
-def _declared_figure_sets() -> None:
+@figure_set("analysis")
+def _analysis(data: Mapping[str, Any]) -> dict[str, Figure]:
+    """A declared analysis's command result (app/commands/analyses.py): its row figure from the saved rows, if
+    it has one (app/figures/batch.py ROW_FIGURES)."""
     from app.figures.batch import ROW_FIGURES
 
-    for name, figure in ROW_FIGURES.items():
-        _SETS.setdefault(name, _rows_figure(name, figure))
-
-
-_declared_figure_sets()
+    name = str(data.get("analysis", ""))
+    if name not in ROW_FIGURES:
+        return {}
+    return {name: ROW_FIGURES[name](list(data["rows"]), str(data.get("model", "")))}

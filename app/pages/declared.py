@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app.declared import analyses
 from app.figures.batch import ROW_FIGURES
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
@@ -22,7 +23,7 @@ from app.ui.inputs import describe_input
 from app.ui.model import current_model, get_model, input_rows
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
-from probes.analysis import SettingInfo, analyses, get_analysis, run_analysis
+from probes.analysis import SettingInfo, get_analysis, run_declared
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -42,10 +43,10 @@ def declared_result(name: str, spec: str, device: str, dtype: str, rows: tuple[t
     ids = torch.tensor(rows, dtype=torch.long)
     corpus = CorpusSample("input", ids, [""] * len(rows), ["sidebar"] * len(rows), 0, sys.version.split()[0])
     reporter = StreamlitReporter(f"{name} ...")
-    result = run_analysis(analysis, model, settings, analysis.inputs(model, settings, corpus), reporter=reporter)
+    result = run_declared(analysis, model, settings, corpus if analysis.uses_corpus else None, 0, reporter=reporter)
     reporter.close()
     summary = analysis.summary(result) if analysis.summary else []
-    return {"kind": name, "model": spec, "settings": dataclasses.asdict(settings), "result": to_jsonable(result),
+    return {"kind": "analysis", "analysis": name, "model": spec, "settings": dataclasses.asdict(settings), "result": to_jsonable(result),
             "rows": analysis.rows(result), "summary": summary}
 
 

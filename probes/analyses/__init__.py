@@ -15,12 +15,16 @@ from probes.analyses import (
     extreme_tokens,
     first_token_attention,
     hidden_sinks,
+    peak_ablation,
     residual_norms,
     sinks,
+    successor_heads,
 )
 from probes.analysis import register_analysis
 
 # The order the command line, batch plans and the atlas list them in.
-for _module in (sinks, hidden_sinks, first_token_attention, residual_norms, extreme_tokens, dormant_heads, dormancy):
+_ORDER = (sinks, hidden_sinks, first_token_attention, residual_norms, extreme_tokens, peak_ablation, dormant_heads,
+          dormancy, successor_heads)
+for _module in _ORDER:
     for _analysis in _module.DECLARED:
         register_analysis(_analysis, replace=True)

@@ -5,7 +5,7 @@ ModelLike.extreme_statistics (locally probes.extreme.measure_batch's hooks; remo
 inside the nnsight trace, Llama-style models), kept per sequence and summarised by
 probes.extreme.extreme_summary, as `glasshouse extreme` does. Rows: "resid_norm_sink", "resid_norm_rest"
 (layer), "value_norm_sink", "value_norm_rest", "logit_gap" (layer, head). The peak ablation stays a
-hand-written probe (app/atlas/probes.py): it chooses its layers from the clean run first.
+declared analysis of its own (probes/analyses/peak_ablation.py): it chooses its layers from the clean run first.
 """
 
 from __future__ import annotations

@@ -178,10 +178,10 @@ def test_every_task_circuit_equals_discover(smollm, tmp_path):
 
 
 def test_sae_metrics_equal_plain_torch(atlas, smollm, windows):
-    from app.atlas.probes import train_small_sae
+    from saes.analysis import SAE, train_small_sae
 
     info = atlas.summary["analyses"]["sae"]
-    sae = train_small_sae(smollm, {**info["settings"]["sae"], "length": 12}, seed=0)  # deterministic on CPU
+    sae = train_small_sae(smollm, SAE.make_settings(info["settings"]["sae"]), 12, seed=0)  # deterministic on CPU
     layer = smollm.facts.n_layers // 2
     x = capture(smollm, windows, what=["resid_post"])["resid_post"][:, layer, 1:].reshape(-1, smollm.facts.d_model)
     with torch.no_grad():

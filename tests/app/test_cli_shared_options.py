@@ -88,7 +88,7 @@ def test_the_shared_options_are_identical(analysis: dict[str, argparse.ArgumentP
 
 def test_backend_options_are_identical(analysis: dict[str, argparse.ArgumentParser]) -> None:
     with_backend = {n: options(p) for n, p in analysis.items() if "--backend" in options(p)}
-    from probes.analysis import analyses
+    from app.declared import analyses
 
     declared = {a.name.replace("_", "-") for a in analyses() if a.remote}
     assert declared, "no declared analysis runs remotely"
@@ -131,12 +131,13 @@ def test_window_and_bos_options_are_identical(analysis: dict[str, argparse.Argum
             assert fingerprint(opts["--T"])[:2] == (("--T",), "seq_len"), name
             assert opts["--T"].help == argparse.SUPPRESS, name
     from app.commands.analyses import command_name
-    from probes.analysis import analyses
+    from app.declared import analyses
 
-    hand_written = {"sinks", "dormant", "extreme"}
-    generated = [a for a in analyses() if command_name(a) not in hand_written]  # `sinks` keeps its own command
-    assert all("--domain" in options(analysis[f"glasshouse {command_name(a)}"]) for a in generated)
-    declared = len(generated)  # every generated command takes --n and --seq-len
+    hand_written = {"sinks", "dormant", "extreme", "circuit", "sae"}  # these keep their own commands
+    generated = [a for a in analyses() if command_name(a) not in hand_written]
+    on_corpus = [a for a in generated if a.uses_corpus]
+    assert all("--domain" in options(analysis[f"glasshouse {command_name(a)}"]) for a in on_corpus)
+    declared = len(on_corpus)  # every generated command on corpus windows takes --n and --seq-len
     with_bos = sum("prepend_bos" in a.info() for a in generated)
     assert (seen_bos, seen_window) == (3 + with_bos, 3 + declared)  # sinks, dormant, extreme and the declared
 

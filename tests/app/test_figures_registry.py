@@ -159,11 +159,8 @@ def live_results() -> dict:
         "sae_prompt": {"kind": "sae_prompt", "tokens": [
             {"token": "<s>", "position": 0, "features": []},
             {"token": " hi", "position": 1, "features": [{"feature": 7, "activation": 1.5}]}]},
-        # declared analyses (app/commands/analyses.py): their row figure, from the saved rows
-        "residual_norms": {"kind": "residual_norms", "model": "m", "rows": [
-            {"metric": "resid_post_norm", "value": 1.0 + la + p, "layer": la, "head": None, "position": p}
-            for la in range(2) for p in range(3)]},
-        "first_token_attention": {"kind": "first_token_attention", "model": "m", "rows": [
+        # a declared analysis's command result (app/commands/analyses.py): its row figure, from the saved rows
+        "analysis": {"kind": "analysis", "analysis": "first_token_attention", "model": "m", "rows": [
             {"metric": "first_token_attention", "value": 0.1 * (la + h), "layer": la, "head": h, "position": None}
             for la in range(2) for h in range(3)]},
     }
