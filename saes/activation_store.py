@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from probes.corpus import DOMAINS, sample
@@ -205,6 +205,14 @@ class CachedActivations:
         n = len(self) if limit is None else min(limit, len(self))
         for idx in _epoch_batches(n, batch_size, seed, start_step):
             yield torch.from_numpy(np.array(self.activations[idx.numpy()], dtype=np.float32))
+
+
+def window_activations(model: Any, hook_name: str, ids: Int[Tensor, "n pos"], start: int = 1, batch: int = 8
+                       ) -> Float[Tensor, "tokens d_in"]:
+    """Activations at `hook_name` of every window from position `start` on (an SAE skips position 0), `batch`
+    windows per forward pass, flattened to rows [n * (pos - start), d_in]."""
+    parts = [hook_activations(model, hook_name, ids[i : i + batch])[:, start:] for i in range(0, ids.shape[0], batch)]
+    return torch.cat([p.reshape(-1, p.shape[-1]) for p in parts])
 
 
 def collect_activations(model: Any, hook_name: str, n_tokens: int, context: int = 65, seed: int = 0,

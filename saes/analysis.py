@@ -47,14 +47,13 @@ def train_small_sae(model: Any, settings: SmallSAESettings, length: int, seed: i
     import torch
 
     from probes.corpus import sample
-    from saes.activation_store import TensorSource, hook_activations
+    from saes.activation_store import TensorSource, window_activations
     from saes.trainer import TrainConfig, train
 
     hook = sae_hook(model, settings.layer)
     ids = torch.cat([sample(d, settings.train_windows, length, model.tokenizer, seed=seed + 1).ids
                      for d in ("prose", "code")])
-    acts = torch.cat([hook_activations(model, hook, ids[i : i + 8])[:, 1:].reshape(-1, model.facts.d_model)
-                      for i in range(0, ids.shape[0], 8)])
+    acts = window_activations(model, hook, ids)
     fields = {"architecture": "topk", "d_in": int(acts.shape[1]), "d_sae": settings.d_sae, "k": settings.k,
               "hook_name": hook, "model_name": getattr(model, "spec", ""), "seed": seed}
     with tempfile.TemporaryDirectory(prefix="atlas-sae-") as tmp:

@@ -211,19 +211,16 @@ def _last_metrics(path: Path) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import torch
 
     from app.figures.registry import draw
-    from saes.activation_store import hook_activations
+    from saes.activation_store import window_activations
     from saes.evaluate import ce_loss_recovered, reconstruction_metrics
     from saes.saelens_io import load_sae
 
     model = load_from_args(args)
     sae = load_sae(args.sae, model)
     ids = _ids(model, args.prompts, args.length, args.seed + 1000)
-    start = 1 if sae.cfg.skip_first_position else 0
-    acts = torch.cat([hook_activations(model, sae.cfg.hook_name, ids[i : i + 8])[:, start:].reshape(-1, sae.cfg.d_in)
-                      for i in range(0, ids.shape[0], 8)])
+    acts = window_activations(model, sae.cfg.hook_name, ids, start=1 if sae.cfg.skip_first_position else 0)
     rec = reconstruction_metrics(sae, acts)
     ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation=args.ablation)
     from probes.results import result_metadata
