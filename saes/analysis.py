@@ -67,7 +67,7 @@ def compute(model: ModelLike, settings: SmallSAESettings, run: RunContext) -> di
 
     from saes.activation_store import hook_activations
     from saes.dashboard import feature_activations
-    from saes.evaluate import ce_loss_recovered, reconstruction_metrics
+    from saes.evaluate import ce_loss_recovered, feature_density, fired_counts, reconstruction_metrics
 
     assert run.corpus is not None
     ids: Tensor = run.corpus.ids
@@ -77,7 +77,7 @@ def compute(model: ModelLike, settings: SmallSAESettings, run: RunContext) -> di
     rec = reconstruction_metrics(sae, acts)
     ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation="zero")  # type: ignore[arg-type]
     f = feature_activations(model, sae, ids)[:, 1:]  # type: ignore[arg-type]  # [n, T-1, d_sae]
-    density = (f > 0).double().mean(dim=(0, 1))
+    density = feature_density(fired_counts(f), f.shape[0] * f.shape[1])
     top = torch.argsort(density, descending=True, stable=True)[: settings.top_features].tolist()
     tokens = [model.tokenizer.decode([int(ids[:, 1:].flatten()[int(f[..., j].flatten().argmax())])]) for j in top]
     run.reporter.update("sae: done", 2, 2)

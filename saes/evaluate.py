@@ -56,6 +56,17 @@ def fvu(x: Float[Tensor, "n d"], x_hat: Float[Tensor, "n d"]) -> float:
     return float((x - x_hat).pow(2).sum() / (x - x.mean(0, keepdim=True)).pow(2).sum())
 
 
+def feature_density(fired: Float[Tensor, " d_sae"], n_tokens: int) -> Float[Tensor, " d_sae"]:
+    """Density of every feature: the fraction of the n_tokens tokens on which it fires (f_j > 0), from the
+    per-feature count of firings (float64)."""
+    return fired.double() / n_tokens
+
+
+def fired_counts(f: Float[Tensor, "... d_sae"]) -> Float[Tensor, " d_sae"]:
+    """How many of the tokens each feature fires on (f_j > 0), over every leading dimension (float64)."""
+    return (f > 0).double().reshape(-1, f.shape[-1]).sum(0)
+
+
 def reconstruction_metrics(
     sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, dense_threshold: float = 0.1, bins: int = 30
 ) -> ReconstructionMetrics:
@@ -82,14 +93,14 @@ def reconstruction_metrics(
             f = sae.encode(x)
             x_hat = sae.decode(f)
             x_hats.append(x_hat)
-            fired += (f > 0).double().sum(0)
+            fired += fired_counts(f)
             l0 += float((f > 0).sum())
             sq += float((x - x_hat).double().pow(2).sum())
             cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
     sae.train(was_training)
     n = acts.shape[0]
     value = fvu(acts.float(), torch.cat(x_hats))
-    density = fired / n
+    density = feature_density(fired, n)
     live = density[density > 0]
     counts, edges = np.histogram(np.log10(live.numpy()), bins=bins) if live.numel() else (np.zeros(0), np.zeros(0))
     return ReconstructionMetrics(
