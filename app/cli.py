@@ -24,17 +24,13 @@ from app.commands import (
     batch,
     bb,
     circuit,
-    dormant,
     export,
-    extreme,
     models,
     sae,
-    sinks,
-    successor,
 )
 from app.commands import app as app_command
 
-COMMANDS = (app_command, atlas, batch, bb, circuit, dormant, export, extreme, models, sae, sinks, successor)
+COMMANDS = (app_command, atlas, batch, bb, circuit, export, models, sae)
 
 REPORT = ("glasshouse: this is a bug in Glasshouse, not a problem with your input. Please report it as an issue "
           "of the Glasshouse project with the command line, the traceback above and the output of "

@@ -17,10 +17,20 @@ An analysis is declared once, in its own module, as an `Analysis`:
   the tokenizer's BOS first when the settings have `prepend_bos` true).
 - or, instead of collect and reduce, `compute(model, settings, RunContext(corpus, seed, reporter))`: one whole
   run for an analysis that is not a sum over batches (the peak ablation picks its layers from a clean run;
-  successor heads read weights or make their own prompts; circuits and SAEs train or search). It runs here
-  only; `uses_corpus=False` when it makes its own inputs. `run_declared` runs either form.
+  successor heads read weights or make their own prompts; circuits and SAEs train or search). It runs where
+  the caller is (see remote below); `uses_corpus=False` when it makes its own inputs. `run_declared` runs either form.
 - `atlas`: the analysis's atlas views (`AtlasView`: budgets, headline numbers, key figure); optional.
 - `summary(result)`: the lines the command prints; optional.
+- `model_check(model, settings)`: what a setting asks that the loaded model does not have (a layer or head
+  beyond it), as (setting name, problem) pairs; the command turns them into usage errors naming its options.
+- `document`: for a report whose result is itself a saved document of an older, public JSON format (the
+  `glasshouse sinks` report, kind "sinks"): the command writes the result as is under that kind instead of
+  the generic kind "analysis" layout, so saved runs and the scripts reading them keep working. `command`
+  names the command when it differs from the name.
+
+A whole-run analysis may declare `remote=True` too: its compute then asks the model only for what ModelLike
+offers (the measurements run where the model is), and the parts that need a local model's hooks (ablations,
+interventions, weights) check `model.backend` and are left out, saying so in the result.
 
 `run_analysis` is the one runner: batches, progress and cancel (probes.progress), and a checkpoint of the
 running sums after every batch (a killed run resumes where it stopped). The command line
@@ -73,6 +83,8 @@ class SettingInfo:
     choices: tuple[Any, ...] | None = None
     open_low: bool = False  # minimum itself excluded
     open_high: bool = False
+    aliases: tuple[str, ...] = ()  # other names it is known by (old spellings; the command line accepts them too)
+    check: Callable[[Any], str | None] | None = None  # a value's problem beyond type and range (e.g. a list's items)
 
     def problem(self, value: Any) -> str | None:
         """Why `value` is not acceptable, or None if it is."""
@@ -89,6 +101,8 @@ class SettingInfo:
         high_bad = self.maximum is not None and (value >= self.maximum if self.open_high else value > self.maximum)
         if low_bad or high_bad:
             return f"setting '{self.name}' must be {self.range_text()}, got {value!r}"
+        if self.check is not None and (issue := self.check(value)) is not None:
+            return f"setting '{self.name}': {issue}"
         return None
 
     def range_text(self) -> str:
@@ -104,10 +118,15 @@ class SettingInfo:
 
 
 def setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
-            choices: tuple[Any, ...] | None = None, open_low: bool = False, open_high: bool = False) -> Any:
-    """A settings-dataclass field: its default, help text and allowed values (the type is the annotation's)."""
+            choices: tuple[Any, ...] | None = None, open_low: bool = False, open_high: bool = False,
+            aliases: tuple[str, ...] = (), check: Callable[[Any], str | None] | None = None) -> Any:
+    """A settings-dataclass field: its default, help text and allowed values (the type is the annotation's).
+
+    aliases: other names of the setting (old spellings, accepted by the command line as --alias).
+    check(value) -> the problem with a value in words, or None: for what type and range cannot say (a
+    comma-separated list of layers, head names)."""
     meta = {"help": help, "minimum": minimum, "maximum": maximum, "choices": choices, "open_low": open_low,
-            "open_high": open_high}
+            "open_high": open_high, "aliases": aliases, "check": check}
     return field(default=default, metadata={"setting": meta})
 
 
@@ -212,6 +231,10 @@ class Analysis:
     inputs: Callable[[ModelLike, Any, CorpusSample], Tensor] = _default_inputs
     summary: Callable[[dict[str, Any]], list[str]] | None = None
     atlas: tuple[AtlasView, ...] = ()
+    command: str = ""  # its command's name (default: the name with hyphens)
+    # settings checked against the loaded model: (setting name, problem) pairs, before the run starts
+    model_check: Callable[[ModelLike, Any], list[tuple[str, str]]] | None = None
+    document: str = ""  # set: the result IS a saved document of this kind (its public JSON format), written as is
 
     def __post_init__(self) -> None:
         if not self.name.replace("_", "").isalnum() or not self.name[0].isalpha():
@@ -222,8 +245,8 @@ class Analysis:
                             "(one whole run), not both.")
         if self.compute is None and "batch_size" not in info:
             raise TypeError(f"Analysis '{self.name}': its settings need a batch_size (sequences per forward pass).")
-        if self.compute is not None and self.remote:
-            raise TypeError(f"Analysis '{self.name}': only a collect step runs remotely; compute runs here.")
+        if self.document and self.compute is None:
+            raise TypeError(f"Analysis '{self.name}': a saved document is the result of one whole run (compute).")
         for s in info.values():
             issue = s.problem(s.default)
             if issue:

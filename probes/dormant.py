@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -36,7 +36,10 @@ from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.quantities import mean_from_query
 from probes.results import result_metadata
-from probes.sinks import ATTENTION_RUN, attention_mode, check_ids
+from probes.sinks import attention_mode, check_ids
+
+if TYPE_CHECKING:
+    from probes.model.model_like import ModelLike
 
 ABLATIONS = ("zero_out_attn", "move_attn_to_bos")
 ROW_ENTROPY_MAX = 0.3
@@ -119,15 +122,16 @@ def statistics_for_batch(model: HookedModel, batch: Int[Tensor, "b T"], attentio
     return {name: torch.stack(values, dim=1) for name, values in per_layer.items()}
 
 
-def head_statistics(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
+def head_statistics(model: ModelLike, ids: Int[Tensor, "n T"], batch_size: int = 8,
                     reporter: Reporter | None = None, attention: str = "fast") -> dict[str, Float[Tensor, "layer head"]]:
-    """Dormancy, mean row entropy and max column entropy of every head, averaged over the sequences
-    (one forward pass per batch, statistics_for_batch). reporter: per batch."""
-    ids = check_ids(model, ids)
-    totals = {name: torch.zeros(model.facts.n_layers, model.facts.n_heads) for name in HEAD_STATISTICS}
+    """Dormancy, mean row entropy and max column entropy of every head (of the model's measured_layers),
+    averaged over the sequences: one forward pass per batch, measured where the model runs
+    (ModelLike.head_statistics: statistics_for_batch here, reduced inside the trace remotely). reporter: per batch."""
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    totals = {name: torch.zeros(len(model.measured_layers), model.facts.n_heads) for name in HEAD_STATISTICS}
 
     def run(batch: Tensor) -> None:
-        for name, value in statistics_for_batch(model, batch, attention).items():
+        for name, value in model.head_statistics(batch, attention).items():
             totals[name] += value.sum(0)
 
     batches(ids, batch_size, run, reporter, "head statistics")
@@ -189,6 +193,12 @@ class DormantResult:
                 "entropy_thresholds": {"row_entropy_max": ROW_ENTROPY_MAX, "column_entropy_min": COLUMN_ENTROPY_MIN}}
 
 
+def _check_head(model: ModelLike, head: int) -> int:
+    if not 0 <= head < model.facts.n_heads:
+        raise InputError(f"Head {head} is out of range: {model.spec} has heads 0..{model.facts.n_heads - 1}.")
+    return head
+
+
 def rank_by_gap(diff: Float[Tensor, "layer head"]) -> list[int]:
     """Flat head indices (layer * n_heads + head) by |dormancy difference between domains|, largest first."""
     return diff.abs().flatten().argsort(descending=True).tolist()
@@ -211,7 +221,7 @@ def pick_heads(diff: Float[Tensor, "layer head"], mean: Float[Tensor, "layer hea
 
 
 def dormant_heads(
-    model: HookedModel, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
+    model: ModelLike, domains: Sequence[str] = DOMAINS, n: int = 16, T: int = 64, seed: int = 0, top: int = 5,
     controls: int = 2, prepend_bos: bool | None = None, batch_size: int = 8, ablate: bool = True,
     heads: Sequence[tuple[int, int]] = (), reporter: Reporter | None = None, attention: str = "fast",
 ) -> DormantResult:
@@ -220,44 +230,53 @@ def dormant_heads(
 
     reporter (probes.progress): the statistics batches, the clean losses, then one step per head and domain
     of the ablation (a cancel is checked between them). attention: the head statistics' path (head_statistics);
-    the ablations edit eager patterns whatever it is."""
-    mode = attention_mode(model, attention)
+    the ablations edit eager patterns whatever it is.
+    On a model measured elsewhere (model.backend is not "local": a RemoteModel) the losses and the ablations,
+    which run hooked forward passes here, are left out: base_loss is empty and no row has a loss_delta; with a
+    subset of layers (measured_layers) the rows name the model's own layer numbers."""
+    run_attention = model.attention_run(attention)
     if len(domains) != 2 or len(set(domains)) != 2:
         raise InputError(f"Give exactly two different domains (got {list(domains)}); known: {', '.join(DOMAINS)}.")
-    heads = [(model.check_layer(layer), model.check_head(head)) for layer, head in heads]
+    heads = [(model.check_layers([layer])[0], _check_head(model, head)) for layer, head in heads]
+    hooked = model.backend == "local"
+    ablate = ablate and hooked
     rep = reporter or NullReporter()
-    inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}
+    inputs = {d: domain_inputs(model, d, n, T, seed, prepend_bos) for d in domains}  # type: ignore[arg-type]
     split = 0.3 if ablate else 0.9
-    stats = {d: head_statistics(model, inputs[d], batch_size, rep.part(i * split / 2, (i + 1) * split / 2), mode)
-             for i, d in enumerate(domains)}
+    stats = {d: head_statistics(model, inputs[d], batch_size, rep.part(i * split / 2, (i + 1) * split / 2),
+                                attention) for i, d in enumerate(domains)}
     dorm = {d: stats[d]["dormancy"] for d in domains}
     first, second = domains
     diff = dorm[first] - dorm[second]
-    picked = pick_heads(diff, (dorm[first] + dorm[second]) / 2, top, controls)
+    measured = model.measured_layers
+    picked = [(measured[i], head, role) for i, head, role in pick_heads(diff, (dorm[first] + dorm[second]) / 2, top,
+                                                                         controls)]
     seen = {(layer, head) for layer, head, _ in picked}
     for layer, head in heads:
-        if (layer, head) not in seen:
+        if (layer, head) not in seen and layer in measured:
             picked.append((layer, head, "chosen"))
             seen.add((layer, head))
-    rows = [HeadRow(layer, head, role, {d: float(dorm[d][layer, head]) for d in domains}, float(diff[layer, head]))
-            for layer, head, role in picked]
+    at = {layer: i for i, layer in enumerate(measured)}
+    rows = [HeadRow(layer, head, role, {d: float(dorm[d][at[layer], head]) for d in domains},
+                    float(diff[at[layer], head])) for layer, head, role in picked]
     clean = rep.part(split, split + 0.1)
-    base = {d: mean_loss(model, inputs[d], batch_size=batch_size, reporter=clean.part(i / 2, (i + 1) / 2))
-            for i, d in enumerate(domains)}
+    base = {d: mean_loss(model, inputs[d], batch_size=batch_size, reporter=clean.part(i / 2, (i + 1) / 2))  # type: ignore[arg-type]
+            for i, d in enumerate(domains)} if hooked else {}
     if ablate:
         steps, done = len(rows) * len(domains), 0
         ablation = rep.part(split + 0.1, 1.0)
         for row in rows:
             for d in domains:
                 ablation.check()
-                row.loss_delta[d] = {mode: mean_loss(model, inputs[d], ablation_hooks(model, row.layer, row.head, mode),
+                row.loss_delta[d] = {mode: mean_loss(model, inputs[d],  # type: ignore[arg-type]
+                                                     ablation_hooks(model, row.layer, row.head, mode),  # type: ignore[arg-type]
                                                      batch_size) - base[d] for mode in ABLATIONS}
                 done += 1
                 ablation.update(f"ablate head {row.layer}.{row.head} on {d} ({done} of {steps})", done, steps)
     rep.update("dormant heads done", 1, 1)
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos,
-                "attention": ATTENTION_RUN[mode]}
+                "attention": run_attention}
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
                          row_entropy={d: stats[d]["row_entropy"] for d in domains},
                          column_entropy={d: stats[d]["column_entropy"] for d in domains})

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -33,6 +33,9 @@ from probes.progress import NullReporter, Reporter, batches
 from probes.quantities import first_token_attention, residual_norm
 from probes.results import result_metadata
 from probes.sinks import check_ids
+
+if TYPE_CHECKING:
+    from probes.model.model_like import ModelLike
 
 COMPONENTS = ("mlp", "attn")
 
@@ -153,12 +156,13 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
     return {key: torch.stack([got[key][layer] for layer in layers], dim=1) for key in got}
 
 
-def extreme_tokens(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8,
+def extreme_tokens(model: ModelLike, ids: Int[Tensor, "n T"], batch_size: int = 8,
                    reporter: Reporter | None = None) -> ExtremeResult:
-    """Sink attention, value norms, residual norms and logit gaps for sequences of equal length.
+    """Sink attention, value norms, residual norms and logit gaps for sequences of equal length, measured
+    where the model runs (ModelLike.extreme_statistics: measure_batch here, inside the trace remotely).
     reporter (probes.progress): per batch."""
-    ids = check_ids(model, ids)
-    parts = batches(ids, batch_size, lambda b: measure_batch(model, b), reporter, "extreme tokens")
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
+    parts = batches(ids, batch_size, model.extreme_statistics, reporter, "extreme tokens")
     cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
     settings = {"n": int(ids.shape[0]), "T": int(ids.shape[1])}
     return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"],
@@ -178,15 +182,17 @@ def zero_hooks(model: HookedModel, component: str, layers: Sequence[int]) -> lis
 
 
 def resid_norms(model: HookedModel, ids: Int[Tensor, "n T"], fwd_hooks: list[Any] | None = None,
-                batch_size: int = 8, reporter: Reporter | None = None) -> Float[Tensor, "n layer T"]:
-    """|| resid_post[l, k] || for every layer and position, with optional extra hooks. reporter: per batch."""
+                batch_size: int = 8, reporter: Reporter | None = None, dtype: torch.dtype | None = None
+                ) -> Float[Tensor, "n layer T"]:
+    """|| resid_post[l, k] || for every layer and position, with optional extra hooks. reporter: per batch.
+    dtype: the norm's (probes.quantities.residual_norm; default float32)."""
     ids = check_ids(model, ids)
 
     def run(batch: Tensor) -> Tensor:
         got: dict[int, Tensor] = {}
 
         def on_resid(x: Tensor, hook: Any) -> None:
-            got[int(hook.name.split(".")[1])] = residual_norm(x).cpu()
+            got[int(hook.name.split(".")[1])] = residual_norm(x, dtype).cpu()
 
         hooks = list(fwd_hooks or []) + [(f"blocks.{layer}.hook_resid_post", on_resid)
                                          for layer in range(model.facts.n_layers)]
@@ -225,8 +231,15 @@ class PeakAblation:
                 "measure_layer": self.measure_layer, "rows": self.rows}
 
 
+def zeroed_norms(model: ModelLike, ids: Int[Tensor, "n T"], zero: tuple[str, int] | None, batch_size: int,
+                 reporter: Reporter | None = None) -> Float[Tensor, "n layer T"]:
+    """ModelLike.residual_norms of every sequence, a batch at a time, with `zero` (component, layer) zeroed."""
+    return torch.cat(batches(ids, batch_size, lambda b: model.residual_norms(b, zero=zero), reporter,
+                             "residual norms"))
+
+
 def peak_ablation(
-    model: HookedModel, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
+    model: ModelLike, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
     components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
     reporter: Reporter | None = None,
 ) -> PeakAblation:
@@ -236,22 +249,23 @@ def peak_ablation(
     layers=None: layers 0 and 1 (where the spec's Llama builds its peak) and the layer where the clean
     first-token norm grows most, with the one before it (where this model builds it).
     reporter (probes.progress): the clean run, then one step per (component, layer) zeroed.
+    The zeroing runs where the model does (ModelLike.residual_norms: hooks here, an nnsight intervention remotely).
     """
     rep = reporter or NullReporter()
-    ids = check_ids(model, ids)
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
     for component in components:
         if component not in COMPONENTS:
             raise InputError(f"Unknown component '{component}'. Choose 'mlp' or 'attn'.")
-    clean = resid_norms(model, ids, batch_size=batch_size, reporter=rep.part(0.0, 0.2))
+    clean = zeroed_norms(model, ids, None, batch_size, rep.part(0.0, 0.2))
     sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
-    at = int(sink.argmax()) if measure_layer is None else model.check_layer(measure_layer)
+    at = int(sink.argmax()) if measure_layer is None else model.check_layers([measure_layer])[0]
     layers = default_ablation_layers(sink) if layers is None else layers
     rows = []
     runs = [(component, layer) for component in components for layer in layers]
     ablation = rep.part(0.2, 1.0)
     for done, (component, layer) in enumerate(runs, start=1):
         ablation.check()
-        norms = resid_norms(model, ids, zero_hooks(model, component, [layer]), batch_size)
+        norms = zeroed_norms(model, ids, (component, int(layer)), batch_size)
         rows.append(ablation_row(component, int(layer), norms, at))
         ablation.update(f"ablate {component} of layer {layer} ({done} of {len(runs)})", done, len(runs))
     rep.update("peak ablation done", 1, 1)

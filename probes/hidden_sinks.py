@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -30,7 +30,10 @@ from probes.errors import InputError
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
-from probes.sinks import ATTENTION_RUN, alpha_by_batches, alpha_from_pattern, attention_mode, check_ids
+from probes.sinks import alpha_by_batches, alpha_from_pattern, check_ids
+
+if TYPE_CHECKING:
+    from probes.model.model_like import ModelLike
 
 HIDDEN_THRESHOLD = 0.1
 BETA = 0.4
@@ -118,7 +121,7 @@ def hidden_sinks_from_alpha(
 
 
 def detect_hidden_sinks(
-    model: HookedModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
+    model: ModelLike, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
     max_examples: int = 40, min_queries: int = 1, reporter: Reporter | None = None, attention: str = "fast",
 ) -> HiddenSinkResult:
     """Per-head sinks alpha_k > threshold at positions k >= 1, with their tokens in context.
@@ -129,12 +132,12 @@ def detect_hidden_sinks(
     reporter (probes.progress): updated after every batch, checked for a cancel before each.
     attention: "fast" (the statistics path, no pattern) or "patterns" (probes.sinks.compute_sinks' modes).
     """
-    mode = attention_mode(model, attention)
-    ids = check_ids(model, ids)
+    run = model.attention_run(attention)
+    ids = check_ids(model, ids)  # type: ignore[arg-type]
     check_hidden_settings(threshold, min_queries, ids.shape[1])
-    alpha = alpha_by_batches(model, ids, batch_size, reporter, "hidden sinks", mode)
+    alpha = alpha_by_batches(model, ids, batch_size, reporter, "hidden sinks", attention)
     settings = {"threshold": threshold, "n": int(ids.shape[0]), "T": int(ids.shape[1]), "min_queries": min_queries,
-                "attention": ATTENTION_RUN[mode]}
+                "attention": run}
     return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples,
                                    min_queries, result_metadata(model, settings))
 

@@ -1,4 +1,4 @@
-"""Remote (nnsight / NDIF) versions of the statistics analyses: only the statistics come back.
+"""The remote model (nnsight / NDIF): the statistics measurements run inside traces; only statistics come back.
 
 Spec: docs/remote.md; docs/methods/attention-sinks.md (sink metric, hidden sinks), extreme-tokens.md (per-token
 measurements, active-dormant heads, the peak ablation), successor-heads.md (in-context DLA).
@@ -6,8 +6,10 @@ Each `trace_*` function runs one nnsight trace over one chunk of sequences and `
 statistic(s), reduced inside the trace by the same functions the local analyses use
 (probes.sinks.alpha_from_pattern, probes.dormant.HEAD_STATISTICS, probes.extreme.value_norms,
 sink_attention). nnsight ships those functions' source by value, so the server needs nothing of
-Glasshouse. The `remote_*` functions check the request budget (probes.remote_budget), run the
-chunks and assemble the same result objects as the local analyses.
+Glasshouse. `RemoteModel` offers them as the ModelLike measurements (one request each, checked against the
+request budget, probes.remote_budget), so the analyses themselves (probes.sinks.compute_sinks,
+probes.dormant.dormant_heads, probes.extreme.extreme_tokens and peak_ablation, probes.successor.in_context)
+run unchanged on it: there is no second, remote copy of an analysis.
 
 `model` is a `RemoteModel`: an nnsight LanguageModel (`probes.model.backends.ndif_model(repo)` for NDIF, or
 a HookedModel's `.nnsight` for the `ndif-local` simulation) with the facts the input builders need.
@@ -24,7 +26,7 @@ probes.quantities) is the local analyses' own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -35,20 +37,9 @@ from torch import Tensor
 
 from probes.dormant import HEAD_STATISTICS
 from probes.errors import InputError
-from probes.extreme import (
-    COMPONENTS,
-    ExtremeResult,
-    PeakAblation,
-    ablation_row,
-    default_ablation_layers,
-    logit_gap,
-    sink_attention,
-    value_norms,
-)
-from probes.hidden_sinks import HIDDEN_THRESHOLD, HiddenSinkResult, hidden_sinks_from_alpha
+from probes.extreme import COMPONENTS, logit_gap, sink_attention, value_norms
 from probes.model.nnsight_view import config_facts
 from probes.model.tokens import TokenView
-from probes.progress import Reporter
 from probes.quantities import (
     apply_frozen_norm,
     attention_on_first,
@@ -58,18 +49,9 @@ from probes.quantities import (
     residual_norm,
 )
 from probes.remote import remote_paths
-from probes.remote_budget import RequestBudget, RequestPlan, check_budget, run_chunks
-from probes.results import result_metadata
-from probes.sinks import (
-    DEFAULT_EPS,
-    SinkResult,
-    alpha_from_pattern,
-    check_eps,
-    check_ids,
-    first_is_bos,
-    sink_rates,
-)
-from probes.successor.in_context import DEFAULT_TASKS, InContextScores, PromptSet, build_prompts
+from probes.remote_budget import RequestBudget, RequestPlan, check_budget
+from probes.sinks import ATTENTION_MODES, alpha_from_pattern
+from probes.successor.in_context import PromptSet
 
 # The modules whose functions run inside the traces. nnsight ships by value only modules that are not
 # installed (pull_env); Glasshouse is installed, so without this the server (and the ndif-local
@@ -113,11 +95,16 @@ class RemoteModel(TokenView):
 
     It satisfies ModelLike (probes/model/model_like.py): its measurements run nnsight traces where `remote`
     says (False: here; "local": nnsight's serverless simulation; True: NDIF) and bring back statistics only.
+    Each measurement is one request; its size is checked against `budget` (probes.remote_budget) before it is
+    sent. `layers`: the layers the attention measurements (alpha, head statistics, extreme tokens, DLA) read
+    (default all; fewer layers, smaller responses); residual norms always cover every layer.
     """
 
-    def __init__(self, lm: Any, spec: str | None = None, remote: bool | str = False) -> None:
+    def __init__(self, lm: Any, spec: str | None = None, remote: bool | str = False,
+                 layers: Sequence[int] | None = None, budget: RequestBudget | None = None) -> None:
         self.lm = lm
         self.remote = remote
+        self.budget = budget
         self.tokenizer = lm.tokenizer
         c = config_facts(lm)
         self.spec = spec or c["name"]
@@ -131,45 +118,100 @@ class RemoteModel(TokenView):
         )
         self.paths = remote_paths(lm)
         self.path, self.attn = self.paths.layers, self.paths.attn
+        self.layers = self.check_layers(layers)
+
+    @property
+    def backend(self) -> str:
+        """Where the measurements run: "nnsight (here)", "ndif-local" or "ndif"."""
+        return {False: "nnsight (here)", "local": "ndif-local", True: "ndif"}.get(self.remote, str(self.remote))
+
+    @property
+    def measured_layers(self) -> list[int]:
+        return list(self.layers)
 
     def check_layers(self, layers: Sequence[int] | None) -> list[int]:
         n = self.facts.n_layers
         if layers is None:
             return list(range(n))
-        bad = [la for la in layers if not 0 <= la < n]
+        bad = [la for la in layers if not -n <= la < n]
         if bad or not layers:
             raise InputError(f"Layers must be a non-empty list within 0..{n - 1} (got {list(layers)}).")
-        return sorted(set(int(la) for la in layers))
+        return sorted(set(int(la) % n for la in layers))
 
-    # --- statistics-only measurements (ModelLike) ---------------------------------------------
-    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None
-                       ) -> Float[Tensor, "batch layer pos"]:
-        """||resid_post|| after every layer at every position, computed inside the trace."""
-        return trace_residual_norms(self, ids, dtype or torch.float32, self.remote)
+    def attention_run(self, attention: str = "fast") -> str:
+        """Remote measurements read the eager pattern inside the trace, whatever `attention` asks for."""
+        check_attention(attention)
+        return "eager"
+
+    # --- statistics-only measurements (ModelLike): one request each, checked against the budget -------
+    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
+                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+        """||resid_post|| after every layer at every position, computed inside the trace, with one layer's MLP or
+        attention output zeroed there when `zero` = ("mlp" | "attn", layer) names it."""
+        if zero is not None:
+            if zero[0] not in COMPONENTS:
+                raise InputError(f"Unknown component '{zero[0]}'. Choose 'mlp' or 'attn'.")
+            self.check_layers([zero[1]])
+        b, L = len(ids), self.facts.n_layers
+        check_budget(RequestPlan("residual norms", 1, b, ids.shape[1], L, {"norms": (b, L, ids.shape[1])},
+                                 {"norms"}), self.budget)
+        return trace_residual_norms(self, ids, dtype or torch.float32, zero, self.remote)
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
-        """Attention on key 0 of every query, read off the eager pattern inside the trace."""
+        """Attention on key 0 of every query, read off the eager pattern inside the trace (every layer)."""
         return trace_attention_on_first(self, ids, self.remote)
 
-    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
-        """alpha_k of the sink metric, from the eager pattern inside the trace (trace_alpha, every layer)."""
-        return trace_alpha(self, ids, list(range(self.facts.n_layers)), self.remote)
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                   ) -> Float[Tensor, "batch layer head pos"]:
+        """alpha_k of the sink metric, from the eager pattern inside the trace (trace_alpha)."""
+        check_attention(attention)
+        check_budget(sink_plan(self, len(ids), ids.shape[1], len(self.layers), len(ids)), self.budget)
+        return trace_alpha(self, ids, self.layers, self.remote)
 
-    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+    def head_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                        ) -> dict[str, Float[Tensor, "batch layer head"]]:
         """Dormancy, row and column entropy of every sequence and head, reduced inside the trace."""
-        stats = trace_head_statistics(self, ids, list(range(self.facts.n_layers)), self.remote)
+        check_attention(attention)
+        check_budget(head_stats_plan(self, len(ids), ids.shape[1], len(self.layers), len(ids)), self.budget)
+        stats = trace_head_statistics(self, ids, self.layers, self.remote)
         return {name: stats[k] for k, name in enumerate(HEAD_STATISTICS)}
 
     def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
-        """The extreme-token measurements of every layer, reduced inside the trace (trace_extreme)."""
+        """The extreme-token measurements, reduced inside the trace (trace_extreme). The logit gap is computed
+        from log A (the log-normalizer cancels): the local gap of the logits up to float rounding."""
         self.require_llama_style("extreme-token statistics")
-        return trace_extreme(self, ids, list(range(self.facts.n_layers)), self.remote)
+        check_budget(extreme_plan(self, len(ids), ids.shape[1], len(self.layers), len(ids)), self.budget)
+        return trace_extreme(self, ids, self.layers, self.remote)
+
+    def head_dla(self, prompts: PromptSet, batch_size: int = 16) -> dict[str, Tensor]:
+        """probes.successor.in_context.head_dla in one nnsight trace over the prompt set (batch_size unused):
+        correct [p, L, H], per_t [p, L, H, |T|], col [p], logit_diff [p], top1 [p], logits_on_targets [p, |T|]."""
+        self.require_llama_style("direct logit attribution")
+        tokens = self.tokens_from_ids(prompts.rows)
+        last = torch.tensor(tokens.lengths) - 1
+        t_set = torch.tensor(prompts.target_set)
+        p, T = len(prompts.rows), tokens.ids.shape[1]
+        check_budget(RequestPlan("successor DLA", 1, p, T, len(self.layers),
+                                 {"dla": (p, len(self.layers), self.facts.n_heads, len(t_set)),
+                                  "logits": (p, len(t_set) + 1)}, {"dla", "logits"}, extra_payload_bytes=p * T * 8),
+                     self.budget)
+        got = trace_dla(self, tokens.ids, tokens.attention_mask, last, t_set, self.layers, self.remote)
+        col = torch.tensor([prompts.target_set.index(t) for t in prompts.targets])
+        per_t, logits_t = got["dla"], got["logits"][:, :-1]
+        return {"correct": per_t[torch.arange(p), :, :, col], "per_t": per_t, "col": col,
+                "logit_diff": logits_t[torch.arange(p), col] - logits_t.mean(dim=1),
+                "top1": got["logits"][:, -1].long(), "logits_on_targets": logits_t}
 
     def require_llama_style(self, what: str) -> None:
         if not self.paths.llama_style:
             raise InputError(f"The remote {what} reads self_attn.v_proj/o_proj of Llama-style models (Llama, Mistral, "
                              f"Qwen2, Qwen3, SmolLM2); {self.spec} is {self.paths.architecture} (family "
                              f"'{self.paths.family}'). Run it with --backend local.")
+
+
+def check_attention(attention: str) -> None:
+    if attention not in ATTENTION_MODES:
+        raise InputError(f"Unknown attention mode '{attention}'. Choose one of: {', '.join(ATTENTION_MODES)}.")
 
 
 class _HeadWeights:
@@ -201,21 +243,6 @@ def trace_alpha(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int], 
             rows.append(alpha_from_pattern(getattr(blocks[i], attn).output[1].detach()))
         alpha = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
     return alpha
-
-
-def trace_residual_norms(model: RemoteModel, ids: Int[Tensor, "b T"], dtype: torch.dtype, remote: bool | str = False
-                         ) -> Float[Tensor, "b layer T"]:
-    """||resid_post|| [b, layer, T] of every layer (probes.quantities.residual_norm inside the trace)."""
-    ship_by_value()
-    lm, path, n_layers = model.lm, model.path, model.facts.n_layers
-    with lm.trace(ids, remote=remote):
-        blocks = _blocks(lm, path)
-        rows = []
-        for i in range(n_layers):
-            out = blocks[i].output
-            rows.append(residual_norm(out[0] if isinstance(out, tuple) else out, dtype))
-        norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
-    return norms
 
 
 def trace_attention_on_first(model: RemoteModel, ids: Int[Tensor, "b T"], remote: bool | str = False
@@ -276,10 +303,11 @@ def trace_extreme(model: RemoteModel, ids: Int[Tensor, "b T"], layers: list[int]
     return {"sink": sink, "value": value, "resid": resid, "gap": gap}
 
 
-def trace_resid_norms(model: RemoteModel, ids: Int[Tensor, "b T"], zero: tuple[str, int] | None = None,
-                      remote: bool | str = False) -> Float[Tensor, "b layer T"]:
-    """||resid_post[l, k]|| of every layer, optionally with one layer's MLP ("mlp") or attention ("attn")
-    output set to zero inside the trace (probes.extreme.zero_hooks as an nnsight intervention)."""
+def trace_residual_norms(model: RemoteModel, ids: Int[Tensor, "b T"], dtype: torch.dtype,
+                         zero: tuple[str, int] | None = None, remote: bool | str = False) -> Float[Tensor, "b layer T"]:
+    """||resid_post[l, k]|| [b, layer, T] of every layer (probes.quantities.residual_norm inside the trace),
+    optionally with one layer's MLP ("mlp") or attention ("attn") output set to zero there (probes.extreme's
+    zero_hooks as an nnsight intervention)."""
     ship_by_value()
     lm, path, attn = model.lm, model.path, model.attn
     n_layers = model.facts.n_layers
@@ -294,7 +322,7 @@ def trace_resid_norms(model: RemoteModel, ids: Int[Tensor, "b T"], zero: tuple[s
                 getattr(blocks[i], attn).output[0][:] = 0
             out = blocks[i].output
             hidden = out[0] if isinstance(out, tuple) else out
-            rows.append(residual_norm(hidden))
+            rows.append(residual_norm(hidden, dtype))
         norms = torch.stack(rows, dim=1).cpu().save()  # type: ignore[attr-defined]
     return norms
 
@@ -352,188 +380,3 @@ def head_stats_plan(model: RemoteModel, n: int, T: int, layers: int, batch: int)
     b = min(batch, n)
     return RequestPlan("head statistics", -(-n // batch), b, T, layers,
                        {"stats": (len(HEAD_STATISTICS), b, layers, model.facts.n_heads)})
-
-
-def _plan_and_check(plan: RequestPlan, budget: RequestBudget | None,
-                    on_plan: Callable[[RequestPlan], None] | None) -> None:
-    check_budget(plan, budget)
-    if on_plan is not None:
-        on_plan(plan)
-
-
-# --- analyses: the local result objects, from remote statistics -------------------------------------
-
-
-def remote_sinks(
-    model: RemoteModel, ids: Int[Tensor, "n T"], eps: float = DEFAULT_EPS, prepend_bos: bool = False,
-    regime: str = "natural", batch_size: int = 8, layers: Sequence[int] | None = None, remote: bool | str = False,
-    budget: RequestBudget | None = None, reporter: Reporter | None = None,
-    checkpoint: str | None = None, on_plan: Callable[[RequestPlan], None] | None = None,
-) -> SinkResult:
-    """probes.sinks.compute_sinks through nnsight: alpha per (sample, layer, head, key) comes back, the
-    rest is reduced here. `layers` restricts the layers (the rates are then over those layers only)."""
-    eps = check_eps(eps)
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    chosen = model.check_layers(layers)
-    _plan_and_check(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget, on_plan)
-    parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)}, "remote sinks",
-                       reporter, checkpoint, f"sinks{chosen}")
-    alpha = torch.cat([p["alpha"] for p in parts])
-    starts_with_bos = first_is_bos(ids, model.facts.bos_token_id, prepend_bos)
-    settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": len(ids), "T": int(ids.shape[1]),
-                "layers": chosen, "backend": _backend_name(remote)}
-    return SinkResult(alpha=alpha, **sink_rates(alpha, eps), str_tokens=model.tokens_from_ids(ids).str_tokens,
-                      ids=ids, eps=eps, regime=regime, prepend_bos=bool(prepend_bos), first_is_bos=starts_with_bos,
-                      metadata=result_metadata(model, settings))
-
-
-def remote_hidden_sinks(
-    model: RemoteModel, ids: Int[Tensor, "n T"], threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
-    max_examples: int = 40, min_queries: int = 1, layers: Sequence[int] | None = None, remote: bool | str = False,
-    budget: RequestBudget | None = None, reporter: Reporter | None = None,
-) -> HiddenSinkResult:
-    """Hidden-sink detection (spec "Hidden sinks") from remote alpha. With `layers`, the result's layer axis
-    indexes those layers in order."""
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    chosen = model.check_layers(layers)
-    check_budget(sink_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
-    parts = run_chunks(ids, batch_size, lambda c: {"alpha": trace_alpha(model, c, chosen, remote)},
-                       "remote hidden sinks", reporter)
-    alpha = torch.cat([p["alpha"] for p in parts])
-    settings = {"threshold": threshold, "n": len(ids), "T": int(ids.shape[1]), "min_queries": min_queries,
-                "layers": chosen, "backend": _backend_name(remote)}
-    return hidden_sinks_from_alpha(alpha, model.tokens_from_ids(ids).str_tokens, threshold, max_examples, min_queries,
-                             result_metadata(model, settings))
-
-
-def remote_head_statistics(
-    model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
-    remote: bool | str = False, budget: RequestBudget | None = None,
-    reporter: Reporter | None = None,
-) -> dict[str, Float[Tensor, "layer head"]]:
-    """probes.dormant.head_statistics through nnsight: only [3, layer, head] sums come back per request."""
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    chosen = model.check_layers(layers)
-    check_budget(head_stats_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
-    parts = run_chunks(ids, batch_size, lambda c: {"sums": trace_head_statistics(model, c, chosen, remote).sum(1)},
-                       "remote head statistics", reporter)
-    total = torch.stack([p["sums"] for p in parts]).sum(0) / len(ids)
-    return {name: total[k] for k, name in enumerate(HEAD_STATISTICS)}
-
-
-def remote_dormancy_by_domain(
-    model: RemoteModel, domains: Sequence[str] = ("prose", "code"), n: int = 16, T: int = 64, seed: int = 0,
-    prepend_bos: bool | None = None, batch_size: int = 8, layers: Sequence[int] | None = None,
-    remote: bool | str = False, budget: RequestBudget | None = None,
-) -> dict[str, dict[str, Float[Tensor, "layer head"]]]:
-    """Dormancy, row and column entropy per head on each domain's windows (probes.dormant.domain_inputs)."""
-    from probes.dormant import domain_inputs
-
-    out = {}
-    for d in domains:
-        ids = domain_inputs(model, d, n, T, seed, prepend_bos)  # type: ignore[arg-type]
-        out[d] = remote_head_statistics(model, ids, batch_size, layers, remote, budget)
-    return out
-
-
-def remote_extreme_tokens(
-    model: RemoteModel, ids: Int[Tensor, "n T"], batch_size: int = 8, layers: Sequence[int] | None = None,
-    remote: bool | str = False, budget: RequestBudget | None = None,
-    reporter: Reporter | None = None,
-) -> ExtremeResult:
-    """probes.extreme.extreme_tokens through nnsight. The logit gap is computed from log A (the log-normalizer
-    cancels), which equals the local gap of the logits up to float rounding."""
-    model.require_llama_style("value-norm measurement")
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    chosen = model.check_layers(layers)
-    check_budget(extreme_plan(model, len(ids), ids.shape[1], len(chosen), batch_size), budget)
-    parts = run_chunks(ids, batch_size, lambda c: trace_extreme(model, c, chosen, remote), "remote extreme tokens",
-                       reporter)
-    cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-    settings = {"n": len(ids), "T": int(ids.shape[1]), "layers": chosen, "backend": _backend_name(remote)}
-    return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"], model.tokens_from_ids(ids).str_tokens,
-                         result_metadata(model, settings))
-
-
-def remote_resid_norms(model: RemoteModel, ids: Int[Tensor, "n T"], zero: tuple[str, int] | None = None,
-                       batch_size: int = 8, remote: bool | str = False, budget: RequestBudget | None = None
-                       ) -> Float[Tensor, "n layer T"]:
-    """probes.extreme.resid_norms (optionally with zero_hooks of one component and layer) through nnsight."""
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    if zero is not None:
-        if zero[0] not in COMPONENTS:
-            raise InputError(f"Unknown component '{zero[0]}'. Choose 'mlp' or 'attn'.")
-        model.check_layers([zero[1]])
-    b, L = min(batch_size, len(ids)), model.facts.n_layers
-    check_budget(RequestPlan("residual norms", -(-len(ids) // batch_size), b, ids.shape[1], L,
-                             {"norms": (b, L, ids.shape[1])}, {"norms"}), budget)
-    parts = run_chunks(ids, batch_size, lambda c: {"n": trace_resid_norms(model, c, zero, remote)}, "remote norms")
-    return torch.cat([p["n"] for p in parts])
-
-
-def remote_peak_ablation(
-    model: RemoteModel, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
-    components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
-    remote: bool | str = False, budget: RequestBudget | None = None,
-) -> PeakAblation:
-    """probes.extreme.peak_ablation with the zeroing done as nnsight interventions (same layer choice)."""
-    ids = check_ids(model, ids)  # type: ignore[arg-type]
-    clean = remote_resid_norms(model, ids, None, batch_size, remote, budget)
-    sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
-    at = int(sink.argmax()) if measure_layer is None else model.check_layers([measure_layer])[0]
-    layers = default_ablation_layers(sink) if layers is None else layers
-    rows = []
-    for component in components:
-        for layer in layers:
-            norms = remote_resid_norms(model, ids, (component, int(layer)), batch_size, remote, budget)
-            rows.append(ablation_row(component, int(layer), norms, at))
-    settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
-                "n": len(ids), "T": int(ids.shape[1]), "backend": _backend_name(remote)}
-    return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))
-
-
-def remote_head_dla(model: RemoteModel, ps: PromptSet, layers: Sequence[int] | None = None,
-                    remote: bool | str = False, budget: RequestBudget | None = None) -> dict[str, Tensor]:
-    """probes.successor.in_context.head_dla through nnsight (one request per prompt set): correct [p, L, H],
-    per_t [p, L, H, |T|], col [p], logit_diff [p] and the top-1 token [p]."""
-    model.require_llama_style("direct logit attribution")
-    chosen = model.check_layers(layers)
-    tokens = model.tokens_from_ids(ps.rows)
-    last = torch.tensor(tokens.lengths) - 1
-    t_set = torch.tensor(ps.target_set)
-    p = len(ps.rows)
-    check_budget(RequestPlan("successor DLA", 1, p, tokens.ids.shape[1], len(chosen),
-                             {"dla": (p, len(chosen), model.facts.n_heads, len(t_set)), "logits": (p, len(t_set) + 1)},
-                             {"dla", "logits"}, extra_payload_bytes=p * tokens.ids.shape[1] * 8), budget)
-    got = trace_dla(model, tokens.ids, tokens.attention_mask, last, t_set, chosen, remote)
-    col = torch.tensor([ps.target_set.index(t) for t in ps.targets])
-    per_t, logits_t = got["dla"], got["logits"][:, :-1]
-    correct = per_t[torch.arange(p), :, :, col]
-    diff = logits_t[torch.arange(p), col] - logits_t.mean(dim=1)
-    return {"correct": correct, "per_t": per_t, "col": col, "logit_diff": diff,
-            "top1": got["logits"][:, -1].long(), "logits_on_targets": logits_t}
-
-
-def remote_in_context_scores(
-    model: RemoteModel, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
-    layers: Sequence[int] | None = None, remote: bool | str = False, budget: RequestBudget | None = None,
-) -> InContextScores:
-    """probes.successor.in_context.in_context_scores through nnsight (prompts from build_prompts)."""
-    prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]  # type: ignore[arg-type]
-    dla, rank_acc, per_prompt, diffs, acc, task_acc = [], [], [], [], [], []
-    for ps in prompt_sets:
-        r = remote_head_dla(model, ps, layers, remote, budget)
-        per_prompt.append(r["correct"])
-        dla.append(r["correct"].mean(dim=0))
-        rank_acc.append((r["per_t"].argmax(dim=-1) == r["col"][:, None, None]).float().mean(dim=0))
-        diffs.append(r["logit_diff"])
-        acc.append(float((r["top1"] == torch.tensor(ps.targets)).float().mean()))
-        task_acc.append(float((r["logits_on_targets"].argmax(dim=-1) == r["col"]).float().mean()))
-    settings = {"tasks": list(tasks), "shown": shown, "max_prompts": max_prompts, "layers": model.check_layers(layers),
-                "baseline": "mean W_U over the task's target set", "backend": _backend_name(remote)}
-    return InContextScores(result_metadata(model, settings), prompt_sets, torch.stack(dla), torch.stack(rank_acc),
-                           acc, task_acc, per_prompt, diffs)
-
-
-def _backend_name(remote: bool | str) -> str:
-    return {False: "nnsight (here)", "local": "ndif-local", True: "ndif"}.get(remote, str(remote))

@@ -30,8 +30,11 @@ def versions() -> dict[str, str]:
 
 
 def result_metadata(model: Any, settings: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
-    """The common header of every result: which model, which settings, which versions, which seed."""
+    """The common header of every result: which model, which settings, which versions, which seed. A model
+    measured elsewhere (a RemoteModel) adds its backend and the layers it measured to the settings."""
     facts = getattr(model, "facts", None)
+    if getattr(model, "backend", "local") != "local":
+        settings = {**settings, "layers": list(model.measured_layers), "backend": model.backend}
     return {
         "model": getattr(model, "spec", str(model)),
         "model_facts": facts.to_dict() if facts is not None else None,

@@ -20,7 +20,7 @@ The mode that ran is in the result's metadata (settings.attention: "sdpa" or "ea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float, Int
@@ -33,6 +33,9 @@ from probes.model.kernels.attention_stats_reference import MAX_CHUNK_ELEMENTS, R
 from probes.model.observed_attention import FAST
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
+
+if TYPE_CHECKING:
+    from probes.model.model_like import ModelLike
 
 REGIMES = ("natural", "random", "repeat")
 DEFAULT_EPS = 0.3
@@ -267,15 +270,15 @@ def alpha_from_statistics(model: HookedModel, ids: Int[Tensor, "b T"]) -> Float[
     return alpha_from_received(received, torch.full((ids.shape[0],), ids.shape[1]), windows)
 
 
-def alpha_by_batches(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int, reporter: Reporter | None,
-                     label: str, mode: str) -> Float[Tensor, "n layer head T"]:
-    """alpha of every sequence, a batch at a time, on the path `mode` (attention_mode) names."""
-    per_batch = alpha_from_statistics if mode == "fast" else alpha_for_batch
-    return torch.cat(batches(ids, batch_size, lambda b: per_batch(model, b), reporter, label))
+def alpha_by_batches(model: ModelLike, ids: Int[Tensor, "n T"], batch_size: int, reporter: Reporter | None,
+                     label: str, attention: str) -> Float[Tensor, "n layer head T"]:
+    """alpha of every sequence, a batch at a time, measured where the model runs (ModelLike.sink_alpha: here on
+    the path `attention` names, attention_mode; remotely from the eager pattern inside the trace)."""
+    return torch.cat(batches(ids, batch_size, lambda b: model.sink_alpha(b, attention), reporter, label))
 
 
 def compute_sinks(
-    model: HookedModel,
+    model: ModelLike,
     ids: Int[Tensor, "n T"],
     eps: float = DEFAULT_EPS,
     prepend_bos: bool = False,
@@ -291,27 +294,28 @@ def compute_sinks(
     them); it is checked against the ids. `reporter` (probes.progress) is updated after every batch and
     checked for a cancel before each (None: nothing shown; the CLI passes a terminal bar, the app its
     Streamlit bar). attention: "fast" (statistics under SDPA) or "patterns" (eager patterns); module docstring.
+    The memory budget is checked before every batch (HookedModel.sink_alpha); a RemoteModel measures alpha
+    inside its traces and checks its request budget instead.
     """
     eps = check_eps(eps)
-    mode = attention_mode(model, attention)
+    run = model.attention_run(attention)
     if regime not in REGIMES and regime != "custom":
         raise InputError(f"Unknown regime '{regime}'. Choose one of: {', '.join(REGIMES)} (or 'custom').")
     if batch_size < 1:
         raise InputError("batch_size must be at least 1.")
-    ids = check_ids(model, ids, T)
-    check_sink_budget(model, min(batch_size, int(ids.shape[0])), int(ids.shape[1]), mode)
+    ids = check_ids(model, ids, T)  # type: ignore[arg-type]
     starts_with_bos = first_is_bos(ids, model.facts.bos_token_id, prepend_bos)
     n = ids.shape[0]
-    alpha = alpha_by_batches(model, ids, batch_size, reporter, f"sinks ({regime})", mode)
+    alpha = alpha_by_batches(model, ids, batch_size, reporter, f"sinks ({regime})", attention)
     settings = {"eps": eps, "regime": regime, "prepend_bos": prepend_bos, "n": n, "T": int(ids.shape[1]),
-                "attention": ATTENTION_RUN[mode]}
+                "attention": run}
     return SinkResult(alpha=alpha, **sink_rates(alpha, eps), str_tokens=model.tokens_from_ids(ids).str_tokens,
                       ids=ids, eps=eps, regime=regime, prepend_bos=bool(prepend_bos), first_is_bos=starts_with_bos,
                       metadata=result_metadata(model, settings))
 
 
 def sinks_by_regime(
-    model: HookedModel, n: int = 100, T: int = 64, eps: float = DEFAULT_EPS, seed: int = 0,
+    model: ModelLike, n: int = 100, T: int = 64, eps: float = DEFAULT_EPS, seed: int = 0,
     prepend_bos: bool | None = None, regimes: tuple[str, ...] = REGIMES, batch_size: int = 8,
     reporter: Reporter | None = None, attention: str = "fast",
 ) -> dict[str, SinkResult]:
@@ -321,7 +325,7 @@ def sinks_by_regime(
     rep = reporter or NullReporter()
     out = {}
     for i, regime in enumerate(regimes):
-        ids = inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want_bos)
+        ids = inputs_for_regime(model, regime, n, T, seed=seed, prepend_bos=want_bos)  # type: ignore[arg-type]
         out[regime] = compute_sinks(model, ids, eps=eps, prepend_bos=want_bos, regime=regime, batch_size=batch_size,
                                     reporter=rep.part(i / len(regimes), (i + 1) / len(regimes)), attention=attention)
         out[regime].metadata["seed"] = seed

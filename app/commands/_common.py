@@ -196,14 +196,24 @@ def analysis_parser(subparsers: Any, name: str, help: str, *, backend: bool = Fa
                     **model_args: Any) -> Any:
     """The parser of an analysis command, opened with the options they all share, in one order:
     --model, --device, --dtype, --out, --seed (`add_model_args`, whose keywords `model_args` takes) and,
-    with `backend`, --backend and --layers (app/commands/backend.py)."""
+    with `backend`, --backend and --layers (docs/remote.md)."""
     parser = subparsers.add_parser(name, help=help)
     add_model_args(parser, **model_args)
     if backend:
-        from app.commands.backend import add_backend_arg
-
         add_backend_arg(parser)
     return parser
+
+
+def add_backend_arg(parser: argparse.ArgumentParser) -> None:
+    """--backend local|ndif|ndif-local, and --layers for the remote ones (probes.model.backends.BACKENDS)."""
+    from probes.model.backends import BACKENDS  # torch-free
+
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="local (default); ndif: run on NDIF with a hub model id, only statistics come back "
+                             "(key from nnsight's config); ndif-local: nnsight's serverless simulation of that path")
+    parser.add_argument("--layers", default=None,
+                        help="remote backends: comma-separated layers to measure (default all; fewer layers, "
+                             "smaller responses)")
 
 
 def add_window_args(parser: argparse.ArgumentParser, n: int, n_help: str, seq_len: int = 64,

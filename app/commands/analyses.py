@@ -45,15 +45,16 @@ CLI_NAMES = {"max_prompts": "--n"}
 
 
 def command_name(analysis: Analysis) -> str:
-    return analysis.name.replace("_", "-")
+    return analysis.command or analysis.name.replace("_", "-")
 
 
 def register(subparsers: Any) -> None:
-    """Add a sub-command for every declared analysis whose name no hand-written command has taken."""
+    """Add a sub-command for every declared analysis whose name no hand-written or earlier command has taken."""
     taken = set(subparsers.choices)
-    for analysis in analyses():
+    for analysis in analyses():  # the first declared takes a name (the sinks report before the windows' sinks)
         if command_name(analysis) not in taken:
             add_command(subparsers, analysis)
+            taken.add(command_name(analysis))
 
 
 def add_command(subparsers: Any, analysis: Analysis) -> argparse.ArgumentParser:
@@ -65,9 +66,15 @@ def add_command(subparsers: Any, analysis: Analysis) -> argparse.ArgumentParser:
                        help="corpus the windows come from: %(choices)s")
         add_window_args(p, n=8, n_help="corpus windows")
     dests = {info.name: add_setting(p, info, analysis) for info in analysis.info().values()}
-    p.set_defaults(setting_dests=dests)
+    flags = {name: _flag_of(p, dest) for name, dest in dests.items()}
+    p.set_defaults(setting_dests=dests, setting_flags=flags)
     p.set_defaults(func=lambda args: run(args, analysis))
     return p
+
+
+def _flag_of(parser: argparse.ArgumentParser, dest: str) -> str:
+    """The option a setting is given with (its first spelling)."""
+    return next(a.option_strings[0] for a in parser._actions if a.dest == dest and a.option_strings)
 
 
 def add_setting(parser: argparse.ArgumentParser, info: SettingInfo, analysis: Analysis) -> str:
@@ -80,8 +87,9 @@ def add_setting(parser: argparse.ArgumentParser, info: SettingInfo, analysis: An
     if info.name == "prepend_bos":  # the commands' own spelling: --bos / --no-bos
         add_bos_args(parser)  # default None: the model's own convention, read once it is loaded
         return "prepend_bos"
+    aliases = tuple("--" + a.replace("_", "-") for a in info.aliases)
     if info.type is bool:
-        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=info.default,
+        parser.add_argument(flag, *aliases, dest=dest, action=argparse.BooleanOptionalAction, default=info.default,
                             help=info.help)
         return dest
     kwargs: dict[str, Any] = {"dest": dest, "default": info.default, "help": info.help}
@@ -92,8 +100,23 @@ def add_setting(parser: argparse.ArgumentParser, info: SettingInfo, analysis: An
                                    None if info.maximum is None else int(info.maximum))
     elif info.type is float:
         kwargs["type"] = float_range(info.minimum, info.maximum, info.open_low, info.open_high)
-    add_option(parser, flag, **kwargs)
+    if info.check is not None:
+        kwargs["type"] = checked(kwargs.get("type", info.type), info)
+    add_option(parser, flag, aliases=aliases, **kwargs)
     return dest
+
+
+def checked(parse: Any, info: SettingInfo) -> Any:
+    """An argparse type: `parse`, then the setting's own check (its problem becomes the usage error)."""
+
+    def convert(text: str) -> Any:
+        value = parse(text)
+        problem = info.check(value) if info.check is not None else None
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return convert
 
 
 def settings_of(args: argparse.Namespace, analysis: Analysis, model: Any = None) -> Any:
@@ -101,26 +124,37 @@ def settings_of(args: argparse.Namespace, analysis: Analysis, model: Any = None)
     whose tokenizer decides prepend_bos when neither --bos nor --no-bos is given)."""
     from probes.errors import UsageError
 
-    if getattr(args, "layers", None):
-        raise UsageError("--layers: a declared analysis measures every layer (its statistics are small); "
+    if getattr(args, "layers", None) and not analysis.document:
+        raise UsageError("--layers: this analysis measures every layer (its statistics are small); "
                          "leave --layers out.")
+    if getattr(args, "layers", None) and getattr(args, "backend", "local") == "local":
+        raise UsageError("--layers chooses the layers a remote backend measures; with --backend local every layer "
+                         "is measured: leave --layers out.")
     dests = getattr(args, "setting_dests", {})
     values = {name: getattr(args, dests.get(name, name)) for name in analysis.info()}
     if values.get("prepend_bos", False) is None:
         values["prepend_bos"] = bool(model.facts.prepends_bos) if model is not None else False
-    return analysis.make_settings(values)
+    settings = analysis.make_settings(values)
+    if model is not None and analysis.model_check is not None:
+        flags = getattr(args, "setting_flags", {})
+        problems = [f"{flags.get(name, name)} {problem}" for name, problem in analysis.model_check(model, settings)]
+        if problems:
+            raise UsageError("; ".join(problems) + ".")
+    return settings
 
 
 def open_model(args: argparse.Namespace) -> Any:
     """The local HookedModel, or a RemoteModel whose measurements run where --backend says."""
     if getattr(args, "backend", "local") == "local":
         return load_from_args(args)
+    from probes.analyses.values import integers
     from probes.model.backends import open_model as open_backend
     from probes.model.backends import remote_arg
     from probes.remote_analyses import RemoteModel
 
     lm = open_backend(args.model, args.backend, device=args.device, dtype=args.dtype)
-    return RemoteModel(lm, spec=args.model, remote=remote_arg(args.backend))
+    layers = integers(args.layers) if getattr(args, "layers", None) else None
+    return RemoteModel(lm, spec=args.model, remote=remote_arg(args.backend), layers=layers)
 
 
 def run(args: argparse.Namespace, analysis: Analysis) -> int:
@@ -129,27 +163,38 @@ def run(args: argparse.Namespace, analysis: Analysis) -> int:
     settings = settings_of(args, analysis)  # checked before anything loads
     name = analysis.name
     with prepared(args, command_name(analysis)) as out:
-        from app.figures.registry import draw
+        from app.figures.registry import draw, kinds
         from probes.corpus import sample
-        from probes.io import to_jsonable
         from probes.progress import TqdmReporter
-        from probes.results import result_metadata
 
         model = open_model(args)
         settings = settings_of(args, analysis, model)
         corpus = sample(args.domain, args.n, args.seq_len, model.tokenizer, seed=args.seed) if analysis.uses_corpus \
             else None
-        result = run_declared(analysis, model, settings, corpus, args.seed, reporter=TqdmReporter(name),
+        result = run_declared(analysis, model, settings, corpus, args.seed, reporter=TqdmReporter(command_name(analysis)),
                               checkpoint=out / f".{name}.checkpoint.pt")
-        values = dataclasses.asdict(settings)
-        bundle: dict[str, Any] = {
-            "kind": "analysis", "analysis": name, "model": args.model, "backend": getattr(args, "backend", "local"),
-            "settings": values, "corpus": corpus.to_dict() if corpus is not None else None,
-            "metadata": result_metadata(model, values, args.seed),
-            "result": to_jsonable(result), "rows": analysis.rows(result),
-        }
-        write_outputs(out, name, bundle, draw(bundle))
+        if analysis.document:  # a report whose saved JSON layout is its own (probes.analysis, "document")
+            figures = draw(result) if analysis.document in kinds() else {}  # a kind may have no figure set yet
+            write_outputs(out, analysis.document, result, figures)
+        else:
+            bundle = _bundle(args, analysis, model, settings, corpus, result)
+            write_outputs(out, name, bundle, draw(bundle))
     for line in analysis.summary(result) if analysis.summary else []:
         print(line)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + ("" if getattr(args, "backend", "local") == "local" else f" (backend {args.backend})"))
     return 0
+
+
+def _bundle(args: argparse.Namespace, analysis: Analysis, model: Any, settings: Any, corpus: Any,
+            result: dict[str, Any]) -> dict[str, Any]:
+    """The saved document of kind "analysis": model, settings, corpus, metadata, the result and its rows."""
+    from probes.io import to_jsonable
+    from probes.results import result_metadata
+
+    values = dataclasses.asdict(settings)
+    return {
+        "kind": "analysis", "analysis": analysis.name, "model": args.model, "backend": getattr(args, "backend", "local"),
+        "settings": values, "corpus": corpus.to_dict() if corpus is not None else None,
+        "metadata": result_metadata(model, values, args.seed),
+        "result": to_jsonable(result), "rows": analysis.rows(result),
+    }

@@ -3,8 +3,9 @@ its controls generated from its settings dataclass and its run through probes.an
 
 Input: the sidebar's prompt or corpus sample, as the page says. The page names no analysis: a new declaration
 appears here with its controls (a number box per int or float setting, with the declared range; a choice box;
-a checkbox), its summary lines, its row figure (app/figures/batch.py ROW_FIGURES), its rows as a table and
-the result JSON to download. A page of its own (sinks, dormant, ...) keeps only its custom views.
+a checkbox), its summary lines, its row figure (app/figures/batch.py ROW_FIGURES) or, for a report whose
+result is a saved document (sinks, extreme, dormant, successor), the figures its command draws, its rows as a
+table and the result JSON to download. A page of its own (sinks, dormant, ...) keeps only its custom views.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import streamlit as st
 
 from app.declared import analyses
 from app.figures.batch import ROW_FIGURES
+from app.figures.registry import draw, kinds
 from app.ui.downloads import json_download, plot, table
 from app.ui.errors import shown_errors
 from app.ui.inputs import describe_input
@@ -47,7 +49,7 @@ def declared_result(name: str, spec: str, device: str, dtype: str, rows: tuple[t
     reporter.close()
     summary = analysis.summary(result) if analysis.summary else []
     return {"kind": "analysis", "analysis": name, "model": spec, "settings": dataclasses.asdict(settings), "result": to_jsonable(result),
-            "rows": analysis.rows(result), "summary": summary}
+            "rows": analysis.rows(result), "summary": summary, "document": analysis.document}
 
 
 def control(info: SettingInfo, key: str) -> Any:
@@ -99,5 +101,8 @@ with shown_errors():
         st.write(line)
     if name in ROW_FIGURES:
         plot(ROW_FIGURES[name](data["rows"], settings.spec), name)
+    if data["document"] in kinds():  # a report: the figures of its saved document, as its command draws them
+        for figure_name, figure in draw(data["result"]).items():
+            plot(figure, figure_name)
     table(pd.DataFrame(data["rows"]), f"{name}_rows")
     json_download(data, name)

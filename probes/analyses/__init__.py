@@ -12,19 +12,24 @@ from __future__ import annotations
 from probes.analyses import (
     dormancy,
     dormant_heads,
+    dormant_report,
+    extreme_report,
     extreme_tokens,
     first_token_attention,
     hidden_sinks,
     peak_ablation,
     residual_norms,
     sinks,
+    sinks_report,
     successor_heads,
+    successor_report,
 )
 from probes.analysis import register_analysis
 
 # The order the command line, batch plans and the atlas list them in.
-_ORDER = (sinks, hidden_sinks, first_token_attention, residual_norms, extreme_tokens, peak_ablation, dormant_heads,
-          dormancy, successor_heads)
+# The reports (the sinks, extreme, dormant and successor commands) combine several of the others in one run.
+_ORDER = (sinks_report, sinks, hidden_sinks, first_token_attention, residual_norms, extreme_report, extreme_tokens,
+          peak_ablation, dormant_report, dormant_heads, dormancy, successor_report, successor_heads)
 for _module in _ORDER:
     for _analysis in _module.DECLARED:
         register_analysis(_analysis, replace=True)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import torch
 from jaxtyping import Float, Int
@@ -40,6 +40,9 @@ from probes.errors import InputError, IsolationError
 from probes.model.architecture import ArchAdapter, adapter_for, norm_eps
 from probes.model.observed_attention import Observer
 from probes.model.tokens import Tokens, TokenView
+
+if TYPE_CHECKING:
+    from probes.successor.in_context import PromptSet
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -317,14 +320,27 @@ class HookedModel(TokenView):
         return sorted({self.check_layer(int(la)) for la in layers})
 
     # --- statistics-only measurements (ModelLike, probes/model/model_like.py) --------------------
-    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None
-                       ) -> Float[Tensor, "batch layer pos"]:
-        """||resid_post|| after every layer at every position (probes.quantities.residual_norm)."""
-        from probes.model.capture import capture
-        from probes.quantities import residual_norm
+    backend = "local"  # where the measurements run (RemoteModel: the nnsight backend)
 
-        resid = capture(self, ids, what=["resid_post"], batch_size=len(ids))["resid_post"]
-        return residual_norm(resid, dtype)
+    @property
+    def measured_layers(self) -> list[int]:
+        """The layers the measurements return, in order: every layer."""
+        return list(range(self.facts.n_layers))
+
+    def attention_run(self, attention: str = "fast") -> str:
+        """The attention a measurement asked for `attention` runs, as results record it ("sdpa" or "eager")."""
+        from probes.sinks import ATTENTION_RUN, attention_mode
+
+        return ATTENTION_RUN[attention_mode(self, attention)]
+
+    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
+                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+        """||resid_post|| after every layer at every position (probes.quantities.residual_norm), with one
+        layer's MLP or attention output set to zero when `zero` = ("mlp" | "attn", layer) names it."""
+        from probes.extreme import resid_norms, zero_hooks
+
+        hooks = zero_hooks(self, zero[0], [zero[1]]) if zero is not None else None
+        return resid_norms(self, ids, hooks, batch_size=len(ids), dtype=dtype)
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
         """Attention on key 0 of every query, from the statistics path (no T x T pattern; docs/kernels.md)."""
@@ -332,26 +348,34 @@ class HookedModel(TokenView):
 
         return attention_statistics(self, ids, n_sink=1, batch_size=len(ids), outputs=False).sink[..., 0]
 
-    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
-        """alpha_k of the sink metric (probes.sinks), from the statistics path unless the model needs patterns
-        (probes.sinks.attention_mode); the memory budget is checked first."""
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                   ) -> Float[Tensor, "batch layer head pos"]:
+        """alpha_k of the sink metric (probes.sinks): from the statistics path ("fast", unless the model needs
+        patterns: probes.sinks.attention_mode) or eager patterns ("patterns"); the memory budget is checked first."""
         from probes.sinks import alpha_for_batch, alpha_from_statistics, attention_mode, check_sink_budget
 
-        mode = attention_mode(self, "fast")
+        mode = attention_mode(self, attention)
         check_sink_budget(self, int(ids.shape[0]), int(ids.shape[1]), mode)
         return (alpha_from_statistics if mode == "fast" else alpha_for_batch)(self, ids)
 
-    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+    def head_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                        ) -> dict[str, Float[Tensor, "batch layer head"]]:
         """Dormancy, row and column entropy of every sequence and head (probes.dormant.statistics_for_batch)."""
         from probes.dormant import statistics_for_batch
 
-        return statistics_for_batch(self, ids)
+        return statistics_for_batch(self, ids, attention)
 
     def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
         """Sink attention, value norms, residual norms and logit gaps of one batch (probes.extreme.measure_batch)."""
         from probes.extreme import measure_batch
 
         return measure_batch(self, ids)
+
+    def head_dla(self, prompts: PromptSet, batch_size: int = 16) -> dict[str, Tensor]:
+        """Per-head DLA at each prompt's last token (probes.successor.in_context.head_dla)."""
+        from probes.successor.in_context import head_dla
+
+        return head_dla(self, prompts, batch_size)
 
     def check_head(self, head: int) -> int:
         if not 0 <= head < self.facts.n_heads:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from probes.model.tokens import Tokens
+    from probes.successor.in_context import PromptSet
 
 
 class FactsLike(Protocol):
@@ -60,27 +61,49 @@ class ModelLike(Protocol):
     @property
     def facts(self) -> FactsLike: ...
 
+    @property
+    def backend(self) -> str:
+        """Where the measurements run: "local" (a HookedModel, which can also run hooks, losses and weights),
+        else the remote backend; an analysis leaves out the parts that need a local model when it is not "local"."""
+        ...
+
+    @property
+    def measured_layers(self) -> list[int]:
+        """The layers the attention measurements return, in order (every layer, unless a remote model was asked
+        for fewer); residual norms and attention on the first token always cover every layer."""
+        ...
+
     def tokens_from_ids(self, rows: Sequence[Sequence[int]] | Tensor, prepend_bos: bool = False,
                         max_length: int | None = None) -> Tokens: ...
+
+    def to_tokens(self, prompts: str | Sequence[str], prepend_bos: bool | None = None,
+                  max_length: int | None = None) -> Tokens: ...
 
     def to_str_tokens(self, prompt: str | Sequence[int] | Tensor, prepend_bos: bool | None = None) -> list[str]: ...
 
     def check_layers(self, layers: Sequence[int] | None) -> list[int]: ...
 
-    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None
-                       ) -> Float[Tensor, "batch layer pos"]:
-        """||resid_post|| after every layer at every position (dtype: the norm's, default float32)."""
+    def attention_run(self, attention: str = "fast") -> str:
+        """The attention the measurements asked for `attention` ("fast" | "patterns") run, as results record it."""
+        ...
+
+    def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
+                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+        """||resid_post|| after every layer at every position (dtype: the norm's, default float32), with one
+        layer's MLP or attention output zeroed when `zero` = ("mlp" | "attn", layer) says so."""
         ...
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
         """The attention weight every query puts on key 0, per layer and head."""
         ...
 
-    def sink_alpha(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
+    def sink_alpha(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                   ) -> Float[Tensor, "batch layer head pos"]:
         """alpha_k: the attention key k receives, averaged over the queries that see it (attention-sinks.md)."""
         ...
 
-    def head_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Float[Tensor, "batch layer head"]]:
+    def head_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast"
+                        ) -> dict[str, Float[Tensor, "batch layer head"]]:
         """probes.dormant.HEAD_STATISTICS of every sequence: dormancy, row entropy, column entropy."""
         ...
 
@@ -88,6 +111,12 @@ class ModelLike(Protocol):
         """The per-token extreme-token measurements (probes.extreme): "sink" [b, layer, head] attention on the
         first token, "value" [b, layer, head, T] value norms, "resid" [b, layer, T] residual norms, "gap"
         [b, layer, head, T] logit gaps."""
+        ...
+
+    def head_dla(self, prompts: PromptSet, batch_size: int = 16) -> dict[str, Tensor]:
+        """Per-head direct logit attribution at each prompt's last token (probes.successor.in_context.head_dla):
+        "correct" [p, layer, head], "per_t" [p, layer, head, |T|], "col" [p], "logit_diff" [p], "top1" [p],
+        "logits_on_targets" [p, |T|]."""
         ...
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -39,6 +39,9 @@ from probes.progress import NullReporter, Reporter
 from probes.quantities import apply_frozen_norm, dla_directions, frozen_norm_scale, head_write
 from probes.results import result_metadata
 from probes.successor.dataset import TASKS
+
+if TYPE_CHECKING:
+    from probes.model.model_like import ModelLike
 
 DEFAULT_TASKS = ("numbers", "days", "months", "letters", "number_words", "ordinals", "month_prefixes",
                  "day_prefixes")
@@ -180,7 +183,8 @@ class InContextScores:
         flat = self.overall.flatten()
         n_heads = self.overall.shape[1]
         order = torch.argsort(flat, descending=True)[:k]
-        return [{"layer": int(i) // n_heads, "head": int(i) % n_heads, "mean_dla": float(flat[i]),
+        layers = self.metadata.get("settings", {}).get("layers") or list(range(self.overall.shape[0]))
+        return [{"layer": int(layers[int(i) // n_heads]), "head": int(i) % n_heads, "mean_dla": float(flat[i]),
                  "per_task_dla": {t: float(self.dla[j].flatten()[i]) for j, t in enumerate(self.task_names)},
                  "per_task_rank_accuracy": {t: float(self.rank_accuracy[j].flatten()[i])
                                             for j, t in enumerate(self.task_names)}}
@@ -214,29 +218,29 @@ def head_dla(model: HookedModel, ps: PromptSet, batch_size: int = 16) -> dict[st
     correct = per_t[torch.arange(len(col)), :, :, col]  # [p, L, H]
     logits = run["logits"]
     diff = logits[torch.arange(len(col)), torch.tensor(ps.targets)] - logits[:, t_set].mean(dim=1)
-    return {"correct": correct, "per_t": per_t, "col": col, "logit_diff": diff, **run}
+    return {"correct": correct, "per_t": per_t, "col": col, "logit_diff": diff, "top1": logits.argmax(dim=-1),
+            "logits_on_targets": logits[:, t_set], **run}
 
 
 def in_context_scores(
-    model: HookedModel, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
+    model: ModelLike, tasks: Sequence[str] = DEFAULT_TASKS, shown: int = 4, max_prompts: int = 20,
     batch_size: int = 16, reporter: Reporter | None = None,
 ) -> InContextScores:
     """The in-context view for every head and task (see the module docstring for the definitions).
-    reporter (probes.progress): one step per task, a cancel checked before each."""
+    reporter (probes.progress): one step per task, a cancel checked before each. The DLA is measured where the
+    model runs (ModelLike.head_dla: hooks here; inside one nnsight trace per task remotely)."""
     rep = reporter or NullReporter()
-    prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]
+    prompt_sets = [build_prompts(model, t, shown, max_prompts) for t in tasks]  # type: ignore[arg-type]
     dla, rank_acc, per_prompt, diffs, acc, task_acc = [], [], [], [], [], []
     for done, ps in enumerate(prompt_sets, start=1):
         rep.check()
-        r = head_dla(model, ps, batch_size)
+        r = model.head_dla(ps, batch_size)
         per_prompt.append(r["correct"])
         dla.append(r["correct"].mean(dim=0))
         rank_acc.append((r["per_t"].argmax(dim=-1) == r["col"][:, None, None]).float().mean(dim=0))
         diffs.append(r["logit_diff"])
-        targets = torch.tensor(ps.targets)
-        acc.append(float((r["logits"].argmax(dim=-1) == targets).float().mean()))
-        t_set = torch.tensor(ps.target_set)
-        task_acc.append(float((r["logits"][:, t_set].argmax(dim=-1) == r["col"]).float().mean()))
+        acc.append(float((r["top1"] == torch.tensor(ps.targets)).float().mean()))
+        task_acc.append(float((r["logits_on_targets"].argmax(dim=-1) == r["col"]).float().mean()))
         rep.update(f"in-context DLA: task {ps.task} ({done} of {len(prompt_sets)})", done, len(prompt_sets))
     settings = {"tasks": list(tasks), "shown": shown, "max_prompts": max_prompts,
                 "baseline": "mean W_U over the task's target set"}

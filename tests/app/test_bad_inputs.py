@@ -240,7 +240,6 @@ def test_hub_reachable_reports_a_refused_port(monkeypatch):
 
 def test_boundary_classes(monkeypatch, capsys):
     """A genuine bug prints its traceback and how to report it; OS errors and Ctrl-C get one line."""
-    import app.commands.sinks as sinks
 
     def raiser(exc):
         def run(args):
@@ -255,9 +254,8 @@ def test_boundary_classes(monkeypatch, capsys):
         (MemoryError(), 1, ["out of main memory (MemoryError)", "--batch-size"], False),
         (KeyboardInterrupt(), 130, ["interrupted"], False),
     ]:
-        monkeypatch.setattr(sinks, "run", raiser(exc))
         parser_args = build_parser().parse_args(["sinks"])
-        assert parser_args.func is sinks.run
+        parser_args.func = raiser(exc)
         from app.cli import run_command
 
         got = run_command(parser_args)
@@ -270,14 +268,14 @@ def test_boundary_names_an_import_errors_cause(monkeypatch, capsys):
     """An ImportError (a broken or shadowed package) is named with advice on the environment, not called a bug.
 
     Guards the old fallback, which printed the traceback and "this is a bug in Glasshouse" for it."""
-    import app.commands.sinks as sinks
     from app.cli import run_command
 
     def run(args):
         raise ImportError("cannot import name 'CUDAProperties' from 'kernels' (/x/benchmarks/kernels.py)")
 
-    monkeypatch.setattr(sinks, "run", run)
-    assert run_command(build_parser().parse_args(["sinks"])) == 1
+    parser_args = build_parser().parse_args(["sinks"])
+    parser_args.func = run
+    assert run_command(parser_args) == 1
     err = capsys.readouterr().err
     assert "glasshouse sinks: error: ImportError: cannot import name 'CUDAProperties' from 'kernels'" in err
     assert "/x/benchmarks/kernels.py may be a file of yours shadowing the installed package 'kernels'" in err
@@ -343,7 +341,14 @@ def test_choices_come_from_the_registries():
     assert list(actions[("glasshouse bb train", "optimizer")].choices) == list(OPTIMIZERS)
     assert str(actions[("glasshouse circuit", "task")].help).endswith(", ".join(TASKS))  # checked in run_circuit
     assert list(actions[("glasshouse sinks", "dtype")].choices) == list(DTYPES)
-    assert parser.parse_args(["sinks", "--regimes", ",".join(REGIMES)]).regimes == REGIMES
+    assert parser.parse_args(["sinks", "--regimes", ",".join(REGIMES)]).regimes == ",".join(REGIMES)
+    from probes.analyses import dormant_report, sinks_report
+    from probes.dormant import ABLATIONS
+    from probes.sinks import ATTENTION_MODES
+
+    # the reports' torch-free copies of the probes' names
+    assert (sinks_report.REGIMES, sinks_report.ATTENTION) == (REGIMES, ATTENTION_MODES)
+    assert dormant_report.ABLATIONS == ABLATIONS
 
 
 @pytest.mark.parametrize(("kwargs", "words"), [

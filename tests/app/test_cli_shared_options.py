@@ -88,9 +88,10 @@ def test_the_shared_options_are_identical(analysis: dict[str, argparse.ArgumentP
 
 def test_backend_options_are_identical(analysis: dict[str, argparse.ArgumentParser]) -> None:
     with_backend = {n: options(p) for n, p in analysis.items() if "--backend" in options(p)}
+    from app.commands.analyses import command_name
     from app.declared import analyses
 
-    declared = {a.name.replace("_", "-") for a in analyses() if a.remote}
+    declared = {command_name(a) for a in analyses() if a.remote}
     assert declared, "no declared analysis runs remotely"
     assert {n.removeprefix("glasshouse ") for n in with_backend} == {"sinks", "dormant", "extreme", "successor",
                                                                       *declared}
@@ -133,7 +134,7 @@ def test_window_and_bos_options_are_identical(analysis: dict[str, argparse.Argum
     from app.commands.analyses import command_name
     from app.declared import analyses
 
-    hand_written = {"sinks", "dormant", "extreme", "circuit", "sae"}  # these keep their own commands
+    hand_written = {"sinks", "dormant", "extreme", "circuit", "sae"}  # the three reports are counted as 3 below
     generated = [a for a in analyses() if command_name(a) not in hand_written]
     on_corpus = [a for a in generated if a.uses_corpus]
     assert all("--domain" in options(analysis[f"glasshouse {command_name(a)}"]) for a in on_corpus)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from probes.analyses.values import integers, integers_check
 from probes.analysis import (
     Analysis,
     AtlasView,
@@ -178,3 +179,78 @@ def test_unregistered_analysis_leaves_the_batch_registry(smollm: Any) -> None:
     assert "throwaway_norm" in registry.names()
     unregister_analysis(THROWAWAY.name)
     assert "throwaway_norm" not in registry.names()
+
+
+# --- a throwaway report: a whole run whose result is its own saved document, local and remote -------------
+
+@dataclass(frozen=True)
+class ReportSettings:
+    at_layers: str = setting("0,1", "layers whose last-position norm is reported", check=integers_check,
+                             aliases=("which_layers",))
+    copies: int = setting(2, "copies of the prompt", minimum=1)
+
+
+def report_check(model: Any, s: ReportSettings) -> list[tuple[str, str]]:
+    bad = [layer for layer in integers(s.at_layers) if layer >= model.facts.n_layers]
+    return [("at_layers", f"{bad}: beyond the model")] if bad else []
+
+
+def report_compute(model: Any, s: ReportSettings, run: Any) -> dict[str, Any]:
+    ids = model.to_tokens(["One, two, three"] * s.copies).ids
+    norms = model.residual_norms(ids, dtype=torch.float64)[:, :, -1].mean(0)
+    out: dict[str, Any] = {"kind": "throwaway_doc", "norms": {str(la): float(norms[la]) for la in integers(s.at_layers)}}
+    if model.backend != "local":
+        out["left_out"] = "the local part"
+    return out
+
+
+def report_rows(result: dict[str, Any]) -> list[Row]:
+    return [{"metric": "norm", "value": v, "layer": int(k), "head": None, "position": None}
+            for k, v in result["norms"].items()]
+
+
+REPORT = Analysis(
+    name="throwaway_report", command="throwaway-doc", document="throwaway_doc", description="a test report",
+    method="tests/probes/test_analysis.py", settings=ReportSettings, compute=report_compute, rows=report_rows,
+    uses_corpus=False, remote=True, model_check=report_check,
+)
+
+
+def test_a_declared_report_writes_its_own_document_checks_its_settings_and_runs_remotely(
+        smollm: Any, tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    """The generated command: a list setting checked while parsing (and its old spelling), a setting the model
+    cannot satisfy refused as a usage error naming the option, the document written under its own kind with
+    numbers equal to HF hidden states (1e-4 relative); the batch probe runs the same compute on a RemoteModel,
+    which leaves out the local part."""
+    import json
+
+    import app.commands.analyses as generated
+    from app.batch import registry
+    from app.cli import build_parser, main
+
+    register_analysis(REPORT)
+    try:
+        parse = build_parser().parse_args
+        assert parse(["throwaway-doc", "--which-layers", "3"]).at_layers == "3"
+        with pytest.raises(SystemExit):
+            parse(["throwaway-doc", "--at-layers", "0,x"])
+        monkeypatch.setattr(generated, "load_from_args", lambda args: smollm)
+        assert main(["throwaway-doc", "--at-layers", "0,99", "--out", str(tmp_path / "bad")]) == 2
+        assert "--at-layers [99]: beyond the model" in capsys.readouterr().err
+        assert main(["throwaway-doc", "--at-layers", "1,3", "--copies", "1", "--out", str(tmp_path / "ok")]) == 0
+        saved = json.loads((tmp_path / "ok" / "throwaway_doc.json").read_text())
+        assert saved["kind"] == "throwaway_doc" and "left_out" not in saved
+        ids = smollm.to_tokens(["One, two, three"]).ids
+        for layer in (1, 3):
+            expected = hf_last_norm(smollm, ids, layer)
+            assert abs(saved["norms"][str(layer)] - expected) <= 1e-4 * expected
+        entry = registry.get("throwaway_report")
+        assert entry.run_remote is not None
+        local = entry.run(smollm, {"at_layers": "1,3"}, None, 0)
+        remote = entry.run_remote(smollm.nnsight, {"at_layers": "1,3"}, None, 0, "local")
+        assert [r["layer"] for r in remote] == [1, 3]
+        assert all(abs(a["value"] - b["value"]) <= 1e-4 * a["value"] for a, b in zip(local, remote, strict=True))
+        with pytest.raises(InputError, match="at_layers"):
+            REPORT.make_settings({"at_layers": "one"})
+    finally:
+        unregister_analysis(REPORT.name)

@@ -71,7 +71,7 @@ def test_small_run_and_bad_input(smollm):
     assert [(r.layer, r.head, r.role) for r in chosen.rows] == [(row.layer, row.head, "top"), (26, 7, "chosen")]
     with pytest.raises(InputError, match="layer"):
         dormant_heads(smollm, n=1, T=12, top=0, controls=0, heads=[(99, 0)])
-    from app.commands.dormant import parse_heads
+    from probes.analyses.values import heads as parse_heads
 
     assert parse_heads("L26H7, l3h0") == [(26, 7), (3, 0)]
     with pytest.raises(InputError, match="L<layer>H<head>"):

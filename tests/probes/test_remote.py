@@ -47,7 +47,8 @@ def test_remote_request_is_built_but_not_sent_and_saves_only_statistics(smollm, 
         assert '"repo_id": "HuggingFaceTB/SmolLM2-135M"' in req.model_key
         assert 0 < req.payload_bytes < 200_000  # the code and a few names, no tensors of activations
         assert req.source.count(".save(") == 1 and "= torch.stack(rows, dim=1).cpu().save()" in req.source
-        assert set(req.variables) <= {"lm", "path", "n_layers", "attn", "dtype"}  # no model object travels
+        # no model object travels: names, sizes and the (unused here) zeroed component and layer
+        assert set(req.variables) <= {"lm", "path", "n_layers", "attn", "dtype", "component", "at"}
     assert nd.layer_path(lm) == "model.layers" and nd.attn_name(lm) == "self_attn"
 
 

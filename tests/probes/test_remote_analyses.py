@@ -1,9 +1,11 @@
-"""probes.remote_analyses: each remote analysis equals its local version (ndif-local simulation, 1e-5),
-and the request for a large hub model carries only code, ids and names, with one save per statistic.
+"""probes.remote_analyses: every analysis run on a RemoteModel (ndif-local simulation) equals the same analysis
+run on the HookedModel (1e-5), and the request for a large hub model carries only code, ids and names, with one
+save per statistic.
 
-Local versions are the TransformerLens-hook analyses of probes/sinks.py, hidden_sinks.py, dormant.py,
-extreme.py and successor/in_context.py. Cheap: 2 sequences of 16 tokens, three layers where a layer
-subset is allowed.
+There is one copy of each analysis (probes/sinks.py, hidden_sinks.py, dormant.py, extreme.py,
+successor/in_context.py); what differs is where ModelLike's measurements run: TransformerLens hooks and the
+statistics path here, nnsight traces on the RemoteModel. Cheap: 2 sequences of 16 tokens, three layers where a
+layer subset is allowed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 @pytest.fixture(scope="module")
 def rm(smollm):
-    return ra.RemoteModel(smollm.nnsight, spec="smollm2-135m")
+    return ra.RemoteModel(smollm.nnsight, spec="smollm2-135m", remote="local")
+
+
+@pytest.fixture(scope="module")
+def rm3(smollm):
+    """The same remote model measuring three layers only."""
+    return ra.RemoteModel(smollm.nnsight, spec="smollm2-135m", remote="local", layers=LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +55,7 @@ def ids(smollm):
 def sinks_pair(smollm, rm, ids):
     from probes.sinks import compute_sinks
 
-    return compute_sinks(smollm, ids), ra.remote_sinks(rm, ids, remote="local")
+    return compute_sinks(smollm, ids), compute_sinks(rm, ids)
 
 
 def test_remote_model_facts_match_the_hooked_model(smollm, rm):
@@ -55,19 +63,24 @@ def test_remote_model_facts_match_the_hooked_model(smollm, rm):
     assert (g.n_layers, g.n_heads, g.n_kv_heads, g.d_model, g.d_head, g.d_vocab, g.prepends_bos, g.bos_token_id) == (
         f.n_layers, f.n_heads, f.n_kv_heads, f.d_model, f.d_head, f.d_vocab, f.prepends_bos, f.bos_token_id)
     assert rm.tokens_from_ids([[1, 2, 3]]).str_tokens == smollm.tokens_from_ids([[1, 2, 3]]).str_tokens
+    assert (smollm.backend, rm.backend, rm.measured_layers) == ("local", "ndif-local", list(range(f.n_layers)))
 
 
-def test_sinks_and_hidden_sinks_equal_local(smollm, rm, ids, sinks_pair):
+def test_sinks_and_hidden_sinks_equal_local(smollm, rm, rm3, ids, sinks_pair):
     from probes.hidden_sinks import detect_hidden_sinks
+    from probes.sinks import compute_sinks
 
     local, remote = sinks_pair
     assert torch.allclose(remote.alpha, local.alpha, **TOL)
     assert torch.allclose(remote.sink_rate, local.sink_rate) and remote.sink1 == local.sink1
     assert torch.equal(remote.head_rate, local.head_rate) and torch.equal(remote.sample_rate, local.sample_rate)
-    subset = ra.remote_sinks(rm, ids, layers=LAYERS, remote="local")
+    assert remote.metadata["settings"]["backend"] == "ndif-local" and "backend" not in local.metadata["settings"]
+    assert (local.metadata["settings"]["attention"], remote.metadata["settings"]["attention"]) == ("sdpa", "eager")
+    subset = compute_sinks(rm3, ids)
     assert torch.allclose(subset.alpha, local.alpha[:, LAYERS], **TOL)
+    assert subset.metadata["settings"]["layers"] == LAYERS
     hid_local = detect_hidden_sinks(smollm, ids, min_queries=2)
-    hid_remote = ra.hidden_sinks_from_alpha(remote.alpha, remote.str_tokens, min_queries=2)
+    hid_remote = detect_hidden_sinks(rm, ids, min_queries=2)
     assert hid_local.examples, "the comparison needs some hidden sinks"
     assert torch.equal(hid_remote.hidden_rate, hid_local.hidden_rate)
     assert torch.equal(hid_remote.position_rate, hid_local.position_rate)
@@ -76,20 +89,35 @@ def test_sinks_and_hidden_sinks_equal_local(smollm, rm, ids, sinks_pair):
         (e.layer, e.head, e.sample, e.position, e.token) for e in hid_local.examples]
 
 
-def test_dormancy_and_entropies_equal_local(smollm, rm, ids):
+def test_dormancy_and_entropies_equal_local(smollm, rm3, ids):
     from probes.dormant import head_statistics
 
     local = head_statistics(smollm, ids)
-    remote = ra.remote_head_statistics(rm, ids, batch_size=1, layers=LAYERS, remote="local")  # two requests
+    remote = head_statistics(rm3, ids, batch_size=1)  # two requests
     for name in local:
         assert torch.allclose(remote[name], local[name][LAYERS], **TOL), name
 
 
-def test_extreme_tokens_and_zeroing_ablations_equal_local(smollm, rm, ids):
+def test_dormant_report_on_a_remote_model_names_its_layers_and_leaves_out_the_losses(smollm, rm3):
+    """dormant_heads on three remote layers: the table's heads are the model's own layer numbers, with the local
+    dormancy of those heads; the losses and ablations (hooked forward passes) are left out."""
+    from probes.dormant import dormant_heads
+
+    local = dormant_heads(smollm, n=2, T=16, top=2, controls=1, ablate=False)
+    remote = dormant_heads(rm3, n=2, T=16, top=2, controls=1, heads=[(3, 1)])
+    assert remote.base_loss == {} and all(not r.loss_delta for r in remote.rows)
+    assert local.base_loss and {r.layer for r in remote.rows} <= set(LAYERS)
+    assert (3, 1, "chosen") in [(r.layer, r.head, r.role) for r in remote.rows]
+    for r in remote.rows:
+        for d in remote.domains:
+            assert r.dormancy[d] == pytest.approx(float(local.dormancy[d][r.layer, r.head]), abs=1e-5)
+
+
+def test_extreme_tokens_and_zeroing_ablations_equal_local(smollm, rm, rm3, ids):
     from probes.extreme import extreme_tokens, peak_ablation
 
     local = extreme_tokens(smollm, ids)
-    remote = ra.remote_extreme_tokens(rm, ids, layers=LAYERS, remote="local")
+    remote = extreme_tokens(rm3, ids)
     assert torch.allclose(remote.sink_attention, local.sink_attention[:, LAYERS], **TOL)
     assert torch.allclose(remote.value_norm, local.value_norm[:, LAYERS], **TOL)
     assert torch.allclose(remote.resid_norm, local.resid_norm[:, LAYERS], **TOL)
@@ -97,7 +125,7 @@ def test_extreme_tokens_and_zeroing_ablations_equal_local(smollm, rm, ids):
     assert torch.equal(gap_l.isnan(), gap_r.isnan())  # the gap from log A: same up to rounding of log
     assert torch.allclose(gap_r.nan_to_num(), gap_l.nan_to_num(), atol=1e-4)
     p_local = peak_ablation(smollm, ids, layers=[1])
-    p_remote = ra.remote_peak_ablation(rm, ids, layers=[1], remote="local")
+    p_remote = peak_ablation(rm, ids, layers=[1])
     assert p_remote.measure_layer == p_local.measure_layer
     assert torch.allclose(p_remote.clean_sink, p_local.clean_sink, **TOL)
     for a, b in zip(p_remote.rows, p_local.rows, strict=True):
@@ -107,16 +135,23 @@ def test_extreme_tokens_and_zeroing_ablations_equal_local(smollm, rm, ids):
     assert p_remote.rows[0]["sink"] != pytest.approx(float(p_remote.clean_sink[p_remote.measure_layer]))
 
 
-def test_successor_in_context_dla_equals_local(smollm, rm):
-    from probes.successor.in_context import build_prompts, head_dla
+def test_successor_in_context_dla_equals_local(smollm, rm, rm3):
+    from probes.successor.in_context import build_prompts, head_dla, in_context_scores
 
     ps = build_prompts(smollm, "days", max_prompts=3)
     local = head_dla(smollm, ps)
-    remote = ra.remote_head_dla(rm, ps, layers=LAYERS, remote="local")
+    remote = rm3.head_dla(ps)
     assert torch.allclose(remote["per_t"], local["per_t"][:, LAYERS], **TOL)
     assert torch.allclose(remote["correct"], local["correct"][:, LAYERS], **TOL)
     assert torch.allclose(remote["logit_diff"], local["logit_diff"], **TOL)
     assert torch.equal(remote["top1"], local["logits"].argmax(dim=-1))
+    scores_l = in_context_scores(smollm, tasks=("days",), max_prompts=3)
+    scores_r = in_context_scores(rm3, tasks=("days",), max_prompts=3)
+    assert scores_r.model_accuracy == scores_l.model_accuracy
+    assert scores_r.model_task_accuracy == scores_l.model_task_accuracy
+    top = scores_r.ranking(1)[0]  # the model's own layer number, not the index among the three
+    assert top["layer"] in LAYERS
+    assert top["mean_dla"] == pytest.approx(float(scores_l.dla[0, top["layer"], top["head"]]), abs=1e-5)
 
 
 def test_request_for_a_large_hub_model_carries_only_code_and_ids(rm, ids):
@@ -125,7 +160,7 @@ def test_request_for_a_large_hub_model_carries_only_code_and_ids(rm, ids):
         "alpha": lambda: ra.trace_alpha(rm, ids, LAYERS, remote=True),
         "sums": lambda: ra.trace_head_statistics(rm, ids, LAYERS, remote=True),
         "extreme": lambda: ra.trace_extreme(rm, ids, LAYERS, remote=True),
-        "norms": lambda: ra.trace_resid_norms(rm, ids, ("mlp", 1), remote=True),
+        "norms": lambda: ra.trace_residual_norms(rm, ids, torch.float32, ("mlp", 1), remote=True),
     }
     saves = {"alpha": 1, "sums": 1, "extreme": 4, "norms": 1}
     for name, run in traces.items():
@@ -174,8 +209,11 @@ def test_budget_refuses_with_numbers_and_how_to_shrink(rm, ids):
         check_budget(plan, RequestBudget(max_response_bytes=200_000))
     text = str(err.value)
     assert "553.0 kB" in text and "batch_size=2" in text and "fewer layers" in text and "T=64" in text
-    with pytest.raises(RequestTooLarge):  # refused before any trace runs
-        ra.remote_sinks(rm, ids, remote=True, budget=RequestBudget(max_response_bytes=100))
+    from probes.sinks import compute_sinks
+
+    small = ra.RemoteModel(rm.lm, spec="smollm2-135m", remote=True, budget=RequestBudget(max_response_bytes=100))
+    with pytest.raises(RequestTooLarge):  # refused before any trace runs (remote=True would go to NDIF)
+        compute_sinks(small, ids)
     assert check_budget(RequestPlan("x", 1, 1, 4, 1, {"s": (2, 2)}), RequestBudget(100_000, 16)).response_bytes == 16
 
 
@@ -272,9 +310,12 @@ def test_cli_backend_flag_on_every_statistics_command(capsys):
     from app.cli import build_parser, main
 
     parser = build_parser()
-    for command in ("sinks", "dormant", "extreme", "successor"):
+    for command in ("sinks", "dormant", "extreme", "successor", "residual-norms", "hidden-sinks"):
         args = parser.parse_args([command, "--backend", "ndif-local", "--layers", "0,2"])
         assert args.backend == "ndif-local" and args.layers == "0,2"
+        if command in ("residual-norms", "hidden-sinks"):  # batched analyses' rows count every layer
+            assert main([command, "--backend", "ndif-local", "--layers", "0,2"]) == 2
+            assert "leave --layers out" in capsys.readouterr().err
         assert parser.parse_args([command]).backend == "local"
         # refused before any model is loaded or request sent: an embedded name is no hub id
         assert main([command, "--backend", "ndif", "--model", "smollm2-135m"]) == 1

@@ -89,7 +89,7 @@ def test_over_budget_is_refused_before_running_with_the_numbers(smollm, natural_
 
 
 def test_the_cli_offers_the_same_modes_without_importing_torch():
-    from app.commands.sinks import ATTENTION_MODES as CLI_MODES
+    from probes.analyses.sinks_report import ATTENTION as CLI_MODES
     from probes.sinks import ATTENTION_MODES
 
     assert CLI_MODES == ATTENTION_MODES
