@@ -302,13 +302,12 @@ def underuse_table(rows: dict, steps: int, d_sae: int) -> str:
 
 def cli_train_config(arch: str, cache: CachedActivations, out_dir: str, tokens: int = 65536, d_sae: int = 2304,
                      k: int = 32, sae_overrides: dict | None = None, batch: int = 1024) -> Any:
-    """The TrainConfig `glasshouse sae train --arch ARCH` builds with its defaults (app/commands/sae.py run_train)."""
+    """The TrainConfig `glasshouse sae train --arch ARCH` builds with its defaults (saes.pipeline.sae_fields, as
+    app/commands/sae.py run_train calls saes.pipeline.train_sae)."""
+    from saes.pipeline import SAESpec, sae_fields
     from saes.trainer import TrainConfig
 
-    fields = {"architecture": arch, "d_in": cache.d_in, "d_sae": d_sae, "k": k, "hook_name": cache.hook_name,
-              "model_name": cache.meta["model"], "seed": 0}
-    if arch in ("standard", "jumprelu"):
-        fields["target_l0"] = float(k)
+    fields = sae_fields(SAESpec(arch, d_sae, k, cache.hook_name, cache.meta["model"], seed=0), cache.d_in)
     fields.update(sae_overrides or {})
     return TrainConfig(sae=fields, total_tokens=tokens, batch_size=batch, lr=2e-3, seed=0, out_dir=out_dir,
                        checkpoint_every=20, progress=False)

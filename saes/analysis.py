@@ -1,18 +1,18 @@
 """A small SAE as a declared analysis (probes.analysis): trained, evaluated on the corpus windows, its top features.
 
-Spec: docs/methods/saes.md. One whole run (`compute`): a TopK SAE trained by saes.trainer.train on
-`train_windows` prose and as many code windows (seed + 1, the windows' length) for `train_tokens` tokens, then
-evaluated on the run's windows (reconstruction, CE loss recovered against a zero ablation), and its most
-frequent features with the token where each fires most. Rows: "hook", "d_sae", "l0", "fvu",
-"explained_variance", "dead_fraction", "ce_loss_recovered", "loss_clean", "loss_spliced", "eval_tokens", and
-per rank "top_feature", "top_feature_density", "top_feature_max", "top_feature_token". The `glasshouse sae`
-commands (train, eval, dashboard) stay their own. Declared here, not in probes/ (probes imports nothing above
-it); app/declared.py brings it in. Light at import.
+Spec: docs/methods/saes.md. One whole run (`compute`): a TopK SAE trained by saes.pipeline.train_sae (the
+pipeline of `glasshouse sae train`) on `train_windows` prose and as many code windows (seed + 1, the windows'
+length) for `train_tokens` tokens, then evaluated on the run's windows (reconstruction, CE loss recovered
+against a zero ablation), and its most frequent features with the token where each fires most. Rows: "hook",
+"d_sae", "l0", "fvu", "explained_variance", "dead_fraction", "ce_loss_recovered", "loss_clean",
+"loss_spliced", "eval_tokens", and per rank "top_feature", "top_feature_density", "top_feature_max",
+"top_feature_token". The `glasshouse sae` commands (eval, dashboard) stay their own; `sae train` shares only
+the training pipeline. Declared here, not in probes/ (probes imports nothing above it); app/declared.py
+brings it in. Light at import.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,23 +43,27 @@ def sae_hook(model: ModelLike, layer: int) -> str:
 
 
 def train_small_sae(model: Any, settings: SmallSAESettings, length: int, seed: int) -> Any:
-    """The TopK SAE of the module docstring (no checkpoint is kept)."""
+    """The TopK SAE of the module docstring by saes.pipeline.train_sae (docs/methods/saes.md; no checkpoint kept)."""
+    from saes.pipeline import SAESpec, train_sae
+
+    hook = sae_hook(model, settings.layer)
+    spec = SAESpec("topk", settings.d_sae, settings.k, hook, getattr(model, "spec", ""), seed)
+    run = train_sae(lambda reporter: _training_activations(model, hook, settings.train_windows, length, seed), spec,
+                    batch_size=settings.sae_batch, total_tokens=settings.train_tokens, lr=2e-3,
+                    checkpoint_every=10**9, progress=False)
+    return run.sae
+
+
+def _training_activations(model: Any, hook: str, windows: int, length: int, seed: int) -> Tensor:
+    """Activations at `hook` of `windows` prose then `windows` code windows of `length` tokens (seed + 1),
+    position 0 left out."""
     import torch
 
     from probes.corpus import sample
-    from saes.activation_store import TensorSource, window_activations
-    from saes.trainer import TrainConfig, train
+    from saes.activation_store import window_activations
 
-    hook = sae_hook(model, settings.layer)
-    ids = torch.cat([sample(d, settings.train_windows, length, model.tokenizer, seed=seed + 1).ids
-                     for d in ("prose", "code")])
-    acts = window_activations(model, hook, ids)
-    fields = {"architecture": "topk", "d_in": int(acts.shape[1]), "d_sae": settings.d_sae, "k": settings.k,
-              "hook_name": hook, "model_name": getattr(model, "spec", ""), "seed": seed}
-    with tempfile.TemporaryDirectory(prefix="atlas-sae-") as tmp:
-        cfg = TrainConfig(sae=fields, total_tokens=settings.train_tokens, batch_size=settings.sae_batch,
-                          lr=2e-3, seed=seed, out_dir=tmp, checkpoint_every=10**9, progress=False)
-        return train(cfg, TensorSource(acts)).sae
+    ids = torch.cat([sample(d, windows, length, model.tokenizer, seed=seed + 1).ids for d in ("prose", "code")])
+    return window_activations(model, hook, ids)
 
 
 def compute(model: ModelLike, settings: SmallSAESettings, run: RunContext) -> dict[str, Any]:

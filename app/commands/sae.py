@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands._common import (
     LazyChoices,
@@ -18,6 +18,11 @@ from app.commands._common import (
     prepared,
     write_outputs,
 )
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from probes.progress import Reporter
 
 
 def _architectures() -> list[str]:
@@ -158,41 +163,26 @@ def _ids(model: Any, n: int, length: int, seed: int) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """saes.pipeline.train_sae on the first --tokens rows of the activation cache (built when missing), into
+    <out>/<arch> (resumed from its checkpoint); writes sae_train.json and prints what this run did."""
     from probes.errors import InputError
     from probes.results import result_metadata
-    from saes.activation_store import ActivationStore, CachedActivations, TensorSource, cache_activations
-    from saes.trainer import TrainConfig, train
+    from saes.pipeline import SAESpec, train_sae
 
     if args.tokens < args.batch:
         raise InputError(f"--tokens ({args.tokens}) must be at least --batch ({args.batch}); raise --tokens or lower --batch.")
     model = load_from_args(args)
     out = output_dir(args, "sae")
     cache_dir = Path(args.cache) if args.cache else out / "activations"
-    if (cache_dir / "meta.json").exists():
-        cache = CachedActivations(cache_dir)
-        if cache.hook_name != args.hook or cache.meta.get("model") != args.model:
-            raise InputError(f"The cache {cache_dir} holds {cache.meta.get('model')} at {cache.hook_name}, not {args.model} at "
-                             f"{args.hook}; pass another --cache folder or the matching --hook/--model.")
-    else:
-        store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
-        cache = cache_activations(store, cache_dir, args.tokens)
-    tokens = min(args.tokens, len(cache))
-    sae_fields = {"architecture": args.arch, "d_in": cache.d_in, "d_sae": args.d_sae, "k": args.k,
-                  "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed}
-    sparsity = getattr(args, "sparsity", None)
-    if sparsity is not None:
-        if args.arch not in ("standard", "jumprelu"):
-            raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
-        sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
-    elif args.arch in ("standard", "jumprelu"):
-        sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
+    spec = SAESpec(args.arch, args.d_sae, args.k, args.hook, args.model, args.seed,
+                   sparsity=getattr(args, "sparsity", None))
     # The SAE trains where the model runs (--device; default cuda when available).
-    cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
-                      out_dir=str(out / args.arch), checkpoint_every=getattr(args, "checkpoint_every", 20),
-                      device=str(model.device))
-    res = train(cfg, TensorSource(cache.rows(0, tokens)))
+    run = train_sae(lambda reporter: _cached_rows(args, model, cache_dir, reporter), spec, batch_size=args.batch,
+                    out_dir=out / args.arch, lr=args.lr, checkpoint_every=getattr(args, "checkpoint_every", 20),
+                    device=str(model.device))
+    res = run.result
     last = _last_metrics(out / args.arch / "metrics.jsonl")
-    result = {**result_metadata(model, cfg.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
+    result = {**result_metadata(model, run.config.to_dict(), args.seed), "sae_dir": str(out / args.arch / "sae"),
               "cache": str(cache_dir), "steps": res.steps, "tokens": res.tokens, "seconds": res.seconds,
               "resumed_from_step": res.resumed_from, "steps_this_run": res.steps_this_run,
               "tokens_this_run": res.tokens_this_run, "final_batch_metrics": last}
@@ -201,6 +191,23 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained {args.arch} on {res.tokens_this_run} tokens in this run{resumed} in {res.seconds:.0f} s; "
           f"SAE in {out / args.arch / 'sae'}")
     return 0
+
+
+def _cached_rows(args: argparse.Namespace, model: Any, cache_dir: Path, reporter: Reporter | None = None) -> Tensor:
+    """The first --tokens activations of the cache in `cache_dir`: refused when it holds another model or hook,
+    built there (--domains, --seq-len, --seed; a terminal bar without `reporter`) when missing."""
+    from probes.errors import InputError
+    from saes.activation_store import ActivationStore, CachedActivations, cache_activations
+
+    if (cache_dir / "meta.json").exists():
+        cache = CachedActivations(cache_dir)
+        if cache.hook_name != args.hook or cache.meta.get("model") != args.model:
+            raise InputError(f"The cache {cache_dir} holds {cache.meta.get('model')} at {cache.hook_name}, not {args.model} at "
+                             f"{args.hook}; pass another --cache folder or the matching --hook/--model.")
+    else:
+        store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
+        cache = cache_activations(store, cache_dir, args.tokens, reporter=reporter)
+    return cache.rows(0, min(args.tokens, len(cache)))
 
 
 def _last_metrics(path: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """SAE features page (spec: saes.md), built on saes/ and app/figures/saes.py.
 
 Pick an SAE: train a small one here (activations at blocks.L.hook_resid_post of a corpus sample,
-saes.activation_store.collect_activations then saes.trainer.train, the CLI's trainer, with one
+saes.activation_store.collect_activations, trained by saes.pipeline.train_sae, the CLI's pipeline, with one
 app.ui.progress.StreamlitReporter over both), or load a SAELens-format folder (saes.saelens_io.load_sae,
 checked against the model). Then: the density histogram, one feature's dashboard (top contexts,
 activation histogram, logit effects; saes.dashboard.feature_dashboards) and the prompt view (the most
@@ -14,7 +14,6 @@ against the memory budget; the prompt heatmap draws at most TOKEN_FIGURE_MAX tok
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +28,29 @@ from app.ui.model import current_model, get_model
 from app.ui.progress import StreamlitReporter
 from app.ui.sidebar import current_settings
 from saes import activation_store as store
-from saes import registry, trainer
+from saes import registry
+from saes.pipeline import SAESpec, train_sae
 
 EVAL_N, EVAL_T = 16, 64  # windows the dashboards and the density histogram read (prose, seed 1)
 
 
 def train_here(model: Any, arch: str, layer: int, d_sae: int, k: int, n_tokens: int, batch: int, seed: int) -> Any:
-    """A small SAE trained on `n_tokens` activations (saes.activation_store.collect_activations, then
-    saes.trainer.train, the CLI's trainer), one progress bar over both (app.ui.progress)."""
+    """A small SAE by saes.pipeline.train_sae (the CLI's pipeline) on `n_tokens` activations of prose windows
+    (saes.activation_store.collect_activations, exactly `n_tokens` rows), the coefficient of standard / jumprelu
+    fixed (no L0 target), about ten log and checkpoint chunks; one progress bar over both (app.ui.progress)."""
     hook = f"blocks.{layer}.hook_resid_post"
+    steps = max(1, n_tokens // batch)
+    chunk = max(1, steps // 10)
+    spec = SAESpec(arch, d_sae, k, hook, model.facts.spec, seed, steer_l0=False)
     reporter = StreamlitReporter(f"Collecting {n_tokens} activations at {hook} ...")
     try:
-        acts = store.collect_activations(model, hook, n_tokens, 65, seed, reporter=reporter.part(0.0, 0.2))
-        source = store.TensorSource(acts)
-        steps = max(1, len(source) // batch)
-        chunk = max(1, steps // 10)
-        sae_cfg = registry.make_config(arch, d_in=int(acts.shape[1]), d_sae=d_sae, hook_name=hook,
-                                       model_name=model.facts.spec, k=k, seed=seed).to_dict()
-        with tempfile.TemporaryDirectory(prefix="glasshouse_sae_") as out:
-            cfg = trainer.TrainConfig(sae=sae_cfg, total_tokens=steps * batch, batch_size=batch, seed=seed,
-                                      warmup_steps=min(20, max(1, steps // 5)), dead_window_tokens=len(source),
-                                      log_every=chunk, checkpoint_every=chunk, out_dir=out, progress=False)
-            result = trainer.train(cfg, source, reporter=reporter.part(0.2, 1.0))
+        run = train_sae(lambda rep: store.collect_activations(model, hook, n_tokens, 65, seed, reporter=rep), spec,
+                        batch_size=batch, total_tokens=steps * batch, reporter=reporter, gather_share=0.2,
+                        warmup_steps=min(20, max(1, steps // 5)), dead_window_tokens=n_tokens, log_every=chunk,
+                        checkpoint_every=chunk, progress=False)
     finally:
         reporter.close()
-    return result.sae
+    return run.sae
 
 
 def sae_label(sae: Any) -> str:
