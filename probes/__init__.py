@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from probes.errors import BudgetError, CheckpointError, GlasshouseError, InputError, ModelLoadError
     from probes.model.capture import CaptureResult, capture, estimate_capture_bytes
-    from probes.model.hooked_model import HookedModel, ModelFacts, Tokens
+    from probes.model.facts import ModelFacts
+    from probes.model.hooked_model import HookedModel, Tokens
     from probes.model.loading import clear_cache, load_model, loaded_models
     from probes.model.model_specs import DEFAULT_MODEL, EMBEDDED
 
@@ -29,7 +30,7 @@ _WHERE = {
     "InputError": "probes.errors",
     "ModelLoadError": "probes.errors",
     "HookedModel": "probes.model.hooked_model",
-    "ModelFacts": "probes.model.hooked_model",
+    "ModelFacts": "probes.model.facts",
     "Tokens": "probes.model.hooked_model",
     "clear_cache": "probes.model.loading",
     "load_model": "probes.model.loading",

@@ -27,7 +27,6 @@ probes.quantities) is the local analyses' own.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -38,6 +37,8 @@ from torch import Tensor
 from probes.dormant import HEAD_STATISTICS
 from probes.errors import InputError
 from probes.extreme import COMPONENTS, logit_gap, sink_attention, value_norms
+from probes.model.architecture import adapter_for
+from probes.model.facts import ModelFacts, Sizes, read_facts
 from probes.model.nnsight_view import config_facts
 from probes.model.tokens import TokenView
 from probes.quantities import (
@@ -69,27 +70,6 @@ def ship_by_value() -> None:
         nnsight.register(name)
 
 
-@dataclass(frozen=True)
-class RemoteFacts:
-    """The facts of a remote model, read from its config and tokenizer (no weights needed)."""
-
-    spec: str
-    family: str
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    d_head: int
-    d_vocab: int
-    n_ctx: int
-    prepends_bos: bool
-    bos_token_id: int | None
-    norm_eps: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 class RemoteModel(TokenView):
     """An nnsight LanguageModel with the facts and token helpers of a HookedModel (docs/remote.md).
 
@@ -108,14 +88,12 @@ class RemoteModel(TokenView):
         self.tokenizer = lm.tokenizer
         c = config_facts(lm)
         self.spec = spec or c["name"]
-        bos = self.tokenizer.bos_token_id
-        ids = self.tokenizer("a").input_ids
-        self.facts = RemoteFacts(
-            spec=self.spec, family=c["model_type"], n_layers=c["n_layers"], n_heads=c["n_heads"],
-            n_kv_heads=c["n_kv_heads"], d_model=c["d_model"], d_head=c["d_head"], d_vocab=c["d_vocab"],
-            n_ctx=c["n_ctx"], prepends_bos=bos is not None and bool(ids) and ids[0] == bos, bos_token_id=bos,
-            norm_eps=c["norm_eps"],
-        )
+        self.norm_eps = c["norm_eps"]  # the final norm's epsilon (the DLA's frozen norm)
+        sizes = Sizes(n_layers=c["n_layers"], n_heads=c["n_heads"], n_kv_heads=c["n_kv_heads"], d_model=c["d_model"],
+                      d_head=c["d_head"], d_mlp=c["d_mlp"], n_ctx=c["n_ctx"])
+        adapter = adapter_for(lm._module, sizes.n_heads, sizes.n_kv_heads, sizes.d_head)
+        # the HookedModel's facts, read from the (meta-device, for NDIF) modules: device "meta" = weights elsewhere
+        self.facts: ModelFacts = read_facts(self.spec, "remote", lm._module, self.tokenizer, adapter, sizes)
         self.paths = remote_paths(lm)
         self.path, self.attn = self.paths.layers, self.paths.attn
         self.layers = self.check_layers(layers)
@@ -340,7 +318,7 @@ def trace_dla(model: RemoteModel, ids: Int[Tensor, "p T"], mask: Int[Tensor, "p 
     ship_by_value()
     lm, path, attn = model.lm, model.path, model.attn
     norm_path, unembed_path = model.paths.final_norm, model.paths.unembed
-    n_heads, d_head, d_model, eps = f.n_heads, f.d_head, f.d_model, f.norm_eps
+    n_heads, d_head, d_model, eps = f.n_heads, f.d_head, f.d_model, model.norm_eps
     ar = torch.arange(ids.shape[0])
     with lm.trace(ids, attention_mask=mask, remote=remote):
         blocks = _blocks(lm, path)

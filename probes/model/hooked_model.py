@@ -28,7 +28,6 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -38,6 +37,7 @@ from torch import Tensor, nn
 
 from probes.errors import InputError, IsolationError
 from probes.model.architecture import ArchAdapter, adapter_for, norm_eps
+from probes.model.facts import ModelFacts, Sizes, read_facts
 from probes.model.observed_attention import Observer
 from probes.model.tokens import Tokens, TokenView
 
@@ -64,40 +64,6 @@ def holds_model_lock(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return run
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """The canonical facts every analysis may rely on."""
-
-    spec: str
-    source: str  # embedded | checkpoint | folder | hub
-    architecture: str  # the HF class name, e.g. LlamaForCausalLM
-    family: str  # adapter family: llama | gemma | gpt2 | neox | opt
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    d_head: int
-    d_mlp: int
-    d_vocab: int
-    n_ctx: int
-    prepends_bos: bool  # whether the tokenizer puts a BOS first by default
-    bos_token_id: int | None
-    normalization: str  # rmsnorm | layernorm
-    positional: str  # rotary | learned
-    gated_mlp: bool
-    n_params: int
-    dtype: str
-    device: str
-    # architecture facts (read through the adapter, probes/model/architecture.py)
-    parallel_residual: bool = False  # attention and MLP read the same residual: no blocks.{l}.hook_resid_mid
-    sliding_windows: tuple[int, ...] = ()  # per layer; 0 = full causal attention
-    qk_norm: bool = False  # a norm on each query and key head (Qwen3, Gemma 3)
-    attn_softcap: float = 0.0  # Gemma 2's attention-logit soft-capping (0 = none)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class HookedModel(TokenView):
@@ -148,42 +114,10 @@ class HookedModel(TokenView):
     # --- facts ---------------------------------------------------------------------------
     def _read_facts(self) -> ModelFacts:
         cfg = self.bridge.cfg
-        param = next(self.hf_model.parameters())
-        n_ctx = int(cfg.n_ctx)
-        prepends = self._tokenizer_prepends_bos()
-        return ModelFacts(
-            spec=self.spec,
-            source=self.source,
-            architecture=type(self.hf_model).__name__,
-            family=self.adapter.family,
-            n_layers=int(cfg.n_layers),
-            n_heads=int(cfg.n_heads),
-            n_kv_heads=int(cfg.n_key_value_heads or cfg.n_heads),
-            d_model=int(cfg.d_model),
-            d_head=int(cfg.d_head),
-            d_mlp=int(cfg.d_mlp),
-            d_vocab=int(self.adapter.embed().weight.shape[0]),
-            n_ctx=n_ctx,
-            prepends_bos=prepends,
-            bos_token_id=self.tokenizer.bos_token_id,
-            normalization=self.adapter.norm_type,
-            positional="learned" if self.adapter.pos_embed() is not None else "rotary",
-            gated_mlp=self.adapter.mlp_weights(0)["W_gate"] is not None,
-            n_params=self._count_params(),
-            dtype=str(param.dtype).replace("torch.", ""),
-            device=str(param.device),
-            parallel_residual=self.adapter.is_parallel(),
-            sliding_windows=tuple(self.adapter.window(layer) for layer in range(int(cfg.n_layers))),
-            qk_norm=self.adapter.q_norm(0) is not None,
-            attn_softcap=self.adapter.attn_softcap(),
-        )
-
-    def _tokenizer_prepends_bos(self) -> bool:
-        bos = self.tokenizer.bos_token_id
-        if bos is None:
-            return False
-        ids = self.tokenizer("a").input_ids
-        return bool(ids) and ids[0] == bos
+        sizes = Sizes(n_layers=int(cfg.n_layers), n_heads=int(cfg.n_heads),
+                      n_kv_heads=int(cfg.n_key_value_heads or cfg.n_heads), d_model=int(cfg.d_model),
+                      d_head=int(cfg.d_head), d_mlp=int(cfg.d_mlp), n_ctx=int(cfg.n_ctx))
+        return read_facts(self.spec, self.source, self.hf_model, self.tokenizer, self.adapter, sizes)
 
     @property
     def cfg(self) -> ModelFacts:
@@ -548,19 +482,6 @@ class HookedModel(TokenView):
         )
 
     # --- architecture facts (windows, norms, residual layout; read through the adapter) --------------
-    def _count_params(self) -> int:
-        """Parameters of the HF model, each once: the bridge adds split copies beside a fused weight
-        (q/k/v beside GPT-2's, NeoX's or Phi-3's qkv; gate/in beside Phi-3's gate_up_proj), not the model's own."""
-        splits = {"qkv": {"q", "k", "v"}, "gate_up_proj": {"gate", "in"}}
-        params = [(n.replace("._original_component", "").split("."), p) for n, p in self.hf_model.named_parameters()]
-        fused = {(".".join(parts[:-2]), parts[-2]) for parts, _ in params if len(parts) >= 3 and parts[-2] in splits}
-
-        def is_copy(parts: list[str]) -> bool:
-            parent = ".".join(parts[:-2])
-            return len(parts) >= 3 and any(parts[-2] in splits[f] for p, f in fused if p == parent)
-
-        return sum(p.numel() for parts, p in params if not is_copy(parts))
-
     def attention_window(self, layer: int) -> int:
         """The layer's sliding window (0 = none): key j is visible from query i when 0 <= i - j < window."""
         return self.facts.sliding_windows[self.check_layer(layer)]

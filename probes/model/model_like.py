@@ -19,37 +19,9 @@ if TYPE_CHECKING:
     from jaxtyping import Float, Int
     from torch import Tensor
 
+    from probes.model.facts import ModelFacts
     from probes.model.tokens import Tokens
     from probes.successor.in_context import PromptSet
-
-
-class FactsLike(Protocol):
-    """The facts every model states (HookedModel's ModelFacts, RemoteModel's RemoteFacts)."""
-
-    @property
-    def spec(self) -> str: ...
-    @property
-    def family(self) -> str: ...
-    @property
-    def n_layers(self) -> int: ...
-    @property
-    def n_heads(self) -> int: ...
-    @property
-    def n_kv_heads(self) -> int: ...
-    @property
-    def d_model(self) -> int: ...
-    @property
-    def d_head(self) -> int: ...
-    @property
-    def d_vocab(self) -> int: ...
-    @property
-    def n_ctx(self) -> int: ...
-    @property
-    def prepends_bos(self) -> bool: ...
-    @property
-    def bos_token_id(self) -> int | None: ...
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class ModelLike(Protocol):
@@ -59,7 +31,7 @@ class ModelLike(Protocol):
     tokenizer: Any
 
     @property
-    def facts(self) -> FactsLike: ...
+    def facts(self) -> ModelFacts: ...
 
     @property
     def backend(self) -> str:

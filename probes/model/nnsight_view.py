@@ -100,6 +100,7 @@ def config_facts(lm: Any) -> dict[str, Any]:
         "n_kv_heads": int(getattr(cfg, "num_key_value_heads", None) or n_heads),
         "d_model": d_model,
         "d_head": int(getattr(cfg, "head_dim", None) or d_model // n_heads),
+        "d_mlp": int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * d_model),
         "d_vocab": int(cfg.vocab_size),
         "n_ctx": int(getattr(cfg, "max_position_embeddings", 2048)),
         "norm_eps": float(getattr(cfg, "rms_norm_eps", None) or getattr(cfg, "layer_norm_eps", None) or 1e-6),

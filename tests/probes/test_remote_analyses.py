@@ -59,9 +59,14 @@ def sinks_pair(smollm, rm, ids):
 
 
 def test_remote_model_facts_match_the_hooked_model(smollm, rm):
+    """One facts record (probes/model/facts.py): read from the nnsight model's modules and HF config, it equals the
+    HookedModel's (read through the bridge's config) but for the source."""
+    import dataclasses
+
     f, g = smollm.facts, rm.facts
     assert (g.n_layers, g.n_heads, g.n_kv_heads, g.d_model, g.d_head, g.d_vocab, g.prepends_bos, g.bos_token_id) == (
         f.n_layers, f.n_heads, f.n_kv_heads, f.d_model, f.d_head, f.d_vocab, f.prepends_bos, f.bos_token_id)
+    assert g.source == "remote" and dataclasses.replace(g, source=f.source) == f
     assert rm.tokens_from_ids([[1, 2, 3]]).str_tokens == smollm.tokens_from_ids([[1, 2, 3]]).str_tokens
     assert (smollm.backend, rm.backend, rm.measured_layers) == ("local", "ndif-local", list(range(f.n_layers)))
 
