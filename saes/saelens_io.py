@@ -242,12 +242,19 @@ def load_sae(folder: str | os.PathLike[str], model: Any = None) -> SAE:
 
     Raises CheckpointError for a missing, truncated, altered or non-finite file, InputError for an
     architecture or a field Glasshouse does not reproduce (named in the message), or an SAE whose
-    d_in does not match the model's activation at its hook.
+    d_in does not match the model's activation at its hook. saes.sources.load_sae takes any source.
     """
     path = Path(folder)
     cfg = _read_cfg(path)
     name = _architecture(cfg)
     _check_fields(path, cfg)
+    return sae_from_parts(cfg, name, _read_weights(path, cfg), model)
+
+
+def sae_from_parts(cfg: dict[str, Any], name: str, tensors: dict[str, torch.Tensor], model: Any = None) -> SAE:
+    """Our SAE from a SAELens-style config (flat, checked) and its float64 tensors, folded as SAELens computes
+    (module docstring); with `model`, checked against its hook and width. Readers of other layouts (Gemma Scope's
+    params.npz, saes/sources.py) describe their SAE this way."""
     fields = dict(cfg)
     fields["architecture"] = name
     if "k" not in fields and isinstance(cfg.get("activation_fn_kwargs"), dict) and "k" in cfg["activation_fn_kwargs"]:
@@ -260,9 +267,8 @@ def load_sae(folder: str | os.PathLike[str], model: Any = None) -> SAE:
     else:  # an imported SAE: raw activations, rows taken as they are
         fields.update(norm_scale=1.0, decoder_norm="free", normalization="none")
     sae_cfg = registry.make_config(name, **fields)
-    tensors = _convert(cfg, name, _read_weights(path, cfg))
     sae = registry.build(sae_cfg)
-    sae.load_weights(tensors)
+    sae.load_weights(_convert(cfg, name, tensors))
     sae.eval()
     if model is not None:
         check_sae_matches_model(sae, model)

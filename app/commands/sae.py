@@ -65,18 +65,32 @@ def register(subparsers: Any) -> None:
     cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
     ev = analysis_parser(sub, "eval", "L0, FVU, CE loss recovered, dead/dense features of a saved SAE",
                          model_default=None, model_help=cfg_model)
-    ev.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
+    ev.add_argument("sae", help=SAE_HELP)
+    _source_args(ev)
     _window_args(ev, n=16)
     ev.add_argument("--ablation", default="zero", choices=["zero", "mean"], help="the baseline CE loss recovered compares with")
     ev.set_defaults(func=_eval)
 
     da = analysis_parser(sub, "dashboard", "dashboard JSON for features, HTML for each",
                          model_default=None, model_help=cfg_model)
-    da.add_argument("sae", help="SAE folder (cfg.json + sae_weights.safetensors)")
+    da.add_argument("sae", help=SAE_HELP)
+    _source_args(da)
     da.add_argument("--features", type=int_range(0), nargs="+", default=[0, 1, 2], help="feature indices")
     _window_args(da, n=32)
     da.set_defaults(func=_dashboard)
     sae.set_defaults(func=lambda args: sae.print_help() or 2)
+
+
+SAE_HELP = ("the SAE: a folder (cfg.json + sae_weights.safetensors: ours or SAELens), Gemma Scope's params.npz (or "
+            "its folder), or hf://OWNER/REPO/PATH on the hub (saes.sources)")
+
+
+def _source_args(parser: argparse.ArgumentParser) -> None:
+    """--hook (a Gemma Scope SAE whose path does not say its hook) and --no-check."""
+    parser.add_argument("--hook", type=_hook, default=None,
+                        help="the hook a Gemma Scope SAE reads (default: from its path, layer_<L> and -res / -mlp)")
+    parser.add_argument("--no-check", dest="check", action="store_false",
+                        help="skip the check that the SAE reconstructs the model's activations (FVU < 1)")
 
 
 def _window_args(parser: argparse.ArgumentParser, n: int) -> None:
@@ -126,16 +140,23 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _sae_folder(args: argparse.Namespace) -> dict[str, Any]:
-    """Read the SAE folder's cfg.json before any model loads; fill --model from it unless given."""
+    """Check the SAE source before any model loads (an hf:// source is fetched into the hub cache first); fill
+    --model from its cfg.json unless given. A Gemma Scope params file records no model: --model is required."""
     import json
 
     from probes.errors import CheckpointError, UsageError, advice, cause
+    from saes.sources import native_file, resolve
 
-    folder = Path(args.sae)
+    folder = resolve(args.sae)
+    if native_file(folder) is not None:
+        if args.model is None:
+            raise UsageError(f"{args.sae} is a Gemma Scope SAE, whose files do not record the model; pass --model.")
+        return {}
     cfg_path = folder / "cfg.json"
     if not cfg_path.is_file():
-        raise CheckpointError(f"{folder} is not an SAE folder (no cfg.json). Give a folder written by `glasshouse sae "
-                              "train` (its <out>/<arch>/sae) or a SAELens SAE folder.")
+        raise CheckpointError(f"{args.sae} is not an SAE folder (no cfg.json). Give a folder written by `glasshouse sae "
+                              "train` (its <out>/<arch>/sae), a SAELens SAE folder, a Gemma Scope params.npz, or "
+                              "hf://OWNER/REPO/PATH.")
     try:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:
@@ -222,10 +243,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from app.figures.registry import draw
     from saes.activation_store import window_activations
     from saes.evaluate import ce_loss_recovered, reconstruction_metrics
-    from saes.saelens_io import load_sae
+    from saes.sources import load_sae
 
     model = load_from_args(args)
-    sae = load_sae(args.sae, model)
+    sae = load_sae(args.sae, model, hook=args.hook, check=args.check)
     ids = _ids(model, args.prompts, args.length, args.seed + 1000)
     acts = window_activations(model, sae.cfg.hook_name, ids, start=1 if sae.cfg.skip_first_position else 0)
     rec = reconstruction_metrics(sae, acts)
@@ -244,10 +265,10 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_dashboard(args: argparse.Namespace) -> int:
     from app.figures.registry import draw
     from saes.dashboard import feature_dashboards
-    from saes.saelens_io import load_sae
+    from saes.sources import load_sae
 
     model = load_from_args(args)
-    sae = load_sae(args.sae, model)
+    sae = load_sae(args.sae, model, hook=args.hook, check=args.check)
     dash = feature_dashboards(model, sae, _ids(model, args.prompts, args.length, args.seed + 2000), args.features)
     out = output_dir(args, "sae_dashboard")
     from probes.results import result_metadata

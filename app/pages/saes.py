@@ -2,7 +2,8 @@
 
 Pick an SAE: train a small one here (activations at blocks.L.hook_resid_post of a corpus sample,
 saes.activation_store.collect_activations, trained by saes.pipeline.train_sae, the CLI's pipeline, with one
-app.ui.progress.StreamlitReporter over both), or load a SAELens-format folder (saes.saelens_io.load_sae,
+app.ui.progress.StreamlitReporter over both), or load one (saes.sources.load_sae: a SAELens-format folder, a
+Gemma Scope params.npz or hf://,
 checked against the model). Then: the density histogram, one feature's dashboard (top contexts,
 activation histogram, logit effects; saes.dashboard.feature_dashboards) and the prompt view (the most
 active features at each token; saes.dashboard.prompt_features). Nothing runs before a button press.
@@ -100,24 +101,37 @@ def prompt_view(spec: str, device: str, dtype: str, sae_key: str, _sae: Any, pro
     return dict(prompt_features(get_model(spec, device, dtype), _sae, prompt, top=top))
 
 
-def load_folder(model: Any, path: str) -> Any:
+def load_folder(model: Any, path: str, hook: str = "") -> Any:
+    """saes.sources.load_sae: a folder (ours, SAELens), a Gemma Scope params.npz or hf://OWNER/REPO/PATH."""
     from probes.errors import InputError
-    from saes.saelens_io import load_sae
+    from saes.sources import load_sae
 
     if not path.strip():
-        raise InputError("Type the path of a SAELens-format folder (cfg.json and sae_weights.safetensors).")
-    return load_sae(Path(path.strip()).expanduser(), model)
+        raise InputError("Type an SAE's path: a folder with cfg.json and sae_weights.safetensors, a Gemma Scope "
+                         "params.npz, or hf://OWNER/REPO/PATH.")
+    return load_sae(path.strip(), model, hook=hook.strip() or None)
+
+
+def source_version(path: str) -> str:
+    """What changes when the SAE at `path` is rewritten: the newest file time of a local folder or file, or the
+    hub path itself (a revision pins it)."""
+    local = Path(path.strip()).expanduser()
+    if path.strip().startswith("hf://") or not local.exists():
+        return path.strip()
+    files = list(local.iterdir()) if local.is_dir() else [local]
+    return str(max(p.stat().st_mtime for p in files))
 
 
 settings = current_settings()
 st.title("SAE features")
-st.caption("Sparse autoencoders on the residual stream: train a small one here or load a SAELens folder, then read "
+st.caption("Sparse autoencoders on the residual stream: train a small one here or load one (ours, SAELens, Gemma Scope, "
+           "hf://), then read "
            "its features: where they fire, how often, and which tokens they push the logits towards.")
 model = current_model(settings)
 facts = model.facts
 
 source = st.radio("SAE", ["train", "folder"], horizontal=True, key="sae_source",
-                  format_func=lambda s: {"train": "Train a small one here", "folder": "SAELens folder"}[s])
+                  format_func=lambda s: {"train": "Train a small one here", "folder": "Load one"}[s])
 if source == "train":
     with st.form("sae_train"):
         c = st.columns(4)
@@ -147,12 +161,15 @@ if source == "train":
                          what="SAE training")
             st.session_state["sae_loaded"] = (key, train_here(model, arch, layer, d_sae, k, n_tokens, batch, seed))
 else:
-    path = st.text_input("SAELens folder", value="", key="sae_path", placeholder="runs/sae/topk/sae")
+    path_col, hook_col = st.columns([3, 2])
+    path = path_col.text_input("SAE folder, Gemma Scope params.npz or hf://OWNER/REPO/PATH", value="", key="sae_path",
+                         placeholder="runs/sae/topk/sae")
+    hook = hook_col.text_input("Hook (Gemma Scope, when its path does not say)", value="", key="sae_hook",
+                         placeholder="blocks.6.hook_resid_post")
     if st.button("Load SAE", type="primary", key="sae_load"):
         with shown_errors():
-            sae = load_folder(model, path)
-            mtime = max(p.stat().st_mtime for p in Path(path.strip()).expanduser().iterdir())
-            st.session_state["sae_loaded"] = (f"folder:{facts.spec}:{Path(path).resolve()}:{mtime}", sae)
+            sae = load_folder(model, path, hook)
+            st.session_state["sae_loaded"] = (f"folder:{facts.spec}:{path.strip()}:{source_version(path)}", sae)
 
 loaded = st.session_state.get("sae_loaded")
 if loaded is None or not str(loaded[0]).split(":")[1] == facts.spec:

@@ -277,3 +277,16 @@ def test_sae_page_bad_folder_shows_error(smollm: Any, tmp_path: Any) -> None:
     at.button(key="sae_load").click().run()
     assert not at.exception
     assert at.error and "no_such_sae" in at.error[0].value, [e.value for e in at.error]
+
+
+def test_sae_page_loads_a_gemma_scope_sae(smollm: Any, tmp_path: Any) -> None:
+    """The page's loader is saes.sources.load_sae: a Gemma Scope params.npz whose path names its hook loads, and
+    the feature views open on it."""
+    from tests.saes.test_sources import LAYER, identity_params, write_scope
+
+    folder = write_scope(tmp_path, "scope-res", f"layer_{LAYER}/width_1k/average_l0_10",
+                         identity_params(smollm.facts.d_model))
+    at = run_page("pages/saes.py", "SAE features", sae_source="folder", sae_path=str(folder))
+    at.button(key="sae_load").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(f"blocks.{LAYER}.hook_resid_post" in s.value for s in at.subheader), [s.value for s in at.subheader]
