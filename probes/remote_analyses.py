@@ -37,9 +37,8 @@ from torch import Tensor
 from probes.dormant import HEAD_STATISTICS
 from probes.errors import InputError
 from probes.extreme import COMPONENTS, logit_gap, sink_attention, value_norms
-from probes.model.architecture import adapter_for
-from probes.model.facts import ModelFacts, Sizes, read_facts
-from probes.model.nnsight_view import config_facts
+from probes.model.facts import ModelFacts
+from probes.model.nnsight_view import config_facts, nnsight_facts
 from probes.model.tokens import TokenView
 from probes.quantities import (
     apply_frozen_norm,
@@ -89,11 +88,7 @@ class RemoteModel(TokenView):
         c = config_facts(lm)
         self.spec = spec or c["name"]
         self.norm_eps = c["norm_eps"]  # the final norm's epsilon (the DLA's frozen norm)
-        sizes = Sizes(n_layers=c["n_layers"], n_heads=c["n_heads"], n_kv_heads=c["n_kv_heads"], d_model=c["d_model"],
-                      d_head=c["d_head"], d_mlp=c["d_mlp"], n_ctx=c["n_ctx"])
-        adapter = adapter_for(lm._module, sizes.n_heads, sizes.n_kv_heads, sizes.d_head)
-        # the HookedModel's facts, read from the (meta-device, for NDIF) modules: device "meta" = weights elsewhere
-        self.facts: ModelFacts = read_facts(self.spec, "remote", lm._module, self.tokenizer, adapter, sizes)
+        self.facts: ModelFacts = nnsight_facts(lm, self.spec)  # the HookedModel's record, read from the modules
         self.paths = remote_paths(lm)
         self.path, self.attn = self.paths.layers, self.paths.attn
         self.layers = self.check_layers(layers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from probes.model.facts import ModelFacts
     from probes.model.hooked_model import HookedModel
 
 
@@ -105,3 +106,17 @@ def config_facts(lm: Any) -> dict[str, Any]:
         "n_ctx": int(getattr(cfg, "max_position_embeddings", 2048)),
         "norm_eps": float(getattr(cfg, "rms_norm_eps", None) or getattr(cfg, "layer_norm_eps", None) or 1e-6),
     }
+
+
+def nnsight_facts(lm: Any, spec: str) -> ModelFacts:
+    """The ModelFacts of an nnsight model, as a HookedModel states them (probes/model/facts.py), read from its HF
+    config and its module tree through the architecture adapter: for NDIF the modules are on the meta device
+    (device "meta": the weights are elsewhere), no weight is read."""
+    from probes.model.architecture import adapter_for
+    from probes.model.facts import Sizes, read_facts
+
+    c = config_facts(lm)
+    sizes = Sizes(n_layers=c["n_layers"], n_heads=c["n_heads"], n_kv_heads=c["n_kv_heads"], d_model=c["d_model"],
+                  d_head=c["d_head"], d_mlp=c["d_mlp"], n_ctx=c["n_ctx"])
+    adapter = adapter_for(lm._module, sizes.n_heads, sizes.n_kv_heads, sizes.d_head)
+    return read_facts(spec, "remote", lm._module, lm.tokenizer, adapter, sizes)
