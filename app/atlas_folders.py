@@ -1,7 +1,7 @@
 """Where atlas runs are written by default: runs/atlas/<model>+<model>, relative to the working folder.
 
 Shared by `glasshouse atlas` (app/commands/atlas.py, when --out is not given) and the Compare models page
-(app/pages/compare.py, which lists the saved folders and computes live into the same folder). Imports
+(app/views/compare.py, which lists the saved folders and computes live into the same folder). Imports
 nothing beyond pathlib, so the command line can import it while building its parser.
 """
 

@@ -18,7 +18,10 @@ import streamlit as st  # noqa: E402
 
 from app.ui.sidebar import parse_defaults, render_sidebar  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages": Streamlit serves a pages/ folder beside the entry script as scripts of their own until a session
+# has called st.navigation, so a fresh server's first visitor of /dormant got the bare page script (and its
+# "pages do not run alone" error) instead of the app.
+PAGES = Path(__file__).resolve().parent / "views"
 
 
 def main() -> None:

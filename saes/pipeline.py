@@ -1,6 +1,6 @@
 """Train an SAE on a model's activations, the pipeline defined once (docs/methods/saes.md; docs/saes.md).
 
-`glasshouse sae train` (app/commands/sae.py), the SAE page's "Train here" (app/pages/saes.py) and the
+`glasshouse sae train` (app/commands/sae.py), the SAE page's "Train here" (app/views/saes.py) and the
 declared `sae` analysis (saes/analysis.py) all call `train_sae`:
 1. the SAE fields of the saes.trainer.TrainConfig from an `SAESpec` (`sae_fields`): architecture, d_in
    (the activations' width), d_sae, k, hook_name, model_name, seed, and the sparsity rule (`sparsity_fields`):

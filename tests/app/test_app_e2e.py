@@ -256,3 +256,25 @@ def test_eight_sessions_at_once_match_serial_runs() -> None:
     (ARTIFACTS / "app_concurrent_pages.json").write_text(json.dumps({"serial": serial, "sessions": shown}, indent=1))
     for path, got in zip(E2E_SESSIONS, shown, strict=True):
         assert got == serial[path], f"/{path} under 8 concurrent sessions differs from its serial run"
+
+
+@pytest.mark.e2e
+def test_a_fresh_servers_first_visitor_of_a_page_gets_the_app() -> None:
+    """The first session of a fresh server opens /dormant directly: it must get the app (sidebar, the page's
+    title), not the page script run alone. Streamlit serves a folder named pages/ beside the entry script that way
+    until some session has called st.navigation; the app's pages live in app/views/ for this reason."""
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        server = Server("first_visitor")
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/dormant", wait_until="domcontentloaded")
+            page.wait_for_selector("h1", timeout=SERVER_START_S * 1000)
+            text = page.evaluate("() => document.body.innerText")
+            assert "Active/dormant heads" in text and "pages do not run alone" not in text, text[:500]
+        finally:
+            server.stop()
+            browser.close()

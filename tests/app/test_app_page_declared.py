@@ -1,4 +1,4 @@
-"""The Declared analyses page (app/pages/declared.py): controls generated from a declaration, numbers that match
+"""The Declared analyses page (app/views/declared.py): controls generated from a declaration, numbers that match
 an independent computation (eager patterns from capture, 1e-4 absolute), and a bad value refused by the
 declared range with the page's error, not a traceback."""
 
@@ -16,7 +16,7 @@ PROMPT = "The days of the week are Monday, Tuesday, Wednesday, Thursday and Frid
 
 
 def test_first_token_attention_on_the_page_matches_eager_patterns(smollm: Any) -> None:
-    at = run_app("pages/declared.py", prompt=PROMPT, source="prompt", declared_name="first_token_attention",
+    at = run_app("views/declared.py", prompt=PROMPT, source="prompt", declared_name="first_token_attention",
                  declared_first_token_attention_min_query=2)
     assert_clean(at)
     assert {w.label for w in at.number_input} >= {"batch_size", "min_query"}  # generated from the settings
@@ -33,7 +33,7 @@ def test_first_token_attention_on_the_page_matches_eager_patterns(smollm: Any) -
 
 
 def test_a_value_out_of_the_declared_range_is_refused(smollm: Any) -> None:
-    at = run_app("pages/declared.py", prompt="one two three", source="prompt", declared_name="first_token_attention",
+    at = run_app("views/declared.py", prompt="one two three", source="prompt", declared_name="first_token_attention",
                  declared_first_token_attention_min_query=40)
     assert not at.exception
     assert any("min_query" in e.value and "lower it" in e.value for e in at.error), [e.value for e in at.error]

@@ -24,7 +24,7 @@ from tests.conftest import REFERENCE_PROMPTS
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 TIMEOUT = 300
 
-OTHER_PAGES = ["pages/successor.py", "pages/circuits.py", "pages/saes.py", "pages/bblab.py"]
+OTHER_PAGES = ["views/successor.py", "views/circuits.py", "views/saes.py", "views/bblab.py"]
 
 
 def key_importance(model: Any, ids: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
@@ -79,7 +79,7 @@ def array(value: Any) -> np.ndarray:
 
 def test_model_page_facts_and_pattern_match_hf(smollm_with_ref: Any) -> None:
     model, ref = smollm_with_ref
-    at = run_app("pages/model.py", prompt=REFERENCE_PROMPTS[0])
+    at = run_app("views/model.py", prompt=REFERENCE_PROMPTS[0])
     at.number_input(key="layer").set_value(5).run()
     at.number_input(key="head").set_value(2).run()
     assert_clean(at)
@@ -104,20 +104,20 @@ def test_model_page_facts_and_pattern_match_hf(smollm_with_ref: Any) -> None:
 
 
 def test_model_page_empty_prompt_shows_error(smollm: Any) -> None:
-    at = run_app("pages/model.py", prompt="   ")
+    at = run_app("views/model.py", prompt="   ")
     assert not at.exception
     assert any("empty" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.get("plotly_chart")
 
 
 def test_unknown_model_shows_error_not_traceback(smollm: Any) -> None:
-    at = run_app("pages/model.py", model_spec="no-such-org/no-such-model-xyz")
+    at = run_app("views/model.py", model_spec="no-such-org/no-such-model-xyz")
     assert not at.exception
     assert any("no-such-org/no-such-model-xyz" in e.value for e in at.error), [e.value for e in at.error]
 
 
 def test_corpus_sample_input(smollm: Any) -> None:
-    at = run_app("pages/model.py", source="corpus", corpus_n=2, corpus_len=20)
+    at = run_app("views/model.py", source="corpus", corpus_n=2, corpus_len=20)
     assert_clean(at)
     (fig,) = figures(at)
     assert array(fig["data"][0]["z"]).shape == (20, 20)
@@ -130,7 +130,7 @@ def test_corpus_sample_input(smollm: Any) -> None:
 def test_sinks_page_matches_plain_torch(smollm: Any) -> None:
     from probes.sinks import inputs_for_regime
 
-    at = run_app("pages/sinks.py", sink_regime="natural", sink_n=4, sink_T=32, sink_seed=1)  # small
+    at = run_app("views/sinks.py", sink_regime="natural", sink_n=4, sink_T=32, sink_seed=1)  # small
     assert_clean(at)
     ids = inputs_for_regime(smollm, "natural", 4, 32, seed=1, prepend_bos=None)
     alpha = key_importance(smollm, ids)
@@ -155,7 +155,7 @@ def test_sinks_page_matches_plain_torch(smollm: Any) -> None:
 
 
 def test_sinks_page_rate_view(smollm: Any) -> None:
-    at = run_app("pages/sinks.py", sink_n=4, sink_T=32, sink_regime="random")
+    at = run_app("views/sinks.py", sink_n=4, sink_T=32, sink_regime="random")
     at.radio(key="sink_view").set_value("rate").run()
     assert_clean(at)
     grid = array(figures(at)[0]["data"][0]["z"])
@@ -181,7 +181,7 @@ def test_extreme_page_resid_norms_match_capture(smollm: Any) -> None:
     from probes.model.capture import capture
     from probes.sinks import inputs_for_regime
 
-    at = run_app("pages/extreme.py", ext_regime="natural", ext_n=2, ext_T=16)
+    at = run_app("views/extreme.py", ext_regime="natural", ext_n=2, ext_T=16)
     assert_clean(at)
     ids = inputs_for_regime(smollm, "natural", 2, 16, seed=0)
     norms = capture(smollm, ids, what=["resid_post"])["resid_post"][0].norm(dim=-1)  # [layer, T]
@@ -190,7 +190,7 @@ def test_extreme_page_resid_norms_match_capture(smollm: Any) -> None:
 
 
 def test_dormant_page_renders(smollm: Any) -> None:
-    at = run_app("pages/dormant.py", dorm_n=2, dorm_T=16, dorm_top=2)
+    at = run_app("views/dormant.py", dorm_n=2, dorm_T=16, dorm_top=2)
     assert_clean(at)
     assert len(figures(at)) == 1
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) >= 2

@@ -55,7 +55,7 @@ def single_tokens(model: Any, words: list[str]) -> list[tuple[str, int]]:
 
 def test_successor_page_matches_plain_torch(smollm: Any) -> None:
     layer, head = 23, 3
-    at = run_page("pages/successor.py", "Successor heads", succ_norm="none", succ_layer=layer, succ_head=head, succ_token=" March")
+    at = run_page("views/successor.py", "Successor heads", succ_norm="none", succ_layer=layer, succ_head=head, succ_token=" March")
     assert_clean(at)
     model = smollm
     assert model.W_gate is not None  # SmolLM2's MLP is SwiGLU
@@ -94,7 +94,7 @@ def test_successor_page_matches_plain_torch(smollm: Any) -> None:
 
 
 def test_successor_page_rejects_multi_token_input(smollm: Any) -> None:
-    at = run_page("pages/successor.py", "Successor heads", succ_token=" Mondayish stuff")
+    at = run_page("views/successor.py", "Successor heads", succ_token=" Mondayish stuff")
     assert not at.exception
     assert any("not one" in e.value and "single token" in e.value for e in at.error), [e.value for e in at.error]
     assert not [d for d in at.dataframe if "logit" in d.value.columns]  # no prediction table for bad input
@@ -134,7 +134,7 @@ def plain_sink_attention(model: Any, task: Any, x: torch.Tensor) -> tuple[float,
 def test_bb_lab_trains_and_matches_trainer_and_plain_attention(tmp_path: Any) -> None:
     from probes.bb.train import TrainSettings, train
 
-    at = click_train(run_page("pages/bblab.py", "BB lab", **BB_SMALL))
+    at = click_train(run_page("views/bblab.py", "BB lab", **BB_SMALL))
     assert_clean(at)
     job = at.session_state["bb_job"]
     assert job["status"] == "done" and job["step"] == 20
@@ -177,7 +177,7 @@ def test_bb_lab_stop_flag_stops_between_steps(monkeypatch: pytest.MonkeyPatch) -
         return real(task, batch, seed, step, *args, **kwargs)
 
     monkeypatch.setattr(data, "generate", generate)
-    at = click_train(run_page("pages/bblab.py", "BB lab", **BB_SMALL))
+    at = click_train(run_page("views/bblab.py", "BB lab", **BB_SMALL))
     assert_clean(at)
     job = at.session_state["bb_job"]
     assert job["status"] == "stopped" and job["step"] == 8  # step 7 finished, then the flag was seen
@@ -186,11 +186,11 @@ def test_bb_lab_stop_flag_stops_between_steps(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_bb_lab_rejects_bad_learning_rate() -> None:
-    at = click_train(run_page("pages/bblab.py", "BB lab", bb_lr="fast", **BB_SMALL))
+    at = click_train(run_page("views/bblab.py", "BB lab", bb_lr="fast", **BB_SMALL))
     assert not at.exception
     assert any("'fast' is not a number" in e.value for e in at.error), [e.value for e in at.error]
     assert "bb_job" not in at.session_state
-    at = click_train(run_page("pages/bblab.py", "BB lab", bb_lr="inf", **BB_SMALL))  # float() takes it
+    at = click_train(run_page("views/bblab.py", "BB lab", bb_lr="inf", **BB_SMALL))  # float() takes it
     assert not at.exception and "bb_job" not in at.session_state
     assert any("positive finite number" in e.value for e in at.error), [e.value for e in at.error]
 
@@ -201,7 +201,7 @@ def test_bb_lab_rejects_bad_learning_rate() -> None:
 def test_circuits_page_clean_metric_matches_plain_forward(smollm: Any) -> None:
     from circuits.tasks import make_task
 
-    at = run_page("pages/circuits.py", "Circuits", circ_task="succession", circ_n=2, circ_which="both",
+    at = run_page("views/circuits.py", "Circuits", circ_task="succession", circ_n=2, circ_which="both",
                   circ_counts="10,100")
     assert any("Find circuit" in i.value for i in at.info)  # nothing runs before the button
     next(b for b in at.button if b.label == "Find circuit").click().run()
@@ -223,7 +223,7 @@ def test_circuits_page_clean_metric_matches_plain_forward(smollm: Any) -> None:
 
 
 def test_circuits_page_rejects_bad_edge_counts(smollm: Any) -> None:
-    at = run_page("pages/circuits.py", "Circuits", circ_counts="ten, twenty")
+    at = run_page("views/circuits.py", "Circuits", circ_counts="ten, twenty")
     next(b for b in at.button if b.label == "Find circuit").click().run()
     assert not at.exception
     assert any("comma-separated whole numbers" in e.value for e in at.error), [e.value for e in at.error]
@@ -234,7 +234,7 @@ def test_circuits_page_rejects_bad_edge_counts(smollm: Any) -> None:
 
 def test_sae_page_trains_and_prompt_view_matches_plain_encode(smollm: Any) -> None:
     layer, prompt = 2, "The days of the week are Monday, Tuesday"
-    at = run_page("pages/saes.py", "SAE features", sae_arch="standard", sae_layer=layer, sae_d=64, sae_tokens=1024,
+    at = run_page("views/saes.py", "SAE features", sae_arch="standard", sae_layer=layer, sae_d=64, sae_tokens=1024,
                   sae_batch=128, prompt=prompt, sae_top=3)
     assert any("Train or load" in i.value for i in at.info)  # nothing runs before the button
     next(b for b in at.button if b.label == "Train SAE").click().run()
@@ -273,7 +273,7 @@ def test_sae_page_trains_and_prompt_view_matches_plain_encode(smollm: Any) -> No
 
 
 def test_sae_page_bad_folder_shows_error(smollm: Any, tmp_path: Any) -> None:
-    at = run_page("pages/saes.py", "SAE features", sae_source="folder", sae_path=str(tmp_path / "no_such_sae"))
+    at = run_page("views/saes.py", "SAE features", sae_source="folder", sae_path=str(tmp_path / "no_such_sae"))
     at.button(key="sae_load").click().run()
     assert not at.exception
     assert at.error and "no_such_sae" in at.error[0].value, [e.value for e in at.error]
@@ -286,7 +286,7 @@ def test_sae_page_loads_a_gemma_scope_sae(smollm: Any, tmp_path: Any) -> None:
 
     folder = write_scope(tmp_path, "scope-res", f"layer_{LAYER}/width_1k/average_l0_10",
                          identity_params(smollm.facts.d_model))
-    at = run_page("pages/saes.py", "SAE features", sae_source="folder", sae_path=str(folder))
+    at = run_page("views/saes.py", "SAE features", sae_source="folder", sae_path=str(folder))
     at.button(key="sae_load").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(f"blocks.{LAYER}.hook_resid_post" in s.value for s in at.subheader), [s.value for s in at.subheader]

@@ -37,7 +37,7 @@ def test_overlong_prompt_refused_before_any_run(smollm: Any, monkeypatch: pytest
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
         at.session_state["prompt"] = text
         at.run()
-        at.switch_page("pages/model.py").run()
+        at.switch_page("views/model.py").run()
         assert not at.exception
         errors = [e.value for e in at.error]
         assert any(says in e and "at most" in e for e in errors), errors
@@ -53,7 +53,7 @@ def test_model_page_caps_the_heatmap_and_offers_the_full_pattern(smollm: Any) ->
     at.session_state["prompt"] = prompt
     at.session_state["layer"] = 2
     at.run()
-    at.switch_page("pages/model.py").run()
+    at.switch_page("views/model.py").run()
     assert_clean(at)
     T = smollm.to_tokens(prompt).ids.shape[1]
     assert PATTERN_MAX_TOKENS < T <= MAX_PROMPT_TOKENS
@@ -81,7 +81,7 @@ def sinks_for_prompt(prompt: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state["prompt"] = prompt
     at.run()
-    at.switch_page("pages/sinks.py").run()
+    at.switch_page("views/sinks.py").run()
     assert_clean(at)
     return at
 
@@ -114,7 +114,7 @@ def test_empty_prompt_error_has_no_internal_index(smollm: Any) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.session_state["prompt"] = "  \n "
     at.run()
-    at.switch_page("pages/model.py").run()
+    at.switch_page("views/model.py").run()
     assert not at.exception
     errors = [e.value for e in at.error]
     assert errors and all("Prompt 0" not in e and "[" not in e for e in errors), errors
@@ -124,10 +124,10 @@ def test_empty_prompt_error_has_no_internal_index(smollm: Any) -> None:
 # --- two sessions at once ----------------------------------------------------------------------------
 
 SESSIONS: list[tuple[str, dict[str, Any]]] = [
-    ("pages/sinks.py", {"sink_regime": "natural", "sink_n": 3, "sink_T": 24, "sink_seed": 2}),
-    ("pages/extreme.py", {"ext_regime": "random", "ext_n": 2, "ext_T": 20}),
-    ("pages/dormant.py", {"dorm_n": 2, "dorm_T": 16, "dorm_top": 2}),
-    ("pages/model.py", {"prompt": "One, two, three, four, five, six,", "layer": 4, "head": 1}),
+    ("views/sinks.py", {"sink_regime": "natural", "sink_n": 3, "sink_T": 24, "sink_seed": 2}),
+    ("views/extreme.py", {"ext_regime": "random", "ext_n": 2, "ext_T": 20}),
+    ("views/dormant.py", {"dorm_n": 2, "dorm_T": 16, "dorm_top": 2}),
+    ("views/model.py", {"prompt": "One, two, three, four, five, six,", "layer": 4, "head": 1}),
 ]
 
 

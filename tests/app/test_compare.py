@@ -1,4 +1,4 @@
-"""The Compare models page (app/pages/compare.py) on a saved tiny atlas folder: its table and figures
+"""The Compare models page (app/views/compare.py) on a saved tiny atlas folder: its table and figures
 are the summary's numbers; two of three models are picked; a folder without summary.json is refused."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def saved(smollm, tmp_path_factory) -> Path:
 def open_folder(path: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     at.selectbox(key="cmp_folder").set_value("another folder ...").run()
     at.text_input(key="cmp_path").input(path).run()
     return at

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted((ROOT / "app" / "pages").glob("*.py"))
+PAGES = sorted((ROOT / "app" / "views").glob("*.py"))
 UI = sorted((ROOT / "app" / "ui").glob("*.py"))
 DYNAMIC = ("importlib", "import_module(", "__import__(")
 

@@ -65,7 +65,7 @@ def test_the_walk_covers_every_analysis_package_and_skips_the_model_layer() -> N
     files = {p.relative_to(ROOT).as_posix() for p in analysis_files()}
     for expected in ("probes/sinks.py", "probes/attention_stats.py", "probes/remote.py", "probes/successor/ov.py",
                      "probes/bb/train.py", "circuits/forward.py", "circuits/peap.py", "saes/activation_store.py",
-                     "app/pages/sinks.py"):
+                     "app/views/sinks.py"):
         assert expected in files, expected
     assert not any(f.startswith("probes/model/") for f in files)
 
