@@ -8,7 +8,7 @@ x in R^d_in (raw activation at a hook), F = d_sae features:
 Losses are computed in the normalised space x_n: mse = mean over tokens of sum over dims of
 (x_n_hat - x_n)^2, plus each architecture's own terms (`sparsity_terms`).
 
-Batch-level rules (BatchTopK, Feature Choice, Mutual Choice) select over the batch while the
+Batch-level rules (BatchTopK, Matryoshka, Feature Choice, Mutual Choice) select over the batch while the
 module is in training mode (`sae.train()`) and switch to learned thresholds in `sae.eval()`.
 
 Decoder norms (explicit): with cfg.decoder_norm == "unit" the trainer calls

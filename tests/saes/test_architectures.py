@@ -18,8 +18,9 @@ def make(name: str, **kw):
     return registry.build(registry.make_config(name, d_in=8, d_sae=16, seed=1, **kw))
 
 
-def test_registry_lists_six_and_rejects_unknown():
-    assert registry.names() == ["batchtopk", "feature_choice", "jumprelu", "mutual_choice", "standard", "topk"]
+def test_registry_lists_seven_and_rejects_unknown():
+    assert registry.names() == ["batchtopk", "feature_choice", "jumprelu", "matryoshka_batchtopk", "mutual_choice",
+                                "standard", "topk"]
     with pytest.raises(InputError, match="Unknown SAE architecture 'gated'.*topk"):
         registry.lookup("gated")
 
