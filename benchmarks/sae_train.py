@@ -74,6 +74,7 @@ ARCH_SETTINGS = {
     "jumprelu": {"l0_coefficient": 0.5},
     "feature_choice": {},
     "mutual_choice": {},
+    "gated": {"l1_coefficient": 1.0},  # GatedConfig's default (SAELens 6's)
 }
 
 
@@ -303,11 +304,12 @@ def underuse_table(rows: dict, steps: int, d_sae: int) -> str:
 def cli_train_config(arch: str, cache: CachedActivations, out_dir: str, tokens: int = 65536, d_sae: int = 2304,
                      k: int = 32, sae_overrides: dict | None = None, batch: int = 1024) -> Any:
     """The TrainConfig `glasshouse sae train --arch ARCH` builds with its defaults (app/commands/sae.py run_train)."""
+    from app.commands.sae import COEFFICIENT
     from saes.trainer import TrainConfig
 
     fields = {"architecture": arch, "d_in": cache.d_in, "d_sae": d_sae, "k": k, "hook_name": cache.hook_name,
               "model_name": cache.meta["model"], "seed": 0}
-    if arch in ("standard", "jumprelu"):
+    if arch in COEFFICIENT:
         fields["target_l0"] = float(k)
     fields.update(sae_overrides or {})
     return TrainConfig(sae=fields, total_tokens=tokens, batch_size=batch, lr=2e-3, seed=0, out_dir=out_dir,
@@ -453,7 +455,8 @@ def table(paths: list[str]) -> str:
         if arch not in rows:
             continue
         r, s = rows[arch], rows[arch]["settings"]
-        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}"}.get(arch, f"k={s['k']}")
+        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}",
+                   "gated": f"λ={ARCH_SETTINGS['gated']['l1_coefficient']}"}.get(arch, f"k={s['k']}")
         rec, ce = r["reconstruction"], r["ce"]
         lines.append(f"| {arch} | {setting} | {rec['l0']:.1f} | {rec['fvu']:.3f} | {ce['ce_loss_recovered']:.3f} | {rec['dead_fraction']:.3f} |")
     return "\n".join(lines)

@@ -19,6 +19,15 @@ from app.commands._common import (
     write_outputs,
 )
 
+# Architectures whose sparsity is a coefficient: --sparsity sets it, else it is steered to L0 = --k
+# (saes/config.py adapt_scale); the others (the TopK family) set their sparsity with --k.
+COEFFICIENT = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient", "gated": "l1_coefficient"}
+
+
+def _no_coefficient(arch: str) -> str:
+    *first, last = sorted(COEFFICIENT)
+    return f"--sparsity applies to {', '.join(first)} and {last}; {arch} sets its sparsity with --k."
+
 
 def _architectures() -> list[str]:
     from saes.registry import names
@@ -54,7 +63,8 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--checkpoint-every", type=int_range(1), default=20,
                     help="steps between checkpoints (a killed run resumes from the last)")
     tr.add_argument("--sparsity", type=float_range(0, lo_open=True), default=None,
-                    help="fixed sparsity coefficient: L1 for standard, L0 for jumprelu (default: steered to L0 = --k)")
+                    help="fixed sparsity coefficient: L1 for standard and gated, L0 for jumprelu "
+                         "(default: steered to L0 = --k)")
     tr.set_defaults(func=_train)
 
     cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
@@ -92,8 +102,8 @@ def _train(args: argparse.Namespace) -> int:
     """Checks that need no model (sizes, the cache folder), then run_train holding the output folder."""
     from probes.errors import UsageError
 
-    if args.sparsity is not None and args.arch not in ("standard", "jumprelu"):
-        raise UsageError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+    if args.sparsity is not None and args.arch not in COEFFICIENT:
+        raise UsageError(_no_coefficient(args.arch))
     if args.k > args.d_sae:
         raise UsageError(f"--k {args.k} exceeds --d-sae {args.d_sae}: a token cannot use more features than exist.")
     if args.tokens < args.batch:
@@ -181,10 +191,10 @@ def run_train(args: argparse.Namespace) -> int:
                   "hook_name": cache.hook_name, "model_name": args.model, "seed": args.seed}
     sparsity = getattr(args, "sparsity", None)
     if sparsity is not None:
-        if args.arch not in ("standard", "jumprelu"):
-            raise InputError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
-        sae_fields["l1_coefficient" if args.arch == "standard" else "l0_coefficient"] = sparsity
-    elif args.arch in ("standard", "jumprelu"):
+        if args.arch not in COEFFICIENT:
+            raise InputError(_no_coefficient(args.arch))
+        sae_fields[COEFFICIENT[args.arch]] = sparsity
+    elif args.arch in COEFFICIENT:
         sae_fields["target_l0"] = float(args.k)  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)
     # The SAE trains where the model runs (--device; default cuda when available).
     cfg = TrainConfig(sae=sae_fields, total_tokens=tokens, batch_size=args.batch, lr=args.lr, seed=args.seed,
