@@ -15,7 +15,7 @@ Decoder norms (explicit): with cfg.decoder_norm == "unit" the trainer calls
 `remove_parallel_decoder_grad()` before each optimizer step and `normalize_decoder()` after it,
 so every W_dec row has unit norm; with "free" the rows are not constrained and the standard
 architecture puts ||W_dec[j]|| into its L1 term. `fold_decoder_norm()` rescales a free SAE to
-unit decoder rows without changing what it computes (ReLU and JumpReLU only; a top-k selection
+unit decoder rows without changing what it computes (ReLU, JumpReLU and Gated only; a top-k selection
 is not invariant to per-feature scaling).
 """
 

@@ -19,10 +19,10 @@ def make(name: str, **kw):
 
 
 def test_registry_lists_seven_and_rejects_unknown():
-    assert registry.names() == ["batchtopk", "feature_choice", "jumprelu", "matryoshka_batchtopk", "mutual_choice",
-                                "standard", "topk"]
-    with pytest.raises(InputError, match="Unknown SAE architecture 'gated'.*topk"):
-        registry.lookup("gated")
+    assert registry.names() == ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka_batchtopk",
+                                "mutual_choice", "standard", "topk"]
+    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'.*topk"):
+        registry.lookup("transcoder")
 
 
 def test_topk_keeps_exactly_k_per_row():

@@ -103,8 +103,8 @@ def test_wrong_shapes_missing_files_unknown_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="W_enc has shape"):
         load_sae(folder)
     cfg.pop("glasshouse_architecture")
-    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
-    with pytest.raises(InputError, match="Unknown SAE architecture 'gated'"):
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "transcoder"}))
+    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'"):
         load_sae(folder)
     (folder / "cfg.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
