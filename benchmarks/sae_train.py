@@ -74,6 +74,7 @@ ARCH_SETTINGS = {
     "jumprelu": {"l0_coefficient": 0.5},
     "feature_choice": {},
     "mutual_choice": {},
+    "gated": {"l1_coefficient": 1.0},  # GatedConfig's default (SAELens 6's)
 }
 
 
@@ -452,7 +453,8 @@ def table(paths: list[str]) -> str:
         if arch not in rows:
             continue
         r, s = rows[arch], rows[arch]["settings"]
-        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}"}.get(arch, f"k={s['k']}")
+        setting = {"standard": f"λ={s.get('l1_coefficient')}", "jumprelu": f"L0 coef {s.get('l0_coefficient')}, θ0={s.get('jumprelu_threshold')}",
+                   "gated": f"λ={ARCH_SETTINGS['gated']['l1_coefficient']}"}.get(arch, f"k={s['k']}")
         rec, ce = r["reconstruction"], r["ce"]
         lines.append(f"| {arch} | {setting} | {rec['l0']:.1f} | {rec['fvu']:.3f} | {ce['ce_loss_recovered']:.3f} | {rec['dead_fraction']:.3f} |")
     return "\n".join(lines)

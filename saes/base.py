@@ -8,14 +8,14 @@ x in R^d_in (raw activation at a hook), F = d_sae features:
 Losses are computed in the normalised space x_n: mse = mean over tokens of sum over dims of
 (x_n_hat - x_n)^2, plus each architecture's own terms (`sparsity_terms`).
 
-Batch-level rules (BatchTopK, Feature Choice, Mutual Choice) select over the batch while the
+Batch-level rules (BatchTopK, Matryoshka, Feature Choice, Mutual Choice) select over the batch while the
 module is in training mode (`sae.train()`) and switch to learned thresholds in `sae.eval()`.
 
 Decoder norms (explicit): with cfg.decoder_norm == "unit" the trainer calls
 `remove_parallel_decoder_grad()` before each optimizer step and `normalize_decoder()` after it,
 so every W_dec row has unit norm; with "free" the rows are not constrained and the standard
 architecture puts ||W_dec[j]|| into its L1 term. `fold_decoder_norm()` rescales a free SAE to
-unit decoder rows without changing what it computes (ReLU and JumpReLU only; a top-k selection
+unit decoder rows without changing what it computes (ReLU, JumpReLU and Gated only; a top-k selection
 is not invariant to per-feature scaling).
 """
 

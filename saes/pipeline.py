@@ -5,7 +5,7 @@ declared `sae` analysis (saes/analysis.py) all call `train_sae`:
 1. the SAE fields of the saes.trainer.TrainConfig from an `SAESpec` (`sae_fields`): architecture, d_in
    (the activations' width), d_sae, k, hook_name, model_name, seed, and the sparsity rule (`sparsity_fields`):
    a given `sparsity` is the L1 coefficient of standard or the L0 coefficient of jumprelu (InputError for
-   the TopK family, whose sparsity is k); without it standard and jumprelu steer their coefficient to
+   the TopK family, whose sparsity is k); without it standard, jumprelu and gated steer their coefficient to
    L0 = k (`target_l0`, saes/config.py adapt_scale) unless `steer_l0` is False (their fixed default
    coefficient);
 2. the activations [n, d_in]: a tensor, or a callable that gathers them (given the first `gather_share` of
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 # Gathers the activations [n, d_in]; gets a part of the pipeline's reporter (None without one).
 Gather = Callable[[Reporter | None], "Tensor"]
 # Architectures whose sparsity is a coefficient (steerable to a target L0); the others set theirs with k.
-COEFFICIENT = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient"}
+COEFFICIENT = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient", "gated": "l1_coefficient"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ class TrainedSAE:
         return self.result.sae
 
 
+def no_coefficient(arch: str) -> str:
+    """Why --sparsity does not apply to `arch` (the TopK family sets its sparsity with k)."""
+    *first, last = sorted(COEFFICIENT)
+    return f"--sparsity applies to {', '.join(first)} and {last}; {arch} sets its sparsity with --k."
+
+
 def sparsity_fields(spec: SAESpec) -> dict[str, float]:
     """The SAE config's sparsity fields for `spec` (docs/methods/saes.md; rule in the module docstring).
 
@@ -74,7 +80,7 @@ def sparsity_fields(spec: SAESpec) -> dict[str, float]:
     arch = spec.architecture
     if spec.sparsity is not None:
         if arch not in COEFFICIENT:
-            raise InputError(f"--sparsity applies to standard and jumprelu; {arch} sets its sparsity with --k.")
+            raise InputError(no_coefficient(arch))
         return {COEFFICIENT[arch]: spec.sparsity}
     if spec.steer_l0 and arch in COEFFICIENT:
         return {"target_l0": float(spec.k)}  # the coefficient is steered to L0 = k (saes/config.py adapt_scale)

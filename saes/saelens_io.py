@@ -1,16 +1,17 @@
 """SAELens-compatible save and load, SAELens 6 both ways (docs/methods/saes.md, "Interoperability"; docs/saes.md).
 
 A folder holds `cfg.json` and `sae_weights.safetensors` with W_enc [d_in, d_sae], b_enc [d_sae],
-W_dec [d_sae, d_in], b_dec [d_in], and `threshold` [d_sae] for SAEs that use one at inference.
+W_dec [d_sae, d_in], b_dec [d_in], and `threshold` [d_sae] for SAEs that use one at inference; a
+gated SAE has b_gate, b_mag and r_mag [d_sae] instead of b_enc (SAELens 6's "gated" layout).
 
 Writing (`save_sae`) produces the SAELens 6 layout: hook_name, model_name, hook_head_index and
 prepend_bos under "metadata" (with "sae_lens_version": "6.0.0", the layout's version, so that
 SAELens reads it as a v6 config), and an "architecture" SAELens 6 knows: standard, topk (with "k"
-and "rescale_acts_by_decoder_norm": false) or jumprelu. BatchTopK, Mutual Choice and Feature
-Choice are written as "jumprelu" with their inference thresholds (a global one expanded to
-d_sae), as SAELens itself stores a BatchTopK SAE; "glasshouse_architecture" keeps the real name
-and all our config fields sit at the top level (SAELens ignores keys it does not know), so our
-own round trip is lossless. The activation norm scale s is folded into the weights (W_enc * s,
+and "rescale_acts_by_decoder_norm": false), jumprelu or gated. BatchTopK, Matryoshka BatchTopK, Mutual
+Choice and Feature Choice are written as "jumprelu" with their inference thresholds (a global one
+expanded to d_sae), as SAELens itself stores a (Matryoshka) BatchTopK SAE; "glasshouse_architecture"
+keeps the real name and all our config fields sit at the top level (SAELens ignores keys it does not
+know), so our own round trip is lossless. The activation norm scale s is folded into the weights (W_enc * s,
 W_dec / s, b_dec / s; "normalize_activations": "none"); "glasshouse_folded_norm_scale" records
 s. The rows of W_dec in the file then have norm 1/s, so "decoder_norm" says "free" there and
 "glasshouse_trained_decoder_norm" keeps the trained setting; `load_sae` unfolds both for our own
@@ -19,12 +20,15 @@ folders. "weights_sha256" is the SHA-256 of the weights file.
 Reading (`load_sae`) takes our folders, SAELens 6 folders (inference and training ones) and the
 pre-6 flat layout. Every field that changes what SAELens computes is reproduced or refused with an
 InputError naming it:
-- architecture standard / topk / jumprelu, and the training-only "batchtopk" (its topk_threshold
-  becomes the JumpReLU threshold, as SAELens's save_inference_model does); others are refused;
-- rescale_acts_by_decoder_norm (topk, batchtopk): SAELens multiplies the pre-activations by
-  n_j = ||W_dec[j]|| before the selection and the codes by 1/n_j before decoding; folded as
+- architecture standard / topk / jumprelu / gated, and the training-only "batchtopk" and
+  "matryoshka_batchtopk" (the topk_threshold becomes the JumpReLU threshold, as SAELens's
+  save_inference_model does; matryoshka_widths become the prefixes, d_sae appended when the last is
+  below it, as SAELens appends it); others are refused;
+- rescale_acts_by_decoder_norm (topk, batchtopk, matryoshka_batchtopk): SAELens multiplies the
+  pre-activations by n_j = ||W_dec[j]|| before the selection and the codes by 1/n_j before decoding; folded as
   SAELens folds it (W_enc[:, j] * n_j, b_enc[j] * n_j, W_dec[j] / n_j);
-- apply_b_dec_to_input false: z = x W_enc + b_enc, folded into b_enc (b_enc + b_dec W_enc);
+- apply_b_dec_to_input false: z = x W_enc + b_enc, folded into b_enc (b_enc + b_dec W_enc); for a
+  gated SAE into both paths' biases (b_gate + b_dec W_enc, b_mag + b_dec (W_enc * exp(r_mag)));
 - a JumpReLU "log_threshold" tensor becomes threshold = exp(log_threshold);
 - normalize_activations "none" and "expected_average_only_in" (SAELens applies nothing for it at
   inference) are read; "constant_norm_rescale", "layer_norm" and "covariance_whitening" (a
@@ -56,12 +60,14 @@ from saes.config import hook_layer
 WEIGHTS = "sae_weights.safetensors"
 CONFIG = "cfg.json"
 LAYOUT_VERSION = "6.0.0"
-_AS_JUMPRELU = ("batchtopk", "mutual_choice", "feature_choice")
+_AS_JUMPRELU = ("batchtopk", "matryoshka_batchtopk", "mutual_choice", "feature_choice")
 _SAELENS_ARCHS = {"standard": "standard", "relu": "standard", "topk": "topk", "jumprelu": "jumprelu",
-                  "batchtopk": "batchtopk"}
+                  "batchtopk": "batchtopk", "matryoshka_batchtopk": "matryoshka_batchtopk", "gated": "gated"}
+_RESCALED = ("topk", "batchtopk", "matryoshka_batchtopk")  # SAELens archs with rescale_acts_by_decoder_norm
 _REFUSED_NORMS = ("constant_norm_rescale", "layer_norm", "covariance_whitening")
 _META_KEYS = ("model_name", "hook_name", "hook_head_index", "prepend_bos", "context_size", "dataset_path")
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "log_threshold", "topk_threshold")
+_GATED_TENSORS = ("W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag")  # SAELens 6 "gated": no b_enc
 
 
 def _sha256(path: Path) -> str:
@@ -150,7 +156,7 @@ def _check_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
             )
 
 
-def _read_weights(folder: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _read_weights(folder: Path, cfg: dict[str, Any], name: str) -> dict[str, torch.Tensor]:
     path = folder / WEIGHTS
     if not path.exists():
         raise CheckpointError(f"{folder} has no {WEIGHTS}.")
@@ -166,18 +172,20 @@ def _read_weights(folder: Path, cfg: dict[str, Any]) -> dict[str, torch.Tensor]:
                               + advice(exc, damaged="The file is truncated or corrupted: restore it or save the SAE again.")
                               ) from exc
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    for name, shape in shapes.items():
-        if name not in tensors:
-            raise CheckpointError(f"{path} lacks the tensor '{name}' (has {sorted(tensors)}).")
-        if tuple(tensors[name].shape) != shape:
-            raise CheckpointError(f"{path}: {name} has shape {tuple(tensors[name].shape)}, cfg.json implies {shape}.")
-    for name in ("threshold", "log_threshold"):
-        if name in tensors and tuple(tensors[name].shape) != (d_sae,):
-            raise CheckpointError(f"{path}: {name} has shape {tuple(tensors[name].shape)}, expected ({d_sae},).")
+    gated = name == "gated"
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    shapes.update(dict.fromkeys(("b_gate", "b_mag", "r_mag") if gated else ("b_enc",), (d_sae,)))
+    for key, shape in shapes.items():
+        if key not in tensors:
+            raise CheckpointError(f"{path} lacks the tensor '{key}' (has {sorted(tensors)}).")
+        if tuple(tensors[key].shape) != shape:
+            raise CheckpointError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, cfg.json implies {shape}.")
+    for key in ("threshold", "log_threshold"):
+        if key in tensors and tuple(tensors[key].shape) != (d_sae,):
+            raise CheckpointError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected ({d_sae},).")
     if "topk_threshold" in tensors and tensors["topk_threshold"].numel() != 1:
         raise CheckpointError(f"{path}: topk_threshold has shape {tuple(tensors['topk_threshold'].shape)}, expected ().")
-    unknown = sorted(set(tensors) - set(_TENSORS))
+    unknown = sorted(set(tensors) - set(_GATED_TENSORS if gated else _TENSORS))
     if unknown:
         raise InputError(f"{path} holds tensors {unknown} that Glasshouse's SAEs do not use (an architecture it does not "
                          "implement); loading without them would compute something else.")
@@ -226,11 +234,15 @@ def _convert(cfg: dict[str, Any], name: str, t: dict[str, torch.Tensor]) -> dict
         t["threshold"] = t.pop("log_threshold").exp()
     if "topk_threshold" in t:
         t["threshold"] = t.pop("topk_threshold").reshape(()).expand(int(cfg["d_sae"])).clone()
-    if name in ("topk", "batchtopk") and cfg.get("rescale_acts_by_decoder_norm") and not ours:
+    if name in _RESCALED and cfg.get("rescale_acts_by_decoder_norm") and not ours:
         n = t["W_dec"].norm(dim=1).clamp_min(1e-8)
         t["W_enc"], t["b_enc"], t["W_dec"] = t["W_enc"] * n[None, :], t["b_enc"] * n, t["W_dec"] / n[:, None]
     if cfg.get("apply_b_dec_to_input", True) is False:
-        t["b_enc"] = t["b_enc"] + t["b_dec"] @ t["W_enc"]
+        if name == "gated":
+            shift = t["b_dec"] @ t["W_enc"]
+            t["b_gate"], t["b_mag"] = t["b_gate"] + shift, t["b_mag"] + shift * t["r_mag"].exp()
+        else:
+            t["b_enc"] = t["b_enc"] + t["b_dec"] @ t["W_enc"]
     s = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
     if ours and s != 1.0:
         t["W_enc"], t["W_dec"], t["b_dec"] = t["W_enc"] / s, t["W_dec"] * s, t["b_dec"] * s
@@ -248,7 +260,7 @@ def load_sae(folder: str | os.PathLike[str], model: Any = None) -> SAE:
     cfg = _read_cfg(path)
     name = _architecture(cfg)
     _check_fields(path, cfg)
-    return sae_from_parts(cfg, name, _read_weights(path, cfg), model)
+    return sae_from_parts(cfg, name, _read_weights(path, cfg, name), model)
 
 
 def sae_from_parts(cfg: dict[str, Any], name: str, tensors: dict[str, torch.Tensor], model: Any = None) -> SAE:
@@ -261,6 +273,11 @@ def sae_from_parts(cfg: dict[str, Any], name: str, tensors: dict[str, torch.Tens
         fields["k"] = cfg["activation_fn_kwargs"]["k"]
     if "k" in fields and fields["k"] is not None:
         fields["k"] = int(round(float(fields["k"])))  # SAELens BatchTopK keeps k as a float
+    if name == "matryoshka_batchtopk" and "prefixes" not in fields and isinstance(cfg.get("matryoshka_widths"), list):
+        widths = list(cfg["matryoshka_widths"])  # checked as prefixes by MatryoshkaConfig
+        if widths and isinstance(widths[-1], int | float) and widths[-1] < int(cfg["d_sae"]):
+            widths.append(int(cfg["d_sae"]))  # as SAELens appends d_sae when the last width is below it
+        fields["prefixes"] = widths
     if cfg.get("glasshouse_architecture"):
         fields["norm_scale"] = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
         fields["decoder_norm"] = cfg.get("glasshouse_trained_decoder_norm", cfg.get("decoder_norm", "unit"))

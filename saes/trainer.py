@@ -30,7 +30,7 @@
   saes/kernels; `backend` forces "torch" or "triton"), else the dense step; the others have only
   the dense step.
 - `TrainResult` counts what this call did (`steps_this_run`, `tokens_this_run`) beside the totals.
-- At the end, batch-level rules (BatchTopK, Mutual Choice, Feature Choice) re-estimate their
+- At the end, batch-level rules (BatchTopK, Matryoshka, Mutual Choice, Feature Choice) re-estimate their
   inference thresholds from the final weights on `calibrate_batches` batches of a separate stream
   (seed + 2); the checkpoint keeps the training-time values, so a resumed run calibrates the same.
   Then the SAE is written in the SAELens layout to `out_dir/sae/`.
@@ -261,7 +261,7 @@ def check_resume(saved: dict[str, Any], cfg: TrainConfig, ckpt: Path) -> None:
         if key == "sae":
             old_d, new_d = dict(old_v or {}), dict(new_v or {})
             for sub in sorted(set(old_d) | set(new_d)):
-                if old_d.get(sub) != new_d.get(sub):
+                if _norm(old_d.get(sub)) != _norm(new_d.get(sub)):  # a list from JSON equals the tuple
                     _refuse(f"sae.{sub}", old_d.get(sub), new_d.get(sub), ckpt)
         elif _norm(old_v) != _norm(new_v):
             _refuse(key, old_v, new_v, ckpt)

@@ -63,6 +63,10 @@ def make(out: Path) -> None:
     from sae_lens import (
         BatchTopKTrainingSAE,
         BatchTopKTrainingSAEConfig,
+        GatedSAE,
+        GatedSAEConfig,
+        GatedTrainingSAE,
+        GatedTrainingSAEConfig,
         JumpReLUSAE,
         JumpReLUSAEConfig,
         JumpReLUTrainingSAE,
@@ -93,6 +97,10 @@ def make(out: Path) -> None:
         "jumprelu_training": (JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**base, **_metadata())), "model"),
         "batchtopk_training_inference": (BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**base, k=4, **_metadata())),
                                          "inference"),
+        # added last, so the folders above keep their seeds (one per position)
+        "gated": (GatedSAE(GatedSAEConfig(**base, **_metadata())), "model"),
+        "gated_no_b_dec_in": (GatedSAE(GatedSAEConfig(**base, apply_b_dec_to_input=False, **_metadata())), "model"),
+        "gated_training": (GatedTrainingSAE(GatedTrainingSAEConfig(**base, **_metadata())), "model"),
     }
     g = torch.Generator().manual_seed(123)
     x = torch.randn(32, D_IN, generator=g) * 2 + 0.5

@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--checkpoint-every", type=int_range(1), default=20,
                     help="steps between checkpoints (a killed run resumes from the last)")
     tr.add_argument("--sparsity", type=float_range(0, lo_open=True), default=None,
-                    help="fixed sparsity coefficient: L1 for standard, L0 for jumprelu (default: steered to L0 = --k)")
+                    help="fixed sparsity coefficient: L1 for standard and gated, L0 for jumprelu "
+                         "(default: steered to L0 = --k)")
     tr.set_defaults(func=_train)
 
     cfg_model = "model spec (default: the model_name in the SAE's cfg.json)"
@@ -110,9 +111,10 @@ def _hook(text: str) -> str:
 def _train(args: argparse.Namespace) -> int:
     """Checks that need no model (sizes, the cache folder), then run_train holding the output folder."""
     from probes.errors import UsageError
+    from saes.pipeline import COEFFICIENT, no_coefficient
 
-    if args.sparsity is not None and args.arch not in ("standard", "jumprelu"):
-        raise UsageError(f"--sparsity applies to standard and jumprelu; {args.arch} sets its sparsity with --k.")
+    if args.sparsity is not None and args.arch not in COEFFICIENT:
+        raise UsageError(no_coefficient(args.arch))
     if args.k > args.d_sae:
         raise UsageError(f"--k {args.k} exceeds --d-sae {args.d_sae}: a token cannot use more features than exist.")
     if args.tokens < args.batch:

@@ -18,10 +18,11 @@ def make(name: str, **kw):
     return registry.build(registry.make_config(name, d_in=8, d_sae=16, seed=1, **kw))
 
 
-def test_registry_lists_six_and_rejects_unknown():
-    assert registry.names() == ["batchtopk", "feature_choice", "jumprelu", "mutual_choice", "standard", "topk"]
-    with pytest.raises(InputError, match="Unknown SAE architecture 'gated'.*topk"):
-        registry.lookup("gated")
+def test_registry_lists_seven_and_rejects_unknown():
+    assert registry.names() == ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka_batchtopk",
+                                "mutual_choice", "standard", "topk"]
+    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'.*topk"):
+        registry.lookup("transcoder")
 
 
 def test_topk_keeps_exactly_k_per_row():

@@ -24,7 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "saelens6"
 EXPECTED = load_file(str(FIXTURES / "expected.safetensors"))
 READ = {"standard": "standard", "standard_no_b_dec_in": "standard", "topk": "topk", "topk_rescale": "topk",
         "topk_no_b_dec_in": "topk", "jumprelu": "jumprelu", "topk_training": "topk", "topk_training_inference": "topk",
-        "jumprelu_training": "jumprelu", "batchtopk_training_inference": "jumprelu"}
+        "jumprelu_training": "jumprelu", "batchtopk_training_inference": "jumprelu", "gated": "gated",
+        "gated_no_b_dec_in": "gated", "gated_training": "gated"}
 
 
 @pytest.mark.parametrize("name", sorted(READ))
@@ -44,7 +45,8 @@ def test_saelens6_folder_computes_what_saelens_computes(name):
 
 
 @pytest.mark.parametrize(("name", "field"), [("topk_training", "rescale_acts_by_decoder_norm"),
-                                             ("standard_no_b_dec_in", "apply_b_dec_to_input")])
+                                             ("standard_no_b_dec_in", "apply_b_dec_to_input"),
+                                             ("gated_no_b_dec_in", "apply_b_dec_to_input")])
 def test_each_folded_field_matters(tmp_path, name, field):
     # read with the field flipped, the same weights give other outputs: the fixture tests the field
     folder = tmp_path / name
@@ -63,7 +65,7 @@ def test_constant_norm_rescale_is_refused_naming_the_field():
 
 
 @pytest.mark.parametrize(("field", "value"), [("reshape_activations", "hook_z"), ("normalize_activations", "layer_norm"),
-                                              ("architecture", "gated")])
+                                              ("architecture", "transcoder")])
 def test_other_computation_fields_are_refused(tmp_path, field, value):
     folder = tmp_path / "f"
     shutil.copytree(FIXTURES / "standard", folder)

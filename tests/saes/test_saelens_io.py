@@ -26,7 +26,7 @@ def test_round_trip_same_outputs(tmp_path, name):
     assert cfg["normalize_activations"] == "none" and cfg["glasshouse_folded_norm_scale"] == 2.5
     # rows in the file have norm 1/s, and the file says so; the trained setting is kept beside it
     assert cfg["decoder_norm"] == "free" and cfg["glasshouse_trained_decoder_norm"] == sae.cfg.decoder_norm
-    assert cfg["architecture"] == ("jumprelu" if name in ("batchtopk", "mutual_choice", "feature_choice") else name)
+    assert cfg["architecture"] == ("jumprelu" if name in ("batchtopk", "matryoshka_batchtopk", "mutual_choice", "feature_choice") else name)
     back = load_sae(tmp_path / "sae")
     assert type(back) is type(sae) and back.cfg == sae.cfg  # lossless: the norm scale is unfolded again
     for key, value in sae.weights().items():
@@ -103,8 +103,8 @@ def test_wrong_shapes_missing_files_unknown_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="W_enc has shape"):
         load_sae(folder)
     cfg.pop("glasshouse_architecture")
-    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
-    with pytest.raises(InputError, match="Unknown SAE architecture 'gated'"):
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "transcoder"}))
+    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'"):
         load_sae(folder)
     (folder / "cfg.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
