@@ -37,3 +37,21 @@ def test_a_value_out_of_the_declared_range_is_refused(smollm: Any) -> None:
                  declared_first_token_attention_min_query=40)
     assert not at.exception
     assert any("min_query" in e.value and "lower it" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_report_on_the_page_draws_its_documents_figures(smollm: Any) -> None:
+    """The sinks report (a declared report with its own saved document) on the page: its controls come from its
+    settings (a text box for the regimes), its figures are the `glasshouse sinks` ones, and the Sink_1 it shows
+    equals probes.sinks.compute_sinks on the same repeated-token inputs (an independent call, exact)."""
+    from probes.sinks import compute_sinks, inputs_for_regime
+
+    at = run_app("views/declared.py", prompt="one two three", source="prompt", declared_name="sinks_report",
+                 declared_sinks_report_n=2, declared_sinks_report_seq_len=12, declared_sinks_report_regimes="repeat")
+    assert_clean(at)
+    assert "regimes" in {w.label for w in at.text_input}
+    titles = [fig["layout"]["title"]["text"] for fig in figures(at)]
+    assert any("Sink" in t for t in titles), titles
+    rows = at.dataframe[0].value
+    shown = float(rows[rows["metric"] == "sink1_repeat"]["value"].iloc[0])
+    ids = inputs_for_regime(smollm, "repeat", 2, 12, seed=0, prepend_bos=False)
+    assert shown == compute_sinks(smollm, ids, regime="repeat").sink1
