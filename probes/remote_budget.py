@@ -1,28 +1,18 @@
 """The request budget of remote runs: payload and response sizes estimated before anything is sent.
 
-Spec: docs/remote.md. A remote analysis is a series of requests (one per chunk
-of sequences). Before the first one, `RequestPlan` states what each request carries (the token ids
-plus the traced code) and what comes back (the saved statistics, by shape); `check_budget` refuses a
-plan whose largest request is over the budget, with the numbers and how to shrink it.
-`run_chunks` then runs the requests one by one with progress reports and, given a folder, keeps each
-finished chunk there so an interrupted job resumes where it stopped.
+Spec: docs/remote.md. Every measurement of a RemoteModel (probes/remote_analyses.py) is one request.
+Before it is sent, `RequestPlan` states what it carries (the token ids plus the traced code) and what
+comes back (the saved statistics, by shape); `check_budget` refuses a plan over the budget, with the
+numbers and how to shrink it. Batching, progress and resuming are the analysis runner's
+(probes.analysis.run_analysis), the same as for a local model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-
-import torch
-from torch import Tensor
 
 from probes.errors import InputError
-from probes.io import atomic_write
-from probes.progress import Reporter, TqdmReporter
 
 # The traced block's source plus the by-value source of the statistic functions it calls, measured on
 # the intercepted requests of tests/probes/test_remote_analyses.py (largest: 36 kB); rounded up.
@@ -125,47 +115,3 @@ def shrink_advice(plan: RequestPlan, budget: RequestBudget) -> str:
         tips.append(f"fewer sequences per request (the ids take {human(plan.batch * plan.T * ID_BYTES)})")
     tips.append(f"shorter sequences than T={plan.T} (the per-key statistics grow with T)")
     return "; ".join(tips) + ". Or raise the limits: RequestBudget(max_payload_bytes=..., max_response_bytes=...)."
-
-
-def _chunk_key(tag: str, chunk: Tensor) -> str:
-    digest = hashlib.sha256(tag.encode() + chunk.numpy().tobytes()).hexdigest()[:16]
-    return f"chunk_{digest}.pt"
-
-
-def run_chunks(
-    ids: Tensor, batch_size: int, run: Callable[[Tensor], dict[str, Tensor]], desc: str = "remote",
-    reporter: Reporter | None = None, checkpoint: str | Path | None = None, tag: str = "",
-) -> list[dict[str, Tensor]]:
-    """Run `run` on each chunk of `batch_size` rows; report progress; resume from `checkpoint`.
-
-    reporter (probes.progress): updated after every chunk, checked for a cancel before each (None: a
-    transient terminal bar named `desc`).
-
-    With a checkpoint folder every finished chunk is written there atomically, named by a hash of `tag`
-    (the analysis and its settings) and the chunk's ids; a rerun loads those instead of sending them again.
-    """
-    if batch_size < 1:
-        raise InputError("batch_size must be at least 1.")
-    folder = Path(checkpoint) if checkpoint is not None else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    starts: Sequence[int] = range(0, ids.shape[0], batch_size)
-    out = []
-    rep = reporter or TqdmReporter(desc, leave=False)
-    for done, start in enumerate(starts, start=1):
-        rep.check()
-        chunk = ids[start : start + batch_size]
-        path = folder / _chunk_key(tag, chunk) if folder is not None else None
-        if path is not None and path.is_file():
-            part = torch.load(path)
-        else:
-            part = run(chunk)
-            if path is not None:
-                atomic_write(path, partial(_save, part))
-        out.append(part)
-        rep.update(f"{desc}: request {done} of {len(starts)}", done, len(starts))
-    return out
-
-
-def _save(part: dict[str, Tensor], tmp: Path) -> None:
-    torch.save(part, tmp)

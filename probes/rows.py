@@ -49,6 +49,11 @@ def scalar_rows(values: dict[str, Any]) -> list[Row]:
 
 # --- reading rows --------------------------------------------------------------------------------------
 
+def as_list(values: Any) -> list[Any]:
+    """A result's values as a list: a tensor's (nested) `tolist()`, or the list itself (a result read from JSON)."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
 def pick(rows: list[Row], metric: str) -> list[Row]:
     return [r for r in rows if r["metric"] == metric]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from probes.analyses.values import heads, heads_check
 from probes.analysis import Analysis, RunContext, setting
-from probes.rows import Row
+from probes.rows import Row, as_list
 
 if TYPE_CHECKING:
     from probes.model.model_like import ModelLike
@@ -62,8 +62,7 @@ def compute(model: ModelLike, settings: DormantReportSettings, run: RunContext) 
 def rows(result: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for domain in result["domains"]:
-        values = result["dormancy"][domain]
-        grid = values.tolist() if hasattr(values, "tolist") else values
+        grid = as_list(result["dormancy"][domain])
         out += [{"metric": f"dormancy_{domain}", "value": float(v), "layer": layer, "head": head, "position": None}
                 for layer, per_head in enumerate(grid) for head, v in enumerate(per_head)]
     for row in result["rows"]:

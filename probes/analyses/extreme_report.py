@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from probes.analyses.values import integers, integers_check, text_check
 from probes.analysis import Analysis, RunContext, setting
 from probes.errors import InputError
-from probes.rows import Row
+from probes.rows import Row, as_list
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -74,12 +74,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
                        "position": 0}]
     for name, key in (("first_token_resid_norm", "resid_sink"), ("other_resid_norm_max", "resid_rest_max")):
         out += [{"metric": name, "value": float(v), "layer": layer, "head": None, "position": None}
-                for layer, v in enumerate(_floats(s[key]))]
+                for layer, v in enumerate(as_list(s[key]))]
     return out
-
-
-def _floats(values: Any) -> list[float]:
-    return [float(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
 
 
 def summary(result: dict[str, Any]) -> list[str]:
@@ -87,8 +83,8 @@ def summary(result: dict[str, Any]) -> list[str]:
     s, at = m, a["measure_layer"]
     peak = int(s["peak_layer"])
     lines = [f"first token {m['str_tokens'][0][0]!r}: ||resid|| peaks at layer {peak} "
-             f"({_floats(s['resid_sink'])[peak]:.1f}; largest other {_floats(s['resid_rest_max'])[peak]:.1f})"]
-    clean = _floats(a["clean_sink"])[at]
+             f"({as_list(s['resid_sink'])[peak]:.1f}; largest other {as_list(s['resid_rest_max'])[peak]:.1f})"]
+    clean = as_list(a["clean_sink"])[at]
     lines += [f"  zero {row['component']:<4} L{row['layer']}: first-token norm at layer {at} = {row['sink']:.1f} "
               f"(clean {clean:.1f}), largest other {row['rest_max']:.1f}" for row in a["rows"]]
     return lines

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from probes.analyses.values import names, names_check
 from probes.analysis import Analysis, RunContext, setting
-from probes.rows import Row
+from probes.rows import Row, as_list
 
 if TYPE_CHECKING:
     from probes.model.model_like import ModelLike
@@ -94,12 +94,8 @@ def rows(result: dict[str, Any]) -> list[Row]:
         out.append({"metric": f"sink1_{regime}", "value": float(res["sink1"]), "layer": None, "head": None,
                     "position": 0})
         out += [{"metric": f"sink_rate_{regime}", "value": float(v), "layer": None, "head": None, "position": k}
-                for k, v in enumerate(_floats(res["sink_rate"]))]
+                for k, v in enumerate(as_list(res["sink_rate"]))]
     return out
-
-
-def _floats(values: Any) -> list[float]:
-    return [float(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
 
 
 def summary(result: dict[str, Any]) -> list[str]:

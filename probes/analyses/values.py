@@ -43,17 +43,6 @@ def integers(text: str) -> list[int]:
     return out
 
 
-def integers_check(value: Any) -> str | None:
-    """A check: '' (not given) or a comma-separated list of whole numbers >= 0."""
-    if (problem := _given_but_empty(value)) is not None:
-        return problem
-    try:
-        integers(str(value))
-    except InputError as exc:
-        return str(exc)
-    return None
-
-
 def heads(text: str) -> list[tuple[int, int]]:
     """'L26H7,L3H0' -> [(26, 7), (3, 0)] (InputError naming the item that is not L<layer>H<head>)."""
     out = []
@@ -65,20 +54,25 @@ def heads(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def heads_check(value: Any) -> str | None:
-    """A check: '' (not given) or a comma-separated list of heads written L<layer>H<head>."""
-    if (problem := _given_but_empty(value)) is not None:
-        return problem
-    try:
-        heads(str(value))
-    except InputError as exc:
-        return str(exc)
-    return None
+def list_check(parse: Callable[[str], Sequence[Any]]) -> Callable[[Any], str | None]:
+    """A check for an optional list written as text: '' (not given), or text `parse` reads without an InputError.
+    Text that lists nothing (',' or blanks) is a slip, not 'leave it out'."""
+
+    def problem(value: Any) -> str | None:
+        text = str(value)
+        if text and not names(text):
+            return "lists nothing; give at least one item, or leave it out"
+        try:
+            parse(text)
+        except InputError as exc:
+            return str(exc)
+        return None
+
+    return problem
 
 
-def _given_but_empty(value: Any) -> str | None:
-    """Text that is not '' but lists nothing (',' or blanks): a slip, not 'leave it out'."""
-    return "lists nothing; give at least one item, or leave it out" if str(value) and not names(str(value)) else None
+integers_check = list_check(integers)  # '' or whole numbers >= 0, e.g. 0,1,7
+heads_check = list_check(heads)  # '' or heads written L<layer>H<head>, e.g. L26H7,L3H0
 
 
 def text_check(value: Any) -> str | None:

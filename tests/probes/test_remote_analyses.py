@@ -25,7 +25,6 @@ from probes.remote_budget import (
     RequestPlan,
     RequestTooLarge,
     check_budget,
-    run_chunks,
 )
 from probes.sinks import alpha_from_pattern
 
@@ -220,31 +219,6 @@ def test_budget_refuses_with_numbers_and_how_to_shrink(rm, ids):
     with pytest.raises(RequestTooLarge):  # refused before any trace runs (remote=True would go to NDIF)
         compute_sinks(small, ids)
     assert check_budget(RequestPlan("x", 1, 1, 4, 1, {"s": (2, 2)}), RequestBudget(100_000, 16)).response_bytes == 16
-
-
-def test_chunks_report_progress_cancel_and_resume(tmp_path):
-    from probes.progress import Cancelled
-    from tests.probes.test_progress import Recorder
-
-    calls: list[int] = []
-
-    def run(chunk: torch.Tensor) -> dict[str, torch.Tensor]:
-        calls.append(len(chunk))
-        return {"s": chunk.float().sum(1)}
-
-    ids = torch.arange(10).reshape(5, 2)
-    rec = Recorder()
-    first = run_chunks(ids, 2, run, reporter=rec, checkpoint=tmp_path, tag="t")
-    seen = rec.seen
-    assert calls == [2, 2, 1] and seen == pytest.approx([1 / 3, 2 / 3, 1.0])
-    again = run_chunks(ids, 2, run, checkpoint=tmp_path, tag="t")
-    assert calls == [2, 2, 1]  # nothing recomputed
-    assert all(torch.equal(a["s"], b["s"]) for a, b in zip(first, again, strict=True))
-    run_chunks(ids, 2, run, checkpoint=tmp_path, tag="other settings")
-    assert len(calls) == 6
-    with pytest.raises(Cancelled):  # the flag is set after the first request: the second is never sent
-        run_chunks(ids, 2, run, reporter=Recorder(stop_at=1), tag="cancelled")
-    assert len(calls) == 7
 
 
 def test_backends_check_names_keys_and_hub_ids(monkeypatch):
