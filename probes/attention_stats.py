@@ -28,6 +28,7 @@ from probes.errors import InputError
 from probes.model.capture import as_tokens
 from probes.model.hooked_model import HookedModel, Tokens
 from probes.model.kernels.attention import attention_stats, kernel_takes
+from probes.model.kernels.attention_stats_flash import received_from_lse
 from probes.model.kernels.attention_stats_reference import SUMMARIES, received_attention
 from probes.model.kernels.dispatch import resolve_backend
 from probes.progress import Reporter, as_reporter
@@ -111,21 +112,25 @@ def summaries_for_batch(model: HookedModel, ids: Tensor, entropies: bool, backen
     names = SUMMARIES if entropies else SUMMARIES[:1]
     out = {name: torch.empty(ids.shape[0], f.n_layers, f.n_heads, ids.shape[1]) for name in names}
 
-    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
+    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None, lse: Tensor | None) -> None:
         scale, window = plan[layer]
-        got = received_summaries(q, k, v, lengths, scale if scaling is None else scaling, window, entropies, backend)
+        got = received_summaries(q, k, v, lengths, scale if scaling is None else scaling, window, entropies, backend,
+                                 lse)
         for name in names:
             out[name][:, layer] = got[name].cpu()
 
-    model.run_observing_attention(ids, observe, last_layer=f.n_layers - 1)
+    model.run_observing_attention(ids, observe, last_layer=f.n_layers - 1, lse=True)
     return out, [plan[layer][1] for layer in range(f.n_layers)]
 
 
 def received_summaries(q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: float, window: int,
-                       entropies: bool, backend: str = "auto") -> dict[str, Tensor]:
-    """Per-key sums and per-query figures of one layer (received_attention's keys). `received` alone goes
-    through the Triton kernel where the backend resolves to it (CUDA; d_head a power of two >= 16); the
-    per-key entropy sums exist only in the torch form, which runs on any device."""
+                       entropies: bool, backend: str = "auto", lse: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-key sums and per-query figures of one layer (received_attention's keys). Given the model pass's
+    log-sum-exp (the fused CPU op's, no window), they come from fused flash passes (attention_stats_flash).
+    Otherwise `received` alone goes through the Triton kernel where the backend resolves to it (CUDA; d_head a
+    power of two >= 16), and the chunked torch form, which runs on any device, computes the rest."""
+    if lse is not None and window == 0 and resolve_backend(backend, q.device) == "torch":
+        return received_from_lse(q, k, lse, lengths, scale, entropies)
     if not entropies and resolve_backend(backend, q.device) == "triton" and kernel_takes(q.shape[-1]):
         return {"received": attention_stats(q, k, v, lengths.to(q.device), scale=scale, n_sink=1, window=window,
                                             backend="triton")["received"]}
@@ -203,7 +208,7 @@ def _run_batch(
     lengths = batch.attention_mask.sum(dim=1)
     wanted = set(layers)
 
-    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
+    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None, lse: Tensor | None) -> None:
         if layer not in wanted:
             return
         scale, window = plan[layer]

@@ -32,11 +32,12 @@ from probes.corpus import DOMAINS, sample
 from probes.errors import InputError
 from probes.extreme import sink_attention
 from probes.hidden_sinks import mean_loss
+from probes.model.attention_edits import AttentionParts, HeadEdit, as_pattern_hooks
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.quantities import mean_from_query
 from probes.results import result_metadata
-from probes.sinks import attention_mode, check_ids
+from probes.sinks import ATTENTION_RUN, attention_mode, check_ids
 
 if TYPE_CHECKING:
     from probes.model.model_like import ModelLike
@@ -143,20 +144,30 @@ def dormancy(model: HookedModel, ids: Int[Tensor, "n T"], batch_size: int = 8) -
     return head_statistics(model, ids, batch_size)["dormancy"]
 
 
-def ablation_hooks(model: HookedModel, layer: int, head: int, mode: str) -> list[tuple[str, Any]]:
-    """A pattern hook ablating one head: zero_out_attn (all-zero pattern) or move_attn_to_bos (one-hot on 0)."""
+def ablation_edit(model: HookedModel, layer: int, head: int, mode: str) -> HeadEdit:
+    """One head ablated: zero_out_attn (an all-zero pattern: the head outputs 0) or move_attn_to_bos (one-hot on
+    key 0: the head outputs v_0), as a pattern edit and as an output edit (probes.model.attention_edits)."""
     if mode not in ABLATIONS:
         raise InputError(f"Unknown ablation '{mode}'. Choose one of: {', '.join(ABLATIONS)}.")
     layer, head = model.check_layer(layer), model.check_head(head)
 
-    def hook(pattern: Tensor, hook: Any) -> Tensor:
-        out = pattern.clone()
-        out[:, head] = 0.0
+    def on_pattern(pattern: Tensor) -> Tensor:
+        out = torch.zeros_like(pattern)
         if mode == "move_attn_to_bos":
-            out[:, head, :, 0] = 1.0
+            out[..., 0] = 1.0
         return out
 
-    return [(f"blocks.{layer}.attn.hook_pattern", hook)]
+    def on_output(parts: AttentionParts) -> Tensor:
+        if mode == "zero_out_attn":
+            return torch.zeros_like(parts.out)
+        return parts.v[:, :, :1].expand_as(parts.out)
+
+    return HeadEdit(layer, (head,), on_pattern, on_output)
+
+
+def ablation_hooks(model: HookedModel, layer: int, head: int, mode: str) -> list[tuple[str, Any]]:
+    """ablation_edit as a pattern hook (eager attention)."""
+    return as_pattern_hooks([ablation_edit(model, layer, head, mode)])
 
 
 @dataclass
@@ -260,7 +271,8 @@ def dormant_heads(
     rows = [HeadRow(layer, head, role, {d: float(dorm[d][at[layer], head]) for d in domains},
                     float(diff[at[layer], head])) for layer, head, role in picked]
     clean = rep.part(split, split + 0.1)
-    base = {d: mean_loss(model, inputs[d], batch_size=batch_size, reporter=clean.part(i / 2, (i + 1) / 2))  # type: ignore[arg-type]
+    base = {d: mean_loss(model, inputs[d], batch_size=batch_size, reporter=clean.part(i / 2, (i + 1) / 2),  # type: ignore[arg-type]
+                         attention=attention)
             for i, d in enumerate(domains)} if hooked else {}
     if ablate:
         steps, done = len(rows) * len(domains), 0
@@ -268,15 +280,18 @@ def dormant_heads(
         for row in rows:
             for d in domains:
                 ablation.check()
-                row.loss_delta[d] = {mode: mean_loss(model, inputs[d],  # type: ignore[arg-type]
-                                                     ablation_hooks(model, row.layer, row.head, mode),  # type: ignore[arg-type]
-                                                     batch_size) - base[d] for mode in ABLATIONS}
+                row.loss_delta[d] = {mode: mean_loss(model, inputs[d], batch_size=batch_size,  # type: ignore[arg-type]
+                                                     edits=[ablation_edit(model, row.layer, row.head, mode)],  # type: ignore[arg-type]
+                                                     attention=attention) - base[d] for mode in ABLATIONS}
                 done += 1
                 ablation.update(f"ablate head {row.layer}.{row.head} on {d} ({done} of {steps})", done, steps)
     rep.update("dormant heads done", 1, 1)
     settings = {"domains": list(domains), "n": n, "T": T, "top": top, "controls": controls, "heads": list(heads),
                 "prepend_bos": model.facts.prepends_bos if prepend_bos is None else prepend_bos,
                 "attention": run_attention}
+    if ablate:  # the ablations' own path: fused output edits, or eager patterns (e.g. a sliding-window layer)
+        settings["ablation_attention"] = sorted({ATTENTION_RUN[model.attention_path(  # type: ignore[attr-defined]
+            attention, [ablation_edit(model, r.layer, r.head, ABLATIONS[0])])] for r in rows})  # type: ignore[arg-type]
     return DormantResult((first, second), dorm, base, rows, result_metadata(model, settings, seed),
                          row_entropy={d: stats[d]["row_entropy"] for d in domains},
                          column_entropy={d: stats[d]["column_entropy"] for d in domains})

@@ -13,6 +13,10 @@ first position (0-based index 0). Per batch, every quantity is reduced inside ho
                           is NaN once the sink has left the window (i >= window): masked keys never enter.
                           For OPT, whose bridge gives no logits (`HookedModel.attn_scores_are_pattern`), log A[i, j] is
                           used: the same gap, since the log-normalizer cancels (A clamped at 1e-38).
+Two ways (`attention=`), equal within 1e-4 on every family of the conformance suite: "fast" (the default)
+runs the model's fast attention and measures from each layer's q, k, v and the layers' outputs, with no
+T x T pattern (measure_batch_fast; the gap as scale q_i . (k_0 - mean_j k_j)); "patterns" reduces eager
+patterns and scores in hooks (measure_batch).
 Ablations zero one layer's MLP output (`hook_mlp_out`) or attention output (`hook_attn_out`) and
 measure the residual norms again.
 """
@@ -156,15 +160,70 @@ def measure_batch(model: HookedModel, ids: Int[Tensor, "b T"], fwd_hooks: list[A
     return {key: torch.stack([got[key][layer] for layer in layers], dim=1) for key in got}
 
 
+def logit_gap_from_qk(q: Float[Tensor, "b head T d"], k: Float[Tensor, "b kv T d"], scale: float,
+                      window: int = 0) -> Float[Tensor, "b head T"]:
+    """logit_gap without the scores: s[i,0] - mean_j s[i,j] = scale q_i . (k_0 - mean_j k_j), the mean over the
+    keys 1 <= j < i the query sees, from a running sum of the keys (float64); NaN where logit_gap has NaN."""
+    b, h, t, _ = q.shape
+    group = h // k.shape[1]
+    kd = k.double()
+    total = torch.cumsum(kd, dim=2)  # total[:, :, j] = k_0 + ... + k_j
+    i = torch.arange(t, device=q.device)
+    first = torch.ones_like(i) if not window else torch.clamp(i - window + 1, min=1)  # first key in the mean
+    count = (i - first).clamp(min=0)  # keys first .. i-1
+    last_sum = total[:, :, (i - 1).clamp(min=0)]
+    before = torch.where((first - 1 >= 0)[:, None], total[:, :, (first - 1).clamp(min=0)], torch.zeros((), dtype=kd.dtype))
+    mean = (last_sum - before) / count.clamp(min=1)[:, None].double()  # [b, kv, T, d]
+    direction = (kd[:, :, :1] - mean).repeat_interleave(group, dim=1)
+    gap = scale * (q.double() * direction).sum(-1)
+    valid = (count > 0) & ((i < window) if window else torch.ones_like(i, dtype=torch.bool))
+    return torch.where(valid, gap, torch.full_like(gap, float("nan"))).float()
+
+
+def measure_batch_fast(model: HookedModel, ids: Int[Tensor, "b T"]) -> dict[str, Tensor]:
+    """measure_batch's four measurements from one forward with the model's fast attention: A[i, 0] from each
+    query's lse (the fused CPU op) or the chunked torch form (sliding windows, CUDA), the logit gap from q and k
+    (logit_gap_from_qk), value norms from v as the softmax reads it, residual norms from the layers' outputs."""
+    from probes.attention_stats import layer_scale_and_window
+    from probes.model.kernels.attention_stats_reference import received_attention
+
+    f = model.facts
+    plan = {layer: layer_scale_and_window(model, layer) for layer in range(f.n_layers)}
+    lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long)
+    got: dict[str, dict[int, Tensor]] = {"sink": {}, "value": {}, "resid": {}, "gap": {}}
+
+    def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None, lse: Tensor | None) -> None:
+        scale, window = plan[layer]
+        scale = scale if scaling is None else float(scaling)
+        group = q.shape[1] // k.shape[1]
+        if lse is not None and not window:
+            first = torch.exp(scale * (q.float() * k.float()[:, :, :1].repeat_interleave(group, dim=1)).sum(-1)
+                              - lse.float())
+        else:
+            first = received_attention(q, k, lengths, scale, window, entropies=True)["first"]
+        got["sink"][layer] = first[..., 1:].mean(-1).cpu()
+        got["value"][layer] = value_norms(model, layer, v.transpose(1, 2)).cpu()
+        got["gap"][layer] = logit_gap_from_qk(q, k, scale, window).cpu()
+
+    def on_resid(layer: int, x: Tensor) -> None:
+        got["resid"][layer] = residual_norm(x).cpu()
+
+    model.run_observing_attention(ids, observe, lse=True, residual=on_resid)
+    layers = range(f.n_layers)
+    return {key: torch.stack([got[key][layer] for layer in layers], dim=1) for key in got}
+
+
 def extreme_tokens(model: ModelLike, ids: Int[Tensor, "n T"], batch_size: int = 8,
-                   reporter: Reporter | None = None) -> ExtremeResult:
+                   reporter: Reporter | None = None, attention: str = "fast") -> ExtremeResult:
     """Sink attention, value norms, residual norms and logit gaps for sequences of equal length, measured
-    where the model runs (ModelLike.extreme_statistics: measure_batch here, inside the trace remotely).
+    where the model runs (ModelLike.extreme_statistics: measure_batch_fast or measure_batch's hooks here,
+    inside the trace remotely). attention: "fast" (no pattern) or "patterns" (eager, in hooks).
     reporter (probes.progress): per batch."""
+    run = model.attention_run(attention)
     ids = check_ids(model, ids)  # type: ignore[arg-type]
-    parts = batches(ids, batch_size, model.extreme_statistics, reporter, "extreme tokens")
+    parts = batches(ids, batch_size, lambda b: model.extreme_statistics(b, attention), reporter, "extreme tokens")
     cat = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-    settings = {"n": int(ids.shape[0]), "T": int(ids.shape[1])}
+    settings = {"n": int(ids.shape[0]), "T": int(ids.shape[1]), "attention": run}
     return ExtremeResult(cat["sink"], cat["value"], cat["resid"], cat["gap"],
                          model.tokens_from_ids(ids).str_tokens, result_metadata(model, settings))
 

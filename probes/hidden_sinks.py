@@ -12,8 +12,10 @@ Spec: docs/methods/attention-sinks.md ("Hidden sinks", "First-token scaling").
   ACT does at inference); a row whose keys are all sinks is left unchanged (nowhere to put the mass).
 - First-token scaling (ZeroTuning): A'[i,0] = gamma A[i,0] / (1 + (gamma-1) A[i,0]),
   A'[i,j] = A[i,j] / (1 + (gamma-1) A[i,0]).
-Both act on `blocks.{l}.attn.hook_pattern` through run_with_hooks; the head's output z is pattern @ v
-downstream of that hook (tests check it).
+Each is a HeadEdit (probes.model.attention_edits) with two forms of the same change: on the pattern, a hook
+on `blocks.{l}.attn.hook_pattern` (eager; the head's output z is pattern @ v downstream of it, tests check
+it), and on the output, from the fused pass's q, k, v, output and log-sum-exp with no T x T pattern (the
+default, attention="fast", where HookedModel.attention_path allows it; tests hold it to the pattern form).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from probes.errors import InputError
+from probes.model.attention_edits import AttentionParts, HeadEdit, as_pattern_hooks
 from probes.model.hooked_model import HookedModel
 from probes.progress import NullReporter, Reporter, batches
 from probes.results import result_metadata
-from probes.sinks import alpha_by_batches, alpha_from_pattern, check_ids
+from probes.sinks import ATTENTION_RUN, alpha_by_batches, alpha_from_pattern, check_ids
 
 if TYPE_CHECKING:
     from probes.model.model_like import ModelLike
@@ -185,6 +188,37 @@ def scale_first_token(pattern: Float[Tensor, "... T T"], gamma: float) -> Float[
     return out.to(pattern.dtype)
 
 
+def scale_first_output(parts: AttentionParts, gamma: float) -> Float[Tensor, "batch head pos d"]:
+    """scale_first_token's output form: (out + (gamma - 1) A[i,0] v_0) / (1 + (gamma - 1) A[i,0])."""
+    p0 = parts.probabilities(torch.zeros(1, dtype=torch.long))  # [batch, head, pos, 1]
+    return (parts.out + (gamma - 1.0) * p0 * parts.v[:, :, :1]) / (1.0 + (gamma - 1.0) * p0)
+
+
+def calibrate_output(parts: AttentionParts, beta: float = BETA, threshold: float = HIDDEN_THRESHOLD
+                     ) -> Float[Tensor, "batch head pos d"]:
+    """calibrate_pattern's output form: sinks from the swapped pass's alpha (no window), then
+    A[i,0] v_0 + beta sum_S A v + (base_i + removed_i) * (the mean value over the receiving keys), where
+    base_i and that mean come from one fused pass with the first token and the sinks masked out."""
+    t = parts.q.shape[2]
+    keys = torch.arange(t, device=parts.q.device)
+    sink = parts.received() / (t - keys).float() > threshold  # [batch, head, key]
+    sink[..., 0] = False
+    cols = sink.flatten(0, 1).any(0).nonzero()[:, 0]
+    if not len(cols):
+        return parts.out
+    p_sink = torch.where(sink[:, :, None, cols], parts.probabilities(cols), torch.zeros((), device=sink.device))
+    p_first = parts.probabilities(keys[:1])
+    dropped = sink.clone()
+    dropped[..., 0] = True
+    rest_mean, rest_lse = parts.without_keys(dropped)
+    base = torch.exp(rest_lse - parts.lse)
+    removed = (1.0 - beta) * p_sink.sum(-1)
+    new = (p_first * parts.v[:, :, :1] + beta * p_sink @ parts.v[:, :, cols]
+           + (base + removed)[..., None] * rest_mean)
+    receivers = keys - torch.cumsum(sink.long(), dim=-1)  # keys 1..i that are not sinks
+    return torch.where((receivers <= 0)[..., None], parts.out, new)
+
+
 def _by_layer(model: HookedModel, heads: Sequence[Head]) -> dict[int, list[int]]:
     if not heads:
         raise InputError("No heads given: pass a list of (layer, head) pairs.")
@@ -194,38 +228,45 @@ def _by_layer(model: HookedModel, heads: Sequence[Head]) -> dict[int, list[int]]
     return grouped
 
 
-def pattern_hooks(
-    model: HookedModel, heads: Sequence[Head], change: Callable[[Tensor], Tensor]
-) -> list[tuple[str, Callable[..., Tensor]]]:
-    """run_with_hooks hooks applying `change` to the [batch, head, T, T] pattern slice of the given heads."""
-    hooks = []
-    for layer, hs in _by_layer(model, heads).items():
-        index = torch.tensor(sorted(set(hs)))
+def head_edits(model: HookedModel, heads: Sequence[Head], on_pattern: Callable[[Tensor], Tensor],
+               on_output: Callable[[AttentionParts], Tensor]) -> list[HeadEdit]:
+    """One HeadEdit per layer of the given heads (probes.model.attention_edits)."""
+    return [HeadEdit(layer, tuple(sorted(set(hs))), on_pattern, on_output)
+            for layer, hs in _by_layer(model, heads).items()]
 
-        def hook(pattern: Tensor, hook: Any, index: Tensor = index) -> Tensor:
-            out = pattern.clone()
-            idx = index.to(pattern.device)
-            out[:, idx] = change(pattern[:, idx])
-            return out
 
-        hooks.append((f"blocks.{layer}.attn.hook_pattern", hook))
-    return hooks
+def calibration_edits(model: HookedModel, heads: Sequence[Head], beta: float = BETA,
+                      threshold: float = HIDDEN_THRESHOLD) -> list[HeadEdit]:
+    if not 0.0 <= beta <= 1.0:
+        raise InputError(f"beta must lie in [0, 1] (got {beta}); ACT uses 0.4.")
+    return head_edits(model, heads, lambda p: calibrate_pattern(p, beta=beta, threshold=threshold),
+                      lambda parts: calibrate_output(parts, beta, threshold))
+
+
+def scaling_edits(model: HookedModel, heads: Sequence[Head], gamma: float) -> list[HeadEdit]:
+    if not gamma > 0:
+        raise InputError(f"gamma must be positive (got {gamma}).")
+    return head_edits(model, heads, lambda p: scale_first_token(p, gamma), lambda parts: scale_first_output(parts, gamma))
 
 
 def calibration_hooks(model: HookedModel, heads: Sequence[Head], beta: float = BETA,
                       threshold: float = HIDDEN_THRESHOLD) -> list[tuple[str, Callable[..., Tensor]]]:
-    return pattern_hooks(model, heads, lambda p: calibrate_pattern(p, beta=beta, threshold=threshold))
+    """calibration_edits as pattern hooks (eager attention)."""
+    return as_pattern_hooks(calibration_edits(model, heads, beta, threshold))
 
 
 def scaling_hooks(model: HookedModel, heads: Sequence[Head], gamma: float) -> list[tuple[str, Callable[..., Tensor]]]:
-    return pattern_hooks(model, heads, lambda p: scale_first_token(p, gamma))
+    """scaling_edits as pattern hooks (eager attention)."""
+    return as_pattern_hooks(scaling_edits(model, heads, gamma))
 
 
 def mean_loss(model: HookedModel, ids: Int[Tensor, "n T"], hooks: list[Any] | None = None,
-              batch_size: int = 8, reporter: Reporter | None = None) -> float:
-    """Mean next-token cross-entropy (nats) over every position of every sequence, with optional hooks.
-    reporter (probes.progress): per batch."""
-    nll = batches(ids, batch_size, lambda b: model.loss_per_token(b, fwd_hooks=hooks or None), reporter, "loss")
+              batch_size: int = 8, reporter: Reporter | None = None, edits: Sequence[HeadEdit] = (),
+              attention: str = "fast") -> float:
+    """Mean next-token cross-entropy (nats) over every position of every sequence, with optional hooks (eager)
+    or head edits (fast where HookedModel.attention_path allows). reporter (probes.progress): per batch."""
+    nll = batches(ids, batch_size, lambda b: model.loss_per_token(b, fwd_hooks=hooks or None, edits=edits,
+                                                                  attention=attention), reporter, "loss")
     return sum(float(x.sum()) for x in nll) / sum(x.numel() for x in nll)
 
 
@@ -254,6 +295,7 @@ class InterventionResult:
 def search_calibration_heads(
     model: HookedModel, calib_ids: Int[Tensor, "n T"], candidates: int = 8, beta: float = BETA,
     threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8, reporter: Reporter | None = None,
+    attention: str = "fast",
 ) -> tuple[list[Head], dict[str, float]]:
     """A simple head search: calibrate each candidate head alone on the calibration data and
     keep those that lower the loss. Candidates are the `candidates` heads with the highest hidden-sink rate.
@@ -268,13 +310,14 @@ def search_calibration_heads(
     rate = found.hidden_rate.flatten()
     order = [int(i) for i in rate.argsort(descending=True)[:candidates] if rate[i] > 0]
     n_heads = model.facts.n_heads
-    base = mean_loss(model, calib_ids, batch_size=batch_size, reporter=rep.part(0.2, 0.3))
+    base = mean_loss(model, calib_ids, batch_size=batch_size, reporter=rep.part(0.2, 0.3), attention=attention)
     deltas: dict[str, float] = {}
     search = rep.part(0.3, 1.0)
     for done, flat in enumerate(order, start=1):
         search.check()
         head = (flat // n_heads, flat % n_heads)
-        loss = mean_loss(model, calib_ids, calibration_hooks(model, [head], beta, threshold), batch_size)
+        loss = mean_loss(model, calib_ids, batch_size=batch_size, attention=attention,
+                         edits=calibration_edits(model, [head], beta, threshold))
         deltas[f"{head[0]}.{head[1]}"] = loss - base
         search.update(f"calibration search: head {head[0]}.{head[1]} ({done} of {len(order)})", done, len(order))
     search.update("calibration search done", 1, 1)
@@ -285,18 +328,22 @@ def search_calibration_heads(
 def evaluate_intervention(
     model: HookedModel, ids: Int[Tensor, "n T"], kind: str, heads: Sequence[Head], beta: float = BETA,
     gamma: float = 1.5, threshold: float = HIDDEN_THRESHOLD, batch_size: int = 8,
-    search: dict[str, float] | None = None,
+    search: dict[str, float] | None = None, attention: str = "fast",
 ) -> InterventionResult:
-    """Loss before/after calibrating ("calibrate") or first-token scaling ("scale_first") the given heads."""
+    """Loss before/after calibrating ("calibrate") or first-token scaling ("scale_first") the given heads.
+    attention: "fast" edits the heads' outputs under the fused attention where the model allows it
+    (HookedModel.attention_path), "patterns" edits eager patterns; the path taken is in the metadata."""
     ids = check_ids(model, ids)
     if kind == "calibrate":
-        hooks, params = calibration_hooks(model, heads, beta, threshold), {"beta": beta, "threshold": threshold}
+        edits, params = calibration_edits(model, heads, beta, threshold), {"beta": beta, "threshold": threshold}
     elif kind == "scale_first":
-        hooks, params = scaling_hooks(model, heads, gamma), {"gamma": gamma}
+        edits, params = scaling_edits(model, heads, gamma), {"gamma": gamma}
     else:
         raise InputError(f"Unknown intervention '{kind}'. Choose 'calibrate' or 'scale_first'.")
-    before = mean_loss(model, ids, batch_size=batch_size)
-    after = mean_loss(model, ids, hooks, batch_size=batch_size)
-    settings = {"kind": kind, **params, "n": int(ids.shape[0]), "T": int(ids.shape[1])}
+    before = mean_loss(model, ids, batch_size=batch_size, attention=attention)
+    after = mean_loss(model, ids, batch_size=batch_size, edits=edits, attention=attention)
+    path = model.attention_path(attention, edits)
+    settings = {"kind": kind, **params, "n": int(ids.shape[0]), "T": int(ids.shape[1]),
+                "attention": ATTENTION_RUN[path]}
     return InterventionResult(kind, [(int(a), int(b)) for a, b in heads], params, before, after,
                               search or {}, result_metadata(model, settings))

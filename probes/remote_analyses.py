@@ -149,9 +149,11 @@ class RemoteModel(TokenView):
         stats = trace_head_statistics(self, ids, self.layers, self.remote)
         return {name: stats[k] for k, name in enumerate(HEAD_STATISTICS)}
 
-    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
-        """The extreme-token measurements, reduced inside the trace (trace_extreme). The logit gap is computed
-        from log A (the log-normalizer cancels): the local gap of the logits up to float rounding."""
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast") -> dict[str, Tensor]:
+        """The extreme-token measurements, reduced inside the trace (trace_extreme; eager patterns whatever
+        `attention` says). The logit gap is computed from log A (the log-normalizer cancels): the local gap of
+        the logits up to float rounding."""
+        check_attention(attention)
         self.require_llama_style("extreme-token statistics")
         check_budget(extreme_plan(self, len(ids), ids.shape[1], len(self.layers), len(ids)), self.budget)
         return trace_extreme(self, ids, self.layers, self.remote)

@@ -37,6 +37,9 @@ class ExtremeReportSettings:
                                  "before)", check=integers_check)
     prepend_bos: bool = setting(False, "put the tokenizer's BOS token first (the command's default: the "
                                 "tokenizer's own convention)")
+    attention: str = setting("fast", "fast (default): measured from each layer's q, k, v under the model's SDPA "
+                             "attention, no T x T pattern; patterns: eager patterns and scores reduced in hooks "
+                             "(the reference)", choices=("fast", "patterns"))
 
 
 def inputs(model: ModelLike, settings: ExtremeReportSettings, seed: int) -> Tensor:
@@ -63,7 +66,7 @@ def compute(model: ModelLike, settings: ExtremeReportSettings, run: RunContext) 
         raise InputError("; ".join(f"{name} {problem}" for name, problem in problems) + ".")
     layers = integers(settings.ablate_layers) or None
     ids = inputs(model, settings, run.seed)
-    res = extreme_tokens(model, ids, reporter=run.reporter.part(0.0, 0.4))
+    res = extreme_tokens(model, ids, reporter=run.reporter.part(0.0, 0.4), attention=settings.attention)
     ablation = peak_ablation(model, ids[:4], layers=layers, reporter=run.reporter.part(0.4, 1.0))
     return {"kind": "extreme", "measurements": res.to_dict(), "ablation": ablation.to_dict()}
 

@@ -61,14 +61,14 @@ def interventions(model: ModelLike, T: int, seed: int, prepend_bos: bool | None,
         return {**out, "left_out": LOCAL_ONLY}
     evaluation = inputs_for_regime(model, "natural", 8, T, seed=seed + 2, prepend_bos=prepend_bos)  # type: ignore[arg-type]
     kept, search = search_calibration_heads(model, calib, candidates=6,  # type: ignore[arg-type]
-                                            reporter=reporter.part(0.3, 0.8))
+                                            reporter=reporter.part(0.3, 0.8), attention=attention)
     out.update({"calibration_search": search, "calibrated_heads": kept})
     if kept:
         out["calibration"] = evaluate_intervention(model, evaluation, "calibrate", kept,  # type: ignore[arg-type]
-                                                   search=search).to_dict()
+                                                   search=search, attention=attention).to_dict()
     every = [(layer, h) for layer in range(model.facts.n_layers) for h in range(model.facts.n_heads)]
     out["scale_first"] = [evaluate_intervention(model, evaluation, "scale_first", every,  # type: ignore[arg-type]
-                                                gamma=g).to_dict() for g in (0.5, 1.5)]
+                                                gamma=g, attention=attention).to_dict() for g in (0.5, 1.5)]
     return out
 
 

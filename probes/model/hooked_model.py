@@ -42,6 +42,7 @@ from probes.model.observed_attention import Observer
 from probes.model.tokens import Tokens, TokenView
 
 if TYPE_CHECKING:
+    from probes.model.attention_edits import HeadEdit
     from probes.successor.in_context import PromptSet
 
 P = ParamSpec("P")
@@ -165,11 +166,43 @@ class HookedModel(TokenView):
                 self._traces -= 1
 
     # --- runs --------------------------------------------------------------------------------
-    def forward(self, tokens: Tokens | Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_vocab"]:
-        """Logits through the bridge (equal to the HF model's)."""
+    def forward(self, tokens: Tokens | Int[Tensor, "batch pos"], attention: str = "fast"
+                ) -> Float[Tensor, "batch pos d_vocab"]:
+        """Logits (equal to the HF model's). attention="fast" (default) runs the model's fast attention (SDPA,
+        no pattern); "patterns" the bridge's eager attention. Spec: docs/kernels.md ("Runs without patterns")."""
         ids, mask = self._ids_and_mask(tokens)
+        return self._logits(ids, mask, attention)
+
+    def _logits(self, ids: Tensor, mask: Tensor, attention: str, edits: Sequence[HeadEdit] = ()) -> Tensor:
+        """One forward pass under the model lock: fused/SDPA attention (with `edits` applied to their heads'
+        outputs) when `attention` is "fast" and the model allows it, else eager with the edits as pattern hooks."""
+        from probes.model.attention_edits import as_pattern_hooks
+        from probes.model.observed_attention import UnsupportedAttention, observing
+
         with self._lock, torch.no_grad():
+            if self.attention_path(attention, edits, mask) == "fast":
+                try:
+                    with observing(self.hf_model, None, edits=edits):
+                        return self.bridge(ids, attention_mask=mask)
+                except UnsupportedAttention:  # a family whose attention call the fast path cannot take
+                    pass
+            if edits:
+                return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=as_pattern_hooks(edits))
             return self.bridge(ids, attention_mask=mask)
+
+    def attention_path(self, attention: str = "fast", edits: Sequence[HeadEdit] = (),
+                       mask: Tensor | None = None) -> str:
+        """Which attention a hook-free run takes: "fast" (SDPA, or the CPU's fused op with its lse on edited
+        layers) or "patterns" (eager). Edits run fast only on the CPU, on layers without a sliding window and
+        without padding; soft-capped attention always runs eager."""
+        from probes.sinks import attention_mode
+
+        if attention_mode(self, attention) == "patterns":
+            return "patterns"
+        if edits and (self.device.type != "cpu" or (mask is not None and not bool(mask.all()))
+                      or any(self.attention_window(e.layer) for e in edits)):
+            return "patterns"
+        return "fast"
 
     def run_with_cache(self, tokens: Tokens | Int[Tensor, "batch pos"], **kwargs: Any) -> Any:
         """TransformerLens `run_with_cache` through the bridge (names_filter etc. pass through)."""
@@ -184,44 +217,68 @@ class HookedModel(TokenView):
             return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks, **kwargs)
 
     def run_observing_attention(
-        self, tokens: Tokens | Int[Tensor, "batch pos"], observe: Observer, last_layer: int | None = None
+        self, tokens: Tokens | Int[Tensor, "batch pos"], observe: Observer, last_layer: int | None = None,
+        lse: bool = False, residual: Callable[[int, Tensor], None] | None = None,
     ) -> str:
         """One forward pass of the HF model with its fast attention (SDPA: no T x T pattern is built in Python).
 
-        observe(layer, q, k, v, scaling) sees each layer's q [batch, head, pos, d_head] and k, v
+        observe(layer, q, k, v, scaling, lse) sees each layer's q [batch, head, pos, d_head] and k, v
         [batch, kv_head, pos, d_head] as the softmax reads them (after q/k norms and rotary, key-value heads
-        not repeated); the pass stops after `last_layer`. Returns the attention mode that ran ("sdpa"), for
+        not repeated); with `lse=True`, each query's log-sum-exp [batch, head, pos] where the fused CPU flash
+        op computed the layer (else None; probes/model/observed_attention.py); the pass stops after `last_layer`.
+        residual(layer, x) sees every layer's output x [batch, pos, d_model] (hook_resid_post's value; the
+        last layer's is the final norm's input) on a whole pass (last_layer None). Returns the attention mode that ran ("sdpa"), for
         results' metadata. Holds the model lock. Spec: docs/kernels.md ("The statistics path").
         """
         from probes.model.observed_attention import FAST, UnsupportedAttention, observing
 
         ids, mask = self._ids_and_mask(tokens)
 
-        def observe_then_stop(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None) -> None:
-            observe(layer, q, k, v, scaling)
+        def observe_then_stop(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None,
+                              lse_of_layer: Tensor | None) -> None:
+            observe(layer, q, k, v, scaling, lse_of_layer)
             if layer == last_layer:
                 raise _StopForward
 
-        with self._lock, torch.no_grad(), observing(self.hf_model, observe_then_stop):
+        if residual is not None and last_layer is not None:
+            raise ValueError("residual= needs the whole pass: leave last_layer None")
+        last_input: list[Tensor] = []
+        with self._lock, torch.no_grad(), observing(self.hf_model, observe_then_stop, lse):
+            handle = (self.adapter.final_norm().register_forward_pre_hook(lambda m, args: last_input.append(args[0]))
+                      if residual is not None else None)
             try:
-                self.hf_model(input_ids=ids, attention_mask=mask, use_cache=False)
+                out = self.hf_model(input_ids=ids, attention_mask=mask, use_cache=False,
+                                    output_hidden_states=residual is not None)
+                if residual is not None:
+                    for layer in range(self.facts.n_layers - 1):
+                        residual(layer, out.hidden_states[layer + 1])
+                    residual(self.facts.n_layers - 1, last_input[-1])
             except _StopForward:
                 pass
             except UnsupportedAttention as exc:
                 raise InputError(f"{self.spec} (family {self.facts.family}) cannot be observed through its fast "
                                  f"attention: {exc}. Use the pattern path (attention='patterns').") from exc
+            finally:
+                if handle is not None:
+                    handle.remove()
         return FAST
 
     def loss_per_token(
-        self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None
+        self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None,
+        edits: Sequence[HeadEdit] = (), attention: str = "fast",
     ) -> Float[Tensor, "batch pos_minus_1"]:
-        """Next-token cross-entropy at every position (NaN where the target is padding)."""
+        """Next-token cross-entropy at every position (NaN where the target is padding). `fwd_hooks` run on the
+        bridge's eager attention; without them the run takes `attention` (forward), with `edits`
+        (probes.model.attention_edits) applied to their heads."""
         ids, mask = self._ids_and_mask(tokens)
-        with self._lock, torch.no_grad():
-            if fwd_hooks:
-                logits = self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=fwd_hooks)
-            else:
-                logits = self.bridge(ids, attention_mask=mask)
+        if fwd_hooks:
+            from probes.model.attention_edits import as_pattern_hooks
+
+            with self._lock, torch.no_grad():
+                logits = self.bridge.run_with_hooks(ids, attention_mask=mask,
+                                                    fwd_hooks=list(fwd_hooks) + as_pattern_hooks(edits))
+        else:
+            logits = self._logits(ids, mask, attention, edits)
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device))[..., 0]
         valid = mask[:, 1:].to(nll.device).bool()
@@ -299,10 +356,14 @@ class HookedModel(TokenView):
 
         return statistics_for_batch(self, ids, attention)
 
-    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
-        """Sink attention, value norms, residual norms and logit gaps of one batch (probes.extreme.measure_batch)."""
-        from probes.extreme import measure_batch
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast") -> dict[str, Tensor]:
+        """Sink attention, value norms, residual norms and logit gaps of one batch: probes.extreme's
+        measure_batch_fast (attention "fast", no pattern) or measure_batch (eager patterns in hooks)."""
+        from probes.extreme import measure_batch, measure_batch_fast
+        from probes.sinks import attention_mode
 
+        if attention_mode(self, attention) == "fast":
+            return measure_batch_fast(self, ids)
         return measure_batch(self, ids)
 
     def head_dla(self, prompts: PromptSet, batch_size: int = 16) -> dict[str, Tensor]:

@@ -79,8 +79,8 @@ class ModelLike(Protocol):
         """probes.dormant.HEAD_STATISTICS of every sequence: dormancy, row entropy, column entropy."""
         ...
 
-    def extreme_statistics(self, ids: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
-        """The per-token extreme-token measurements (probes.extreme): "sink" [b, layer, head] attention on the
+    def extreme_statistics(self, ids: Int[Tensor, "batch pos"], attention: str = "fast") -> dict[str, Tensor]:
+        """The per-token extreme-token measurements (probes.extreme; attention "fast" | "patterns"): "sink" [b, layer, head] attention on the
         first token, "value" [b, layer, head, T] value norms, "resid" [b, layer, T] residual norms, "gap"
         [b, layer, head, T] logit gaps."""
         ...

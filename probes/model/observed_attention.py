@@ -12,25 +12,35 @@ SDPA's. TransformerLens 4's bridge replaces each HF attention module by a bridge
 attention in Python (eager, T x T); for the run, each bridge hands its call to the HF module it wraps.
 The observer lives in a ContextVar (per thread); HookedModel's lock keeps runs apart, and
 `observing` puts the model's previous implementation back when the run ends, however it ends.
+
+With `lse=True`, plain causal calls on the CPU compute the output with torch's fused flash op instead, which
+returns each query's log-sum-exp too; the observer then receives it (probes/model/kernels/
+attention_stats_flash.py turns it into per-key sums). Other calls (a mask tensor: padding or a sliding
+window; CUDA) run SDPA and hand the observer lse=None.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 from torch import Tensor, nn
 
+from probes.model.attention_edits import HeadEdit, edit_output
+from probes.model.kernels.attention_stats_flash import flash_attention_with_lse, flash_takes
+
 NAME = "glasshouse_observed"
 FAST = "sdpa"  # what runs under the observer; recorded in results as the attention mode
 
-# observer(layer, query, key, value, scaling): scaling is the layer's softmax scale (None: 1/sqrt(d_head))
-Observer = Callable[[int, Tensor, Tensor, Tensor, "float | None"], None]
+# observer(layer, query, key, value, scaling, lse): scaling is the layer's softmax scale (None: 1/sqrt(d_head));
+# lse [batch, head, pos] each query's log-sum-exp when the run asked for it and the fused op could give it, else None
+Observer = Callable[[int, Tensor, Tensor, Tensor, "float | None", "Tensor | None"], None]
 
-_OBSERVER: ContextVar[Observer | None] = ContextVar("glasshouse_attention_observer", default=None)
+_OBSERVER: ContextVar[tuple[Observer | None, bool, dict[int, list[HeadEdit]]] | None] = ContextVar(
+    "glasshouse_attention_observer", default=None)
 _REGISTERED = threading.Lock()
 _NONE = object()
 _done = False
@@ -44,11 +54,27 @@ def _observed_attention(module: nn.Module, query: Tensor, key: Tensor, value: Te
                         attention_mask: Tensor | None, **kwargs: Any) -> tuple[Tensor, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    observer = _OBSERVER.get()
-    if observer is not None:
+    current = _OBSERVER.get()
+    if current is not None:
+        observer, want_lse, edits = current
         if kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
             raise UnsupportedAttention("a positional bias or logit soft-capping is added to the scores")
-        observer(int(getattr(module, "layer_idx", -1)), query, key, value, kwargs.get("scaling"))
+        layer, scaling = int(getattr(module, "layer_idx", -1)), kwargs.get("scaling")
+        causal = kwargs.get("is_causal") if kwargs.get("is_causal") is not None else getattr(module, "is_causal", True)
+        fused = causal and flash_takes(query, key, attention_mask, float(kwargs.get("dropout") or 0.0))
+        if layer in edits and not fused:
+            raise UnsupportedAttention(f"layer {layer} is edited but its attention call cannot give the "
+                                       "log-sum-exp (a mask tensor, or not on the CPU)")
+        if fused and (want_lse or layer in edits):
+            out, lse = flash_attention_with_lse(query, key, value, scaling)
+            if observer is not None:
+                observer(layer, query, key, value, scaling, lse)
+            if layer in edits:
+                scale = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
+                out = edit_output(edits[layer], query, key, value, out, lse, scale)
+            return out.transpose(1, 2).contiguous(), None
+        if observer is not None:
+            observer(layer, query, key, value, scaling, None)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
@@ -67,8 +93,11 @@ def register() -> None:
 
 
 @contextmanager
-def observing(hf_model: Any, observer: Observer) -> Iterator[None]:
-    """Within the block, hf_model attends through SDPA and `observer` sees every layer's q, k, v.
+def observing(hf_model: Any, observer: Observer | None, lse: bool = False,
+              edits: Sequence[HeadEdit] = ()) -> Iterator[None]:
+    """Within the block, hf_model attends through SDPA and `observer` (if any) sees every layer's q, k, v
+    (and, with `lse`, each query's log-sum-exp where the fused CPU op runs; see the module docstring).
+    `edits` (probes.model.attention_edits) change their heads' outputs; their layers must run fused.
 
     The caller holds the model's lock: the implementation is a property of the model's config."""
     register()
@@ -79,7 +108,10 @@ def observing(hf_model: Any, observer: Observer) -> Iterator[None]:
     saved = [vars(bridge).get("forward", _NONE) for bridge in bridges]
     for bridge in bridges:  # the HF module itself runs, and so reaches the attention interface
         object.__setattr__(bridge, "forward", bridge.original_component.__call__)
-    token = _OBSERVER.set(observer)
+    by_layer: dict[int, list[HeadEdit]] = {}
+    for edit in edits:
+        by_layer.setdefault(edit.layer, []).append(edit)
+    token = _OBSERVER.set((observer, lse, by_layer))
     try:
         yield
     finally:

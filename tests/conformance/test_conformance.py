@@ -115,7 +115,13 @@ def test_extreme(name):
     from probes.extreme import extreme_tokens
 
     def check(e: Entry) -> None:
-        res = extreme_tokens(e.model, e.ids)
+        fast, slow = (extreme_tokens(e.model, e.ids, attention=attention) for attention in ("fast", "patterns"))
+        check_one(e, fast)
+        check_one(e, slow)
+        close(fast.resid_norm[0, -1], slow.resid_norm[0, -1], "last layer's resid norm (fast)", atol=1e-4)
+        assert fast.metadata["settings"]["attention"] == ("eager" if e.model.facts.attn_softcap else "sdpa")
+
+    def check_one(e: Entry, res) -> None:
         T = e.ids.shape[1]
         i = torch.arange(T)
         for layer, a in enumerate(e.attentions):

@@ -39,7 +39,7 @@ def test_the_model_is_left_as_it_was(smollm, natural_ids):
 
 
 def test_an_error_inside_the_run_restores_the_model(smollm, natural_ids):
-    def boom(layer, q, k, v, scaling):
+    def boom(layer, q, k, v, scaling, lse):
         raise RuntimeError("observer failed")
 
     with pytest.raises(RuntimeError, match="observer failed"):
@@ -142,3 +142,63 @@ def test_dormancy_statistics_fast_equal_patterns(smollm):
     slow = head_statistics(smollm, ids, batch_size=2, attention="patterns")
     for name in ("dormancy", "row_entropy", "column_entropy"):
         torch.testing.assert_close(fast[name], slow[name], atol=1e-5, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("scale_up", [1.0, 8.0])  # ordinary heads, and near one-hot rows (dormant-like)
+def test_received_from_lse_equals_a_softmax(scale_up):
+    """The fused route (attention_stats_flash): per-key sums from the model pass's lse and a swapped pass."""
+    import math
+
+    from probes.model.kernels.attention_stats_flash import flash_attention_with_lse, received_from_lse
+
+    gen = torch.Generator().manual_seed(1)
+    b, h, kv, t, d = 2, 6, 2, 37, 16
+    q = torch.randn(b, t, h, d, generator=gen).transpose(1, 2) * scale_up
+    k, v = torch.randn(b, kv, t, d, generator=gen), torch.randn(b, kv, t, d, generator=gen)
+    lengths = torch.tensor([37, 20])
+    out, lse = flash_attention_with_lse(q, k, v, 0.3)
+    i = torch.arange(t)
+    s = (q @ k.repeat_interleave(h // kv, dim=1).transpose(-1, -2)) * 0.3
+    s = s.masked_fill(i[None] > i[:, None], -math.inf)  # textbook, all T x T at once
+    p = torch.softmax(s, dim=-1)
+    torch.testing.assert_close(lse, torch.logsumexp(s, -1), atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(out, p @ v.repeat_interleave(h // kv, dim=1), atol=1e-5, rtol=0)
+    got = received_from_lse(q, k, lse, lengths, 0.3, entropies=True)
+    real = (i[None] < lengths[:, None]).float()
+    seen = i[None, None] < lengths[:, None, None]  # [batch, 1, key]: keys past a prompt's end are padding
+    xlogx = torch.special.xlogy(p, p)
+    want = {"received": torch.einsum("bhqk,bq->bhk", p, real), "received_xlogx": torch.einsum("bhqk,bq->bhk", xlogx, real),
+            "entropy": -xlogx.sum(-1), "first": p[..., 0]}
+    for name, value in want.items():
+        torch.testing.assert_close(got[name][seen.expand_as(value)], value[seen.expand_as(value)],
+                                   atol=2e-5 * scale_up, rtol=1e-5, msg=name)
+    assert set(received_from_lse(q, k, lse, lengths, 0.3)) == {"received"}
+
+
+def test_the_fused_route_runs_on_every_layer_of_the_embedded_model(smollm, natural_ids, monkeypatch):
+    """On the CPU the sink report takes each layer's lse from the fused op and its sums from the swapped pass."""
+    import probes.attention_stats as stats
+
+    calls = []
+    real = stats.received_from_lse
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "received_from_lse", counted)
+    fast = compute_sinks(smollm, natural_ids, attention="fast", batch_size=3)
+    assert len(calls) == smollm.facts.n_layers
+    slow = compute_sinks(smollm, natural_ids, attention="patterns", batch_size=3)
+    torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-5, rtol=0)
+
+
+def test_the_fused_route_is_not_taken_where_the_op_cannot_give_lse():
+    from probes.model.kernels.attention_stats_flash import flash_takes
+
+    q = torch.zeros(1, 2, 5, 8)
+    assert flash_takes(q, q, None, 0.0)
+    assert not flash_takes(q, q, torch.ones(1, 1, 5, 5, dtype=torch.bool), 0.0)  # padding or a sliding window
+    assert not flash_takes(q, q, None, 0.1)  # dropout
+    assert not flash_takes(q[:, :, :1], q, None, 0.0)  # one query against a cache
+    assert not flash_takes(q.double(), q.double(), None, 0.0)
