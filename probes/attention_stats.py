@@ -123,13 +123,17 @@ def summaries_for_batch(model: HookedModel, ids: Tensor, entropies: bool, backen
     return out, [plan[layer][1] for layer in range(f.n_layers)]
 
 
+FUSED_FROM = 256  # below this many positions the chunked form is as fast as the fused passes and their copies
+
+
 def received_summaries(q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, scale: float, window: int,
                        entropies: bool, backend: str = "auto", lse: Tensor | None = None) -> dict[str, Tensor]:
     """Per-key sums and per-query figures of one layer (received_attention's keys). Given the model pass's
-    log-sum-exp (the fused CPU op's, no window), they come from fused flash passes (attention_stats_flash).
+    log-sum-exp (the fused CPU op's, no window) and at least FUSED_FROM positions, they come from fused flash
+    passes (attention_stats_flash).
     Otherwise `received` alone goes through the Triton kernel where the backend resolves to it (CUDA; d_head a
     power of two >= 16), and the chunked torch form, which runs on any device, computes the rest."""
-    if lse is not None and window == 0 and resolve_backend(backend, q.device) == "torch":
+    if lse is not None and window == 0 and q.shape[2] >= FUSED_FROM and resolve_backend(backend, q.device) == "torch":
         return received_from_lse(q, k, lse, lengths, scale, entropies)
     if not entropies and resolve_backend(backend, q.device) == "triton" and kernel_takes(q.shape[-1]):
         return {"received": attention_stats(q, k, v, lengths.to(q.device), scale=scale, n_sink=1, window=window,

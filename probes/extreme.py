@@ -291,16 +291,16 @@ class PeakAblation:
 
 
 def zeroed_norms(model: ModelLike, ids: Int[Tensor, "n T"], zero: tuple[str, int] | None, batch_size: int,
-                 reporter: Reporter | None = None) -> Float[Tensor, "n layer T"]:
+                 reporter: Reporter | None = None, attention: str = "fast") -> Float[Tensor, "n layer T"]:
     """ModelLike.residual_norms of every sequence, a batch at a time, with `zero` (component, layer) zeroed."""
-    return torch.cat(batches(ids, batch_size, lambda b: model.residual_norms(b, zero=zero), reporter,
-                             "residual norms"))
+    return torch.cat(batches(ids, batch_size, lambda b: model.residual_norms(b, zero=zero, attention=attention),
+                             reporter, "residual norms"))
 
 
 def peak_ablation(
     model: ModelLike, ids: Int[Tensor, "n T"], layers: Sequence[int] | None = None,
     components: Sequence[str] = COMPONENTS, measure_layer: int | None = None, batch_size: int = 8,
-    reporter: Reporter | None = None,
+    reporter: Reporter | None = None, attention: str = "fast",
 ) -> PeakAblation:
     """Zero each listed layer's MLP / attention output in turn; report the sink's residual norm at
     `measure_layer` (default: the layer where the clean sink norm peaks) and the largest other norm.
@@ -308,14 +308,16 @@ def peak_ablation(
     layers=None: layers 0 and 1 (where the spec's Llama builds its peak) and the layer where the clean
     first-token norm grows most, with the one before it (where this model builds it).
     reporter (probes.progress): the clean run, then one step per (component, layer) zeroed.
-    The zeroing runs where the model does (ModelLike.residual_norms: hooks here, an nnsight intervention remotely).
+    The zeroing runs where the model does (ModelLike.residual_norms: a forward hook on the module under the fast
+    attention here, or TransformerLens hooks with attention="patterns"; an nnsight intervention remotely).
     """
     rep = reporter or NullReporter()
     ids = check_ids(model, ids)  # type: ignore[arg-type]
     for component in components:
         if component not in COMPONENTS:
             raise InputError(f"Unknown component '{component}'. Choose 'mlp' or 'attn'.")
-    clean = zeroed_norms(model, ids, None, batch_size, rep.part(0.0, 0.2))
+    run = model.attention_run(attention)
+    clean = zeroed_norms(model, ids, None, batch_size, rep.part(0.0, 0.2), attention)
     sink, rest = clean[..., 0].mean(0), clean[..., 1:].amax(-1).mean(0)
     at = int(sink.argmax()) if measure_layer is None else model.check_layers([measure_layer])[0]
     layers = default_ablation_layers(sink) if layers is None else layers
@@ -324,10 +326,10 @@ def peak_ablation(
     ablation = rep.part(0.2, 1.0)
     for done, (component, layer) in enumerate(runs, start=1):
         ablation.check()
-        norms = zeroed_norms(model, ids, (component, int(layer)), batch_size)
+        norms = zeroed_norms(model, ids, (component, int(layer)), batch_size, attention=attention)
         rows.append(ablation_row(component, int(layer), norms, at))
         ablation.update(f"ablate {component} of layer {layer} ({done} of {len(runs)})", done, len(runs))
     rep.update("peak ablation done", 1, 1)
     settings = {"layers": list(layers), "components": list(components), "measure_layer": at,
-                "n": int(ids.shape[0]), "T": int(ids.shape[1])}
+                "n": int(ids.shape[0]), "T": int(ids.shape[1]), "attention": run}
     return PeakAblation(sink, rest, at, rows, result_metadata(model, settings))

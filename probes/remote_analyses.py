@@ -118,9 +118,11 @@ class RemoteModel(TokenView):
 
     # --- statistics-only measurements (ModelLike): one request each, checked against the budget -------
     def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
-                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+                       zero: tuple[str, int] | None = None, attention: str = "fast") -> Float[Tensor, "batch layer pos"]:
         """||resid_post|| after every layer at every position, computed inside the trace, with one layer's MLP or
-        attention output zeroed there when `zero` = ("mlp" | "attn", layer) names it."""
+        attention output zeroed there when `zero` = ("mlp" | "attn", layer) names it (`attention` is checked;
+        the trace runs whatever attention the served model has)."""
+        check_attention(attention)
         if zero is not None:
             if zero[0] not in COMPONENTS:
                 raise InputError(f"Unknown component '{zero[0]}'. Choose 'mlp' or 'attn'.")

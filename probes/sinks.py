@@ -238,8 +238,10 @@ def sink_memory_bytes(model: HookedModel, batch: int, T: int, attention: str) ->
     (docs/kernels.md "Memory model"; benchmarks/sinks_overhead.py memory prints it beside the measured peak).
     Both paths hold about 8 d_model + 3 d_mlp activations per token in the model's dtype.
     "patterns" adds six fp32 [batch, head, T, T] tensors in flight (scores, mask, softmax, the hook's copy).
-    "fast" adds four fp32 tensors of one query block's scores (at most ROW_BLOCK queries and
-    MAX_CHUNK_ELEMENTS scores) and q, k in fp32 (2 [batch, head, T, d_head]); SDPA itself is linear in T."""
+    "fast" adds the larger of its two routes' tensors: the chunked form's four fp32 tensors of one query
+    block's scores (at most ROW_BLOCK queries and MAX_CHUNK_ELEMENTS scores) and q, k in fp32
+    (2 [batch, head, T, d_head]); or the CPU's fused route's swapped query, key and output and its q, k in
+    fp32 (5 [batch, head, T, d_head + 1]). SDPA itself is linear in T."""
     f = model.facts
     item = torch.empty((), dtype=model.dtype).element_size()
     per_token = batch * T * (8 * f.d_model + 3 * f.d_mlp) * item
@@ -247,7 +249,9 @@ def sink_memory_bytes(model: HookedModel, batch: int, T: int, attention: str) ->
     if attention == "patterns":
         return per_token + 6 * rows * T * 4
     block = min(ROW_BLOCK, max(1, MAX_CHUNK_ELEMENTS // rows), T)
-    return per_token + 4 * block * rows * 4 + 2 * rows * f.d_head * 4
+    chunked = 4 * block * rows * 4 + 2 * rows * f.d_head * 4
+    fused = 5 * rows * (f.d_head + 1) * 4
+    return per_token + max(chunked, fused)
 
 
 def check_sink_budget(model: HookedModel, batch: int, T: int, attention: str) -> None:

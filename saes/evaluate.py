@@ -163,7 +163,7 @@ def ce_loss_recovered(
     with torch.no_grad():
         for i in range(0, ids.shape[0], batch_prompts):
             chunk = ids[i : i + batch_prompts]
-            logits_clean = model.forward(chunk)[:, :-1].float()
+            logits_clean = model.forward(chunk, attention="patterns")[:, :-1].float()  # as the hooked runs
             logits_spliced = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(reconstruct))])[:, :-1].float()
             logits_ablated = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(ablate))])[:, :-1].float()
             target = chunk[:, 1:].to(logits_clean.device)

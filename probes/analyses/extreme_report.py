@@ -67,7 +67,8 @@ def compute(model: ModelLike, settings: ExtremeReportSettings, run: RunContext) 
     layers = integers(settings.ablate_layers) or None
     ids = inputs(model, settings, run.seed)
     res = extreme_tokens(model, ids, reporter=run.reporter.part(0.0, 0.4), attention=settings.attention)
-    ablation = peak_ablation(model, ids[:4], layers=layers, reporter=run.reporter.part(0.4, 1.0))
+    ablation = peak_ablation(model, ids[:4], layers=layers, reporter=run.reporter.part(0.4, 1.0),
+                             attention=settings.attention)
     return {"kind": "extreme", "measurements": res.to_dict(), "ablation": ablation.to_dict()}
 
 

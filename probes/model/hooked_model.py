@@ -194,10 +194,11 @@ class HookedModel(TokenView):
                        mask: Tensor | None = None) -> str:
         """Which attention a hook-free run takes: "fast" (SDPA, or the CPU's fused op with its lse on edited
         layers) or "patterns" (eager). Edits run fast only on the CPU, on layers without a sliding window and
-        without padding; soft-capped attention always runs eager."""
+        without padding; soft-capped attention always runs eager, and so does any run while hooks are attached
+        to the bridge (`add_hook`, a `with model.tl.hooks(...)` block): they may sit inside attention."""
         from probes.sinks import attention_mode
 
-        if attention_mode(self, attention) == "patterns":
+        if attention_mode(self, attention) == "patterns" or self._hooks_attached():
             return "patterns"
         if edits and (self.device.type != "cpu" or (mask is not None and not bool(mask.all()))
                       or any(self.attention_window(e.layer) for e in edits)):
@@ -263,6 +264,9 @@ class HookedModel(TokenView):
                     handle.remove()
         return FAST
 
+    def _hooks_attached(self) -> bool:
+        return any(hp.fwd_hooks for hp in self.bridge.hook_dict.values())  # TransformerLens hooks (add_hook)
+
     def loss_per_token(
         self, tokens: Tokens | Int[Tensor, "batch pos"], fwd_hooks: list[Any] | None = None,
         edits: Sequence[HeadEdit] = (), attention: str = "fast",
@@ -325,13 +329,40 @@ class HookedModel(TokenView):
         return ATTENTION_RUN[attention_mode(self, attention)]
 
     def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
-                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+                       zero: tuple[str, int] | None = None, attention: str = "fast") -> Float[Tensor, "batch layer pos"]:
         """||resid_post|| after every layer at every position (probes.quantities.residual_norm), with one
-        layer's MLP or attention output set to zero when `zero` = ("mlp" | "attn", layer) names it."""
-        from probes.extreme import resid_norms, zero_hooks
+        layer's MLP or attention output set to zero when `zero` = ("mlp" | "attn", layer) names it. Runs the
+        model's fast attention (the zeroing a forward hook on that module, under the model lock), or the
+        bridge's hooks on eager attention where attention="patterns" or the model needs it."""
+        from probes.extreme import COMPONENTS, resid_norms, zero_hooks
+        from probes.quantities import residual_norm
+        from probes.sinks import attention_mode
 
-        hooks = zero_hooks(self, zero[0], [zero[1]]) if zero is not None else None
-        return resid_norms(self, ids, hooks, batch_size=len(ids), dtype=dtype)
+        if zero is not None and zero[0] not in COMPONENTS:
+            raise InputError(f"Unknown component '{zero[0]}'. Choose 'mlp' or 'attn'.")
+        if attention_mode(self, attention) == "patterns" or self._hooks_attached():
+            hooks = zero_hooks(self, zero[0], [zero[1]]) if zero is not None else None
+            return resid_norms(self, ids, hooks, batch_size=len(ids), dtype=dtype)
+        got: dict[int, Tensor] = {}
+
+        def zero_output(module: nn.Module, args: Any, output: Any) -> Any:
+            if isinstance(output, tuple):
+                return (torch.zeros_like(output[0]), *output[1:])
+            return torch.zeros_like(output)
+
+        with self._lock:
+            handle = None
+            if zero is not None:
+                layer = self.check_layer(zero[1])
+                module = self.adapter.mlp(layer) if zero[0] == "mlp" else self.adapter.attn(layer)
+                handle = module.register_forward_hook(zero_output)
+            try:
+                self.run_observing_attention(ids, lambda *seen: None,
+                                             residual=lambda layer, x: got.__setitem__(layer, residual_norm(x, dtype).cpu()))
+            finally:
+                if handle is not None:
+                    handle.remove()
+        return torch.stack([got[layer] for layer in range(self.facts.n_layers)], dim=1)
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:
         """Attention on key 0 of every query, from the statistics path (no T x T pattern; docs/kernels.md)."""

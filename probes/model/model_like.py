@@ -60,9 +60,10 @@ class ModelLike(Protocol):
         ...
 
     def residual_norms(self, ids: Int[Tensor, "batch pos"], dtype: torch.dtype | None = None,
-                       zero: tuple[str, int] | None = None) -> Float[Tensor, "batch layer pos"]:
+                       zero: tuple[str, int] | None = None, attention: str = "fast") -> Float[Tensor, "batch layer pos"]:
         """||resid_post|| after every layer at every position (dtype: the norm's, default float32), with one
-        layer's MLP or attention output zeroed when `zero` = ("mlp" | "attn", layer) says so."""
+        layer's MLP or attention output zeroed when `zero` = ("mlp" | "attn", layer) says so; attention
+        "fast" | "patterns" as attention_run."""
         ...
 
     def attention_on_first(self, ids: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch layer head pos"]:

@@ -77,13 +77,19 @@ def test_capture(name):
     conform(name, "capture", check)
 
 
+# the statistics path under SDPA, its sums from the fused passes (CPU) or the chunked form, and eager patterns
+PATHS = (("fast", 2), ("fast", 10**9), ("patterns", None))
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_sinks(name):
+def test_sinks(name, monkeypatch):
+    import probes.attention_stats as stats
     from probes.sinks import compute_sinks
 
     def check(e: Entry) -> None:
         T = e.ids.shape[1]
-        for attention in ("fast", "patterns"):  # the statistics path under SDPA, and eager patterns
+        for attention, fused_from in PATHS:
+            monkeypatch.setattr(stats, "FUSED_FROM", fused_from)
             res = compute_sinks(e.model, e.ids, regime="custom", attention=attention)
             want = "eager" if attention == "patterns" or e.model.facts.attn_softcap else "sdpa"
             assert res.metadata["settings"]["attention"] == want
@@ -143,11 +149,13 @@ def test_extreme(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_dormant(name):
+def test_dormant(name, monkeypatch):
+    import probes.attention_stats as stats
     from probes.dormant import column_entropy, head_statistics, row_entropy
 
     def check(e: Entry) -> None:
-        for attention in ("fast", "patterns"):
+        for attention, fused_from in PATHS:
+            monkeypatch.setattr(stats, "FUSED_FROM", fused_from)
             st = head_statistics(e.model, e.ids, attention=attention)
             for layer, a in enumerate(e.attentions):  # a: HF eager [head, query, key] of sequence 0
                 close(st["dormancy"][layer], a[:, 1:, 0].mean(-1), f"dormancy {layer} ({attention})")

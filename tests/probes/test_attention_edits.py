@@ -115,3 +115,16 @@ def test_forward_runs_the_fast_attention_and_equals_eager(smollm, ids, monkeypat
     assert len(calls) == smollm.facts.n_layers  # the eager run does not reach it
     torch.testing.assert_close(fast, slow, atol=2e-4, rtol=1e-5)
     assert smollm.hf_model.config._attn_implementation == "eager"
+
+
+def test_a_run_with_hooks_attached_takes_the_eager_attention(smollm, ids):
+    """A hook added on the shared bridge (inside attention here) must still fire on a plain forward."""
+    seen = []
+    point = smollm.bridge.hook_dict["blocks.2.attn.hook_pattern"]
+    point.add_hook(lambda pattern, hook: seen.append(pattern.shape))
+    try:
+        assert smollm.attention_path("fast") == "patterns"
+        smollm.forward(ids)
+    finally:
+        point.remove_hooks()
+    assert seen and smollm.attention_path("fast") == "fast"

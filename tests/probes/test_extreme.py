@@ -59,3 +59,23 @@ def test_zeroing_mlp_leaves_resid_mid(smollm):
     assert pa.rows[0]["component"] == "attn" and pa.measure_layer == 2
     with pytest.raises(InputError, match="component"):
         zero_hooks(smollm, "norm", [0])
+
+
+def test_zeroing_on_the_fast_attention_equals_the_hooks(smollm):
+    """residual_norms under SDPA (a forward hook on the zeroed module, layer outputs from the HF pass, the
+    last layer's from the final norm's input) against the TransformerLens hooks on eager attention."""
+    ids = torch.tensor([[504, 2365, 314, 260, 1345, 28, 3622, 30]])
+    cap = capture(smollm, ids, what=["resid_mid"], layers=[1])
+    fast = smollm.residual_norms(ids, zero=("mlp", 1))
+    assert torch.allclose(fast[:, 1], cap["resid_mid"][:, 0].norm(dim=-1), rtol=1e-5)
+    for zero in (None, ("mlp", 1), ("attn", 0)):
+        slow = smollm.residual_norms(ids, zero=zero, attention="patterns")
+        torch.testing.assert_close(smollm.residual_norms(ids, zero=zero), slow, rtol=1e-5, atol=1e-3)
+    assert (smollm.residual_norms(ids, zero=("attn", 0)) - smollm.residual_norms(ids)).abs().max() > 1.0
+    fast_pa = peak_ablation(smollm, ids, layers=(0, 1), measure_layer=2)
+    slow_pa = peak_ablation(smollm, ids, layers=(0, 1), measure_layer=2, attention="patterns")
+    assert fast_pa.metadata["settings"]["attention"] == "sdpa" and slow_pa.metadata["settings"]["attention"] == "eager"
+    for a, b in zip(fast_pa.rows, slow_pa.rows, strict=True):
+        assert a["component"] == b["component"] and a["sink"] == pytest.approx(b["sink"], rel=1e-5)
+    with pytest.raises(InputError, match="component"):
+        smollm.residual_norms(ids, zero=("norm", 0))

@@ -20,7 +20,16 @@ def natural_ids(smollm):
     return inputs_for_regime(smollm, "natural", 3, 24, seed=5)
 
 
-def test_fast_equals_patterns(smollm, natural_ids):
+@pytest.fixture(params=["fused", "chunked"])
+def sums_route(request, monkeypatch):
+    """The fast path's per-key sums from the fused passes (CPU) or the chunked form, whatever the length."""
+    import probes.attention_stats as stats
+
+    monkeypatch.setattr(stats, "FUSED_FROM", 2 if request.param == "fused" else 10**9)
+    return request.param
+
+
+def test_fast_equals_patterns(smollm, natural_ids, sums_route):
     fast = compute_sinks(smollm, natural_ids, attention="fast", batch_size=2)
     slow = compute_sinks(smollm, natural_ids, attention="patterns", batch_size=2)
     torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-5, rtol=0)
@@ -134,7 +143,7 @@ def test_received_attention_equals_the_reference_and_a_softmax(window, max_chunk
     torch.testing.assert_close(got["received_xlogx"], torch.einsum("bhqk,bq->bhk", xlogx, real), atol=1e-5, rtol=0)
 
 
-def test_dormancy_statistics_fast_equal_patterns(smollm):
+def test_dormancy_statistics_fast_equal_patterns(smollm, sums_route):
     from probes.dormant import domain_inputs, head_statistics
 
     ids = domain_inputs(smollm, "code", 3, 24, seed=2)
@@ -175,7 +184,7 @@ def test_received_from_lse_equals_a_softmax(scale_up):
     assert set(received_from_lse(q, k, lse, lengths, 0.3)) == {"received"}
 
 
-def test_the_fused_route_runs_on_every_layer_of_the_embedded_model(smollm, natural_ids, monkeypatch):
+def test_the_fused_route_runs_on_every_layer_of_the_embedded_model(smollm, monkeypatch):
     """On the CPU the sink report takes each layer's lse from the fused op and its sums from the swapped pass."""
     import probes.attention_stats as stats
 
@@ -187,9 +196,12 @@ def test_the_fused_route_runs_on_every_layer_of_the_embedded_model(smollm, natur
         return real(*args, **kwargs)
 
     monkeypatch.setattr(stats, "received_from_lse", counted)
-    fast = compute_sinks(smollm, natural_ids, attention="fast", batch_size=3)
+    ids = inputs_for_regime(smollm, "random", 1, stats.FUSED_FROM, seed=2)
+    fast = compute_sinks(smollm, ids, attention="fast")
     assert len(calls) == smollm.facts.n_layers
-    slow = compute_sinks(smollm, natural_ids, attention="patterns", batch_size=3)
+    compute_sinks(smollm, ids[:, : stats.FUSED_FROM - 1], attention="fast")  # shorter: the chunked form
+    assert len(calls) == smollm.facts.n_layers
+    slow = compute_sinks(smollm, ids, attention="patterns")
     torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-5, rtol=0)
 
 
