@@ -98,16 +98,38 @@ class SAE(nn.Module):
         return self.decode(self.encode(flat)).reshape(*lead, self.cfg.d_in)
 
     def loss(self, x: Float[Tensor, "batch d_in"], dead_mask: Bool[Tensor, "*d_sae"] | None = None) -> SAEOutput:
-        """The training loss: mse (normalised space) plus the architecture's terms."""
-        self._check_width(x)
-        x_n = x * self.cfg.norm_scale
-        z = self.pre_acts(x)
+        """The training loss: mse (normalised space) plus the architecture's terms. `x` is a training row: the
+        activation itself, or for a transcoder the input and the target side by side (`split`)."""
+        x_in, target = self.split(x)
+        self._check_width(x_in)
+        t_n = target * self.target_scale
+        z = self.pre_acts(x_in)
         f = self.activation(z)
-        x_n_hat = f @ self.W_dec + self.b_dec
-        terms = {"mse": (x_n_hat - x_n).pow(2).sum(-1).mean()}
-        terms.update(self.sparsity_terms(x_n, z, f, x_n_hat, dead_mask))
+        t_n_hat = self.decode_normalised(f, x_in)
+        terms = {"mse": (t_n_hat - t_n).pow(2).sum(-1).mean()}
+        terms.update(self.sparsity_terms(t_n, z, f, t_n_hat, dead_mask))
         total = torch.stack(list(terms.values())).sum()
-        return SAEOutput(x_hat=x_n_hat / self.cfg.norm_scale, feature_acts=f, loss=total, terms=terms)
+        return SAEOutput(x_hat=t_n_hat / self.target_scale, feature_acts=f, loss=total, terms=terms)
+
+    # --- what a training row holds (an SAE reconstructs its input; a transcoder predicts another hook) ----
+    def split(self, rows: Float[Tensor, "batch width"]) -> tuple[Tensor, Tensor]:
+        """(the encoder's input, the reconstruction target) of training rows; both `rows` for an SAE."""
+        return rows, rows
+
+    @property
+    def target_scale(self) -> float:
+        """The factor the target is multiplied by before the loss (an SAE's norm_scale)."""
+        return self.cfg.norm_scale
+
+    def decode_normalised(self, f: Float[Tensor, "batch d_sae"], x: Float[Tensor, "batch d_in"]
+                          ) -> Float[Tensor, "batch d_out"]:
+        """The reconstruction in the normalised space, f W_dec + b_dec (x: the raw input, for a skip path)."""
+        return f @ self.W_dec + self.b_dec
+
+    @torch.no_grad()
+    def init_decoder_bias(self, sample: Float[Tensor, "n width"]) -> None:
+        """b_dec = the mean normalised target over a sample of training rows (the trainer's start)."""
+        self.b_dec.copy_((self.split(sample)[1] * self.target_scale).mean(0))
 
     def sparsity_terms(
         self,

@@ -61,6 +61,18 @@ class SAEConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def row_width(self) -> int:
+        """The width of a training row (d_in; a transcoder's rows hold its input and its target)."""
+        return self.d_in
+
+    def fit_normalization(self, sample: Tensor) -> None:
+        """Set norm_scale from a sample of training rows (normalization "expected_norm")."""
+        if self.normalization == "expected_norm":
+            from saes.activation_store import estimate_norm_scale
+
+            self.norm_scale = estimate_norm_scale(sample)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """Build from a dict, ignoring keys this dataclass does not have (e.g. SAELens-only keys)."""

@@ -70,9 +70,12 @@ def fired_counts(f: Float[Tensor, "... d_sae"]) -> Float[Tensor, " d_sae"]:
 def reconstruction_metrics(
     sae: SAE, acts: Float[Tensor, "n d_in"], batch_size: int = 4096, dense_threshold: float = 0.1, bins: int = 30
 ) -> ReconstructionMetrics:
-    """L0, MSE, FVU, explained variance, cosine, dead/dense counts and the log10 density histogram."""
-    if acts.ndim != 2 or acts.shape[1] != sae.cfg.d_in:
-        raise InputError(f"acts must have shape [n, d_in={sae.cfg.d_in}], got {tuple(acts.shape)}.")
+    """L0, MSE, FVU, explained variance, cosine, dead/dense counts and the log10 density histogram.
+    For a transcoder `acts` are its rows [input | target] and the metrics compare its prediction with the target."""
+    width = sae.cfg.row_width
+    if acts.ndim != 2 or acts.shape[1] != width:
+        what = "d_in" if width == sae.cfg.d_in else "d_in + d_out"
+        raise InputError(f"acts must have shape [n, {what}={width}], got {tuple(acts.shape)}.")
     if acts.shape[0] < 2:
         raise InputError("Need at least 2 activations to measure variance.")
     finite = torch.isfinite(acts).all(dim=-1)
@@ -89,9 +92,9 @@ def reconstruction_metrics(
     x_hats = []
     with torch.no_grad():
         for i in range(0, acts.shape[0], batch_size):
-            x = acts[i : i + batch_size].float()
-            f = sae.encode(x)
-            x_hat = sae.decode(f)
+            x_in, x = sae.split(acts[i : i + batch_size].float())  # x: what is reconstructed (the target)
+            f = sae.encode(x_in)
+            x_hat = sae.decode_normalised(f, x_in) / sae.target_scale
             x_hats.append(x_hat)
             fired += fired_counts(f)
             l0 += float((f > 0).sum())
@@ -99,12 +102,13 @@ def reconstruction_metrics(
             cos += float(torch.nn.functional.cosine_similarity(x, x_hat, dim=-1).double().sum())
     sae.train(was_training)
     n = acts.shape[0]
-    value = fvu(acts.float(), torch.cat(x_hats))
+    targets = sae.split(acts.float())[1]
+    value = fvu(targets, torch.cat(x_hats))
     density = feature_density(fired, n)
     live = density[density > 0]
     counts, edges = np.histogram(np.log10(live.numpy()), bins=bins) if live.numel() else (np.zeros(0), np.zeros(0))
     return ReconstructionMetrics(
-        n_tokens=n, l0=l0 / n, mse=sq / (n * acts.shape[1]), fvu=value, explained_variance=1 - value,
+        n_tokens=n, l0=l0 / n, mse=sq / (n * targets.shape[1]), fvu=value, explained_variance=1 - value,
         cosine=cos / n, dead=int((density == 0).sum()), dense=int((density > dense_threshold).sum()),
         d_sae=sae.cfg.d_sae, dead_fraction=float((density == 0).double().mean()),
         log10_density_hist={"counts": counts.tolist(), "edges": edges.tolist()},
@@ -158,14 +162,22 @@ def ce_loss_recovered(
     def ablate(x: Tensor) -> Tensor:
         return torch.zeros_like(x) if mean is None else mean.to(x).expand_as(x)
 
+    return _compare(model, ids, batch_prompts, hook_name, ablation,
+                    lambda: [(hook_name, splice(reconstruct))], lambda: [(hook_name, splice(ablate))])
+
+
+def _compare(model: Any, ids: Tensor, batch_prompts: int, name: str, ablation: str,
+             spliced: Callable[[], list[Any]], ablated: Callable[[], list[Any]]) -> CEMetrics:
+    """Clean, spliced and ablated next-token losses and KL(clean || spliced) over `ids` (module docstring);
+    `spliced()` and `ablated()` give each batch's hooks."""
     sums = {"clean": 0.0, "spliced": 0.0, "ablated": 0.0, "kl": 0.0}
     count = 0
     with torch.no_grad():
         for i in range(0, ids.shape[0], batch_prompts):
             chunk = ids[i : i + batch_prompts]
             logits_clean = model.forward(chunk, attention="patterns")[:, :-1].float()  # as the hooked runs
-            logits_spliced = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(reconstruct))])[:, :-1].float()
-            logits_ablated = model.run_with_hooks(chunk, fwd_hooks=[(hook_name, splice(ablate))])[:, :-1].float()
+            logits_spliced = model.run_with_hooks(chunk, fwd_hooks=spliced())[:, :-1].float()
+            logits_ablated = model.run_with_hooks(chunk, fwd_hooks=ablated())[:, :-1].float()
             target = chunk[:, 1:].to(logits_clean.device)
             for key, logits in (("clean", logits_clean), ("spliced", logits_spliced), ("ablated", logits_ablated)):
                 sums[key] += float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum"))
@@ -173,10 +185,53 @@ def ce_loss_recovered(
             lp_spliced = logits_spliced.log_softmax(-1)
             sums["kl"] += float((lp_clean.exp() * (lp_clean - lp_spliced)).sum())
             count += target.numel()
-    clean, spliced, ablated = sums["clean"] / count, sums["spliced"] / count, sums["ablated"] / count
-    denom = ablated - clean
-    recovered = (ablated - spliced) / denom if abs(denom) > 1e-12 else float("nan")
-    return CEMetrics(hook_name, ablation, count, clean, spliced, ablated, recovered, sums["kl"] / count)
+    clean, spliced_loss, ablated_loss = sums["clean"] / count, sums["spliced"] / count, sums["ablated"] / count
+    denom = ablated_loss - clean
+    recovered = (ablated_loss - spliced_loss) / denom if abs(denom) > 1e-12 else float("nan")
+    return CEMetrics(name, ablation, count, clean, spliced_loss, ablated_loss, recovered, sums["kl"] / count)
+
+
+def transcoder_loss_change(model: Any, tc: SAE, ids: Int[Tensor, "batch pos"], ablation: str = "zero",
+                           batch_prompts: int = 8) -> CEMetrics:
+    """A transcoder in place of what it predicts (docs/methods/saes.md, "Transcoders"): the output hook's
+    activation is replaced by tc(input hook's activation) at every position it was trained on, and the
+    next-token loss compared with the clean run and with the output ablated (zeros, or its mean over the
+    evaluation tokens), as ce_loss_recovered does for an SAE. `hook_name` of the result reads "in -> out"."""
+    out_hook = getattr(tc.cfg, "hook_name_out", None)
+    if not out_hook:
+        raise InputError(f"{tc.cfg.architecture} is not a transcoder: use ce_loss_recovered for an SAE.")
+    if ablation not in ("zero", "mean"):
+        raise InputError(f"ablation must be 'zero' or 'mean', got '{ablation}'.")
+    tc.eval()
+    start = 1 if tc.cfg.skip_first_position else 0
+    device = next(tc.parameters()).device
+    mean = _mean_activation(model, out_hook, ids, start, batch_prompts) if ablation == "mean" else None
+
+    def spliced() -> list[Any]:
+        seen: dict[str, Tensor] = {}
+
+        def keep(act: Tensor, hook: Any) -> None:
+            seen["x"] = act[:, start:].to(device, torch.float32)
+
+        def replace(act: Tensor, hook: Any) -> Tensor:
+            if "x" not in seen:
+                raise InputError(f"The transcoder's input hook {tc.cfg.hook_name} runs after its output hook "
+                                 f"{out_hook}: a transcoder predicts a later activation from an earlier one.")
+            new = act.clone()
+            new[:, start:] = tc(seen["x"]).to(act.device, act.dtype)
+            return new
+
+        return [(tc.cfg.hook_name, keep), (out_hook, replace)]
+
+    def ablated() -> list[Any]:
+        def replace(act: Tensor, hook: Any) -> Tensor:
+            new = act.clone()
+            new[:, start:] = 0.0 if mean is None else mean.to(act)
+            return new
+
+        return [(out_hook, replace)]
+
+    return _compare(model, ids, batch_prompts, f"{tc.cfg.hook_name} -> {out_hook}", ablation, spliced, ablated)
 
 
 def _mean_activation(model: Any, hook_name: str, ids: Tensor, start: int, batch_prompts: int) -> Tensor:

@@ -6,6 +6,7 @@ point the specs name (`activations_at`), keeps each hook's activations (position
 here skips it), and then trains each spec on its own hook's rows through saes.pipeline.train_sae, the one
 training pipeline: SAEs at the same hook (two widths, TopK beside BatchTopK) share one copy of the activations.
 Each SAE is the one `train_sae` would train on activations collected for it alone (tested: equal weights).
+A transcoder spec (hook_name_out set) gets both of its hooks from the same pass, as rows [input | target].
 
 Unlike SAELens's multi-SAE runner, which steps every SAE on each streamed batch, the activations are
 gathered first and held in memory ([tokens, d_in] float32 per hook: 65,536 tokens of SmolLM2's residual
@@ -89,12 +90,33 @@ def train_many(model: Any, specs: Sequence[SAESpec], ids: Int[Tensor, "n pos"], 
     if not specs:
         raise InputError("Give at least one SAE spec to train.")
     for spec in specs:  # every refusal before the model runs
+        spec.check()
         check_hook(model, spec.hook_name)
+        if spec.hook_name_out:
+            check_hook(model, spec.hook_name_out)
         sparsity_fields(spec)
     rep = reporter or NullReporter()
     share = 0.2
-    rows = window_rows(model, [s.hook_name for s in specs], ids, batch=forward_batch, reporter=rep.part(0.0, share))
+    hooks = [s.hook_name for s in specs] + [s.hook_name_out for s in specs if s.hook_name_out]
+    rows = window_rows(model, hooks, ids, batch=forward_batch, reporter=rep.part(0.0, share))
     step = (1.0 - share) / len(specs)
-    return [train_sae(rows[spec.hook_name], spec, batch_size=batch_size, total_tokens=total_tokens,
-                      reporter=rep.part(share + i * step, share + (i + 1) * step), **train_fields)
+    return [train_sae(training_rows(rows, spec), with_width(rows, spec), batch_size=batch_size,
+                      total_tokens=total_tokens, reporter=rep.part(share + i * step, share + (i + 1) * step),
+                      **train_fields)
             for i, spec in enumerate(specs)]
+
+
+def training_rows(rows: dict[str, Tensor], spec: SAESpec) -> Tensor:
+    """A spec's training rows: its hook's activations, or for a transcoder [input | target] side by side."""
+    import torch
+
+    if spec.hook_name_out:
+        return torch.cat([rows[spec.hook_name], rows[spec.hook_name_out]], dim=-1)
+    return rows[spec.hook_name]
+
+
+def with_width(rows: dict[str, Tensor], spec: SAESpec) -> SAESpec:
+    """The spec with a transcoder's d_out read off its output hook's activations."""
+    from dataclasses import replace
+
+    return replace(spec, d_out=int(rows[spec.hook_name_out].shape[-1])) if spec.hook_name_out else spec

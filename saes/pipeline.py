@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 # Gathers the activations [n, d_in]; gets a part of the pipeline's reporter (None without one).
 Gather = Callable[[Reporter | None], "Tensor"]
 # Architectures whose sparsity is a coefficient (steerable to a target L0); the others set theirs with k.
-COEFFICIENT = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient", "gated": "l1_coefficient"}
+COEFFICIENT = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient", "gated": "l1_coefficient",
+               "jumprelu_transcoder": "l0_coefficient"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,22 @@ class SAESpec:
     seed: int = 0
     sparsity: float | None = None  # the fixed coefficient of standard (L1) or jumprelu (L0)
     steer_l0: bool = True  # without `sparsity`: steer standard / jumprelu to L0 = k
+    hook_name_out: str | None = None  # a transcoder's target hook (saes/architectures/transcoder.py)
+    d_out: int | None = None  # its width: the activations are then rows [x | y] of width d_in + d_out
+    skip: bool = False  # a transcoder's skip connection
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.architecture.endswith("_transcoder")
+
+    def check(self) -> None:
+        """A transcoder names its target hook; an SAE does not."""
+        if self.is_transcoder and not self.hook_name_out:
+            raise InputError(f"A {self.architecture} reads one hook and predicts another: give the output hook "
+                             "(hook_name_out, e.g. blocks.6.hook_mlp_out; --hook-out on the command line).")
+        if not self.is_transcoder and (self.hook_name_out or self.skip):
+            raise InputError(f"An output hook and a skip connection belong to transcoders, not to "
+                             f"{self.architecture} (choose topk_transcoder or jumprelu_transcoder).")
 
 
 @dataclass(frozen=True)
@@ -88,10 +105,19 @@ def sparsity_fields(spec: SAESpec) -> dict[str, float]:
 
 
 def sae_fields(spec: SAESpec, d_in: int) -> dict[str, Any]:
-    """The `sae` dict of the TrainConfig for `spec` on activations of width `d_in` (docs/methods/saes.md)."""
-    return {"architecture": spec.architecture, "d_in": int(d_in), "d_sae": spec.d_sae, "k": spec.k,
-            "hook_name": spec.hook_name, "model_name": spec.model_name, "seed": spec.seed,
-            **sparsity_fields(spec)}
+    """The `sae` dict of the TrainConfig for `spec` on activations of width `d_in` (docs/methods/saes.md);
+    for a transcoder `d_in` is the rows' width, input and target side by side, and d_out is the spec's."""
+    spec.check()
+    fields = {"architecture": spec.architecture, "d_in": int(d_in), "d_sae": spec.d_sae, "k": spec.k,
+              "hook_name": spec.hook_name, "model_name": spec.model_name, "seed": spec.seed,
+              **sparsity_fields(spec)}
+    if spec.is_transcoder:
+        if spec.d_out is None or not 0 < spec.d_out < d_in:
+            raise InputError(f"A transcoder's rows [x | y] need d_out (the output hook's width) below the rows' "
+                             f"width {d_in}; got d_out={spec.d_out}.")
+        fields.update(d_in=int(d_in) - spec.d_out, d_out=spec.d_out, hook_name_out=spec.hook_name_out,
+                      skip=spec.skip)
+    return fields
 
 
 def train_sae(activations: Tensor | Gather, spec: SAESpec, *, batch_size: int, total_tokens: int | None = None,
@@ -103,7 +129,8 @@ def train_sae(activations: Tensor | Gather, spec: SAESpec, *, batch_size: int, t
     training then gets the rest of the bar). total_tokens: default n. out_dir: where the trainer writes and
     resumes (default: a temporary folder). train_fields: other TrainConfig fields (lr, checkpoint_every, ...).
     reporter (probes.progress): None leaves the trainer's own terminal bar (cfg.progress)."""
-    sparsity_fields(spec)  # a sparsity the architecture cannot take is refused before anything is gathered
+    spec.check()  # a sparsity the architecture cannot take, or a transcoder without its output hook, is refused
+    sparsity_fields(spec)  # before anything is gathered
     gather_rep, train_rep = _split(reporter, gather_share, gathers=callable(activations))
     acts = activations(gather_rep) if callable(activations) else activations
     if out_dir is not None:

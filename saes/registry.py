@@ -43,6 +43,12 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def sae_names() -> list[str]:
+    """The architectures that reconstruct their own hook (every one but the transcoders, which predict
+    another hook and need their output hook named: saes/architectures/transcoder.py)."""
+    return [name for name in names() if not name.endswith("_transcoder")]
+
+
 def lookup(name: str) -> Registered:
     """The entry for `name`, or InputError naming the known architectures."""
     _load_all()

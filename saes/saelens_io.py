@@ -15,12 +15,17 @@ know), so our own round trip is lossless. The activation norm scale s is folded 
 W_dec / s, b_dec / s; "normalize_activations": "none"); "glasshouse_folded_norm_scale" records
 s. The rows of W_dec in the file then have norm 1/s, so "decoder_norm" says "free" there and
 "glasshouse_trained_decoder_norm" keeps the trained setting; `load_sae` unfolds both for our own
-folders. "weights_sha256" is the SHA-256 of the weights file.
+folders. "weights_sha256" is the SHA-256 of the weights file. A transcoder folds its input scale s into W_enc
+and its output scale s_out into W_dec, b_dec (/ s_out) and W_skip (* s / s_out), written as SAELens's
+"jumprelu_transcoder" / "jumprelu_skip_transcoder", or "topk_transcoder" (which SAELens does not have).
 
 Reading (`load_sae`) takes our folders, SAELens 6 folders (inference and training ones) and the
 pre-6 flat layout. Every field that changes what SAELens computes is reproduced or refused with an
 InputError naming it:
-- architecture standard / topk / jumprelu / gated, and the training-only "batchtopk" and
+- architecture standard / topk / jumprelu / gated, the transcoders ("transcoder", "skip_transcoder",
+  "jumprelu_transcoder", "jumprelu_skip_transcoder": d_out, hook_name_out, W_dec [d_sae, d_out], W_skip
+  [d_out, d_in], b_dec never applied to the input; ReLU ones as JumpReLU with a zero threshold), and the
+  training-only "batchtopk" and
   "matryoshka_batchtopk" (the topk_threshold becomes the JumpReLU threshold, as SAELens's
   save_inference_model does; matryoshka_widths become the prefixes, d_sae appended when the last is
   below it, as SAELens appends it); others are refused;
@@ -68,6 +73,9 @@ _REFUSED_NORMS = ("constant_norm_rescale", "layer_norm", "covariance_whitening")
 _META_KEYS = ("model_name", "hook_name", "hook_head_index", "prepend_bos", "context_size", "dataset_path")
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "log_threshold", "topk_threshold")
 _GATED_TENSORS = ("W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag")  # SAELens 6 "gated": no b_enc
+_TRANSCODERS = ("topk_transcoder", "jumprelu_transcoder")
+# SAELens 6 transcoders, all read as our JumpReLU transcoder (ReLU = JumpReLU with a zero threshold)
+_SAELENS_TRANSCODERS = ("transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder")
 
 
 def _sha256(path: Path) -> str:
@@ -82,10 +90,13 @@ def save_sae(sae: SAE, folder: str | os.PathLike[str]) -> Path:
     """Write `sae` as a SAELens 6 folder (norm scale folded in; see module docstring); returns the folder."""
     out = Path(folder)
     s = float(sae.cfg.norm_scale)
+    s_out = float(getattr(sae.cfg, "out_norm_scale", s))  # a transcoder's target scale; an SAE's is s
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in sae.weights().items()}
     tensors["W_enc"] = (tensors["W_enc"] * s).contiguous()
-    tensors["W_dec"] = (tensors["W_dec"] / s).contiguous()
-    tensors["b_dec"] = (tensors["b_dec"] / s).contiguous()
+    tensors["W_dec"] = (tensors["W_dec"] / s_out).contiguous()
+    tensors["b_dec"] = (tensors["b_dec"] / s_out).contiguous()
+    if "W_skip" in tensors:
+        tensors["W_skip"] = (tensors["W_skip"] * (s / s_out)).contiguous()
     _check_tensors(tensors, out / WEIGHTS)
     atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
     cfg = sae.cfg.to_dict()
@@ -108,6 +119,13 @@ def save_sae(sae: SAE, folder: str | os.PathLike[str]) -> Path:
     })
     if name == "topk":
         cfg["rescale_acts_by_decoder_norm"] = False
+    if name in _TRANSCODERS:  # SAELens 6's transcoder fields; a TopK transcoder has no SAELens architecture
+        skip = "W_skip" in tensors
+        cfg.update({"architecture": ("jumprelu_skip_transcoder" if skip else "jumprelu_transcoder")
+                    if name == "jumprelu_transcoder" else name,
+                    "apply_b_dec_to_input": False, "hook_layer_out": hook_layer(sae.cfg.hook_name_out),  # type: ignore[attr-defined]
+                    "hook_head_index_out": None, "out_norm_scale": 1.0, "glasshouse_folded_out_norm_scale": s_out,
+                    "decoder_norm": sae.cfg.decoder_norm if s_out == 1.0 else "free"})
     write_json(out / CONFIG, cfg)
     return out
 
@@ -173,7 +191,10 @@ def _read_weights(folder: Path, cfg: dict[str, Any], name: str) -> dict[str, tor
                               ) from exc
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
     gated = name == "gated"
-    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    d_out = int(cfg.get("d_out") or d_in) if name in _TRANSCODERS else d_in
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_out), "b_dec": (d_out,)}
+    if name in _TRANSCODERS and "W_skip" in tensors:
+        shapes["W_skip"] = (d_out, d_in)
     shapes.update(dict.fromkeys(("b_gate", "b_mag", "r_mag") if gated else ("b_enc",), (d_sae,)))
     for key, shape in shapes.items():
         if key not in tensors:
@@ -185,7 +206,7 @@ def _read_weights(folder: Path, cfg: dict[str, Any], name: str) -> dict[str, tor
             raise CheckpointError(f"{path}: {key} has shape {tuple(tensors[key].shape)}, expected ({d_sae},).")
     if "topk_threshold" in tensors and tensors["topk_threshold"].numel() != 1:
         raise CheckpointError(f"{path}: topk_threshold has shape {tuple(tensors['topk_threshold'].shape)}, expected ().")
-    unknown = sorted(set(tensors) - set(_GATED_TENSORS if gated else _TENSORS))
+    unknown = sorted(set(tensors) - set(_GATED_TENSORS if gated else _TENSORS) - ({"W_skip"} if name in _TRANSCODERS else set()))
     if unknown:
         raise InputError(f"{path} holds tensors {unknown} that Glasshouse's SAEs do not use (an architecture it does not "
                          "implement); loading without them would compute something else.")
@@ -200,6 +221,8 @@ def _architecture(cfg: dict[str, Any]) -> str:
     act = cfg.get("activation_fn", cfg.get("activation_fn_str"))
     if name == "standard" and act == "topk":
         name = "topk"  # older SAELens: TopK as a standard SAE with a topk activation
+    if name in _SAELENS_TRANSCODERS:
+        return "jumprelu_transcoder"
     if name not in _SAELENS_ARCHS:
         known = ", ".join(sorted(set(_SAELENS_ARCHS) - {"relu"}))
         raise InputError(f"Unknown SAE architecture '{name}' in cfg.json 'architecture': Glasshouse reads the SAELens "
@@ -237,6 +260,16 @@ def _convert(cfg: dict[str, Any], name: str, t: dict[str, torch.Tensor]) -> dict
     if name in _RESCALED and cfg.get("rescale_acts_by_decoder_norm") and not ours:
         n = t["W_dec"].norm(dim=1).clamp_min(1e-8)
         t["W_enc"], t["b_enc"], t["W_dec"] = t["W_enc"] * n[None, :], t["b_enc"] * n, t["W_dec"] / n[:, None]
+    if name in _TRANSCODERS:  # b_dec is in the output's space: never applied to the input
+        if "threshold" not in t and name == "jumprelu_transcoder":
+            t["threshold"] = torch.zeros(int(cfg["d_sae"]), dtype=t["W_enc"].dtype)  # SAELens's ReLU transcoder
+        s_in = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
+        s_out = float(cfg.get("glasshouse_folded_out_norm_scale") or 1.0)
+        if ours:
+            t["W_enc"], t["W_dec"], t["b_dec"] = t["W_enc"] / s_in, t["W_dec"] * s_out, t["b_dec"] * s_out
+            if "W_skip" in t:
+                t["W_skip"] = t["W_skip"] * (s_out / s_in)
+        return {k: v.float() for k, v in t.items()}
     if cfg.get("apply_b_dec_to_input", True) is False:
         if name == "gated":
             shift = t["b_dec"] @ t["W_enc"]
@@ -280,9 +313,19 @@ def sae_from_parts(cfg: dict[str, Any], name: str, tensors: dict[str, torch.Tens
         fields["prefixes"] = widths
     if cfg.get("glasshouse_architecture"):
         fields["norm_scale"] = float(cfg.get("glasshouse_folded_norm_scale") or 1.0)
+        fields["out_norm_scale"] = float(cfg.get("glasshouse_folded_out_norm_scale") or 1.0)
         fields["decoder_norm"] = cfg.get("glasshouse_trained_decoder_norm", cfg.get("decoder_norm", "unit"))
     else:  # an imported SAE: raw activations, rows taken as they are
-        fields.update(norm_scale=1.0, decoder_norm="free", normalization="none")
+        fields.update(norm_scale=1.0, out_norm_scale=1.0, decoder_norm="free", normalization="none")
+    if name in _TRANSCODERS:
+        if not cfg.get("hook_name_out"):
+            raise CheckpointError("A transcoder's cfg.json names its output hook in 'hook_name_out'; this one does "
+                                  "not, so what it predicts is unknown.")
+        if cfg.get("hook_head_index_out") is not None:
+            raise InputError(f"'hook_head_index_out' = {cfg['hook_head_index_out']!r} is not supported: per-head "
+                             "transcoders are not read.")
+        fields["skip"] = "W_skip" in tensors
+        fields["d_out"] = int(cfg.get("d_out") or cfg["d_in"])
     sae_cfg = registry.make_config(name, **fields)
     sae = registry.build(sae_cfg)
     sae.load_weights(_convert(cfg, name, tensors))
@@ -302,3 +345,7 @@ def check_sae_matches_model(sae: SAE, model: Any) -> None:
             f"The SAE has d_in={sae.cfg.d_in} but {getattr(model, 'spec', 'the model')}'s activation at "
             f"{sae.cfg.hook_name} has width {width}. Use an SAE trained on this model and hook."
         )
+    out_hook = getattr(sae.cfg, "hook_name_out", None)
+    if out_hook and check_hook(model, out_hook) != sae.cfg.d_out:  # type: ignore[attr-defined]
+        raise InputError(f"The transcoder has d_out={sae.cfg.d_out} but {getattr(model, 'spec', 'the model')}'s "  # type: ignore[attr-defined]
+                         f"activation at {out_hook} has width {check_hook(model, out_hook)}.")

@@ -186,15 +186,19 @@ def load_native(file: Path, hook: str, model_name: str = "") -> Any:
 def check_reconstruction(sae: Any, model: Any, where: str, prompts: Sequence[str] = CHECK_PROMPTS) -> float:
     """The SAE's FVU on the model's activations at its hook over `prompts` (first position left out, as
     training does); InputError when it is not below MAX_FVU."""
-    from saes.activation_store import hook_activations
+    import torch
+
     from saes.evaluate import reconstruction_metrics
+    from saes.multi import activations_at
 
     tokens = model.to_tokens(list(prompts))
     real = tokens.attention_mask[:, 1:].bool()  # right padding: the real positions, the first left out
-    acts = hook_activations(model, sae.cfg.hook_name, tokens.ids)[:, 1:][real]
+    hooks = [sae.cfg.hook_name] + ([sae.cfg.hook_name_out] if getattr(sae.cfg, "hook_name_out", None) else [])
+    got = activations_at(model, hooks, tokens.ids)  # a transcoder's input and target from one pass
+    acts = torch.cat([got[name][:, 1:][real] for name in hooks], dim=-1)
     fvu = float(reconstruction_metrics(sae, acts).fvu)
     if not fvu < MAX_FVU:
-        raise InputError(f"{where} reconstructs {getattr(model, 'spec', 'the model')}'s {sae.cfg.hook_name} with FVU "
+        raise InputError(f"{where} reconstructs {getattr(model, 'spec', 'the model')}'s {hooks[-1]} with FVU "
                          f"{fvu:.3g} on {len(prompts)} check prompts: no better than the activations' mean. It was "
                          "trained on another model or hook (or the hook read from its path is wrong: give --hook). "
                          "Pass check=False (--no-check) to load it anyway.")

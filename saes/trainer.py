@@ -197,18 +197,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _initial_sae(cfg: TrainConfig, source: ActivationSource) -> SAE:
     sae_cfg: SAEConfig = registry.make_config(cfg.sae.get("architecture", "standard"), **cfg.sae)
-    if sae_cfg.d_in != source.d_in:
-        raise InputError(f"The SAE config has d_in={sae_cfg.d_in} but the activations have width {source.d_in}.")
+    if sae_cfg.row_width != source.d_in:
+        what = "d_in" if sae_cfg.row_width == sae_cfg.d_in else "rows (input and target side by side) of width"
+        raise InputError(f"The SAE config takes {what}={sae_cfg.row_width} but the activations have width "
+                         f"{source.d_in}.")
     batches = source.iter_batches(cfg.batch_size, seed=cfg.seed + 1)
     sample = torch.cat([next(batches) for _ in range(cfg.norm_batches)])
     _check_finite(sample, -1, None)
-    if sae_cfg.normalization == "expected_norm":
-        from saes.activation_store import estimate_norm_scale
-
-        sae_cfg.norm_scale = estimate_norm_scale(sample)
+    sae_cfg.fit_normalization(sample)
     sae = registry.build(sae_cfg)
-    with torch.no_grad():
-        sae.b_dec.copy_((sample * sae_cfg.norm_scale).mean(0))
+    sae.init_decoder_bias(sample)
     return sae
 
 
@@ -421,8 +419,9 @@ def uses_sparse_step(cfg: TrainConfig, device: torch.device) -> bool:
 
 def _metrics(sae: SAE, out: Any, x: torch.Tensor, step: int, cfg: TrainConfig) -> dict[str, Any]:
     with torch.no_grad():
-        resid = (x - out.x_hat).pow(2).sum()
-        var = (x - x.mean(0)).pow(2).sum()
+        target = sae.split(x)[1]
+        resid = (target - out.x_hat).pow(2).sum()
+        var = (target - target.mean(0)).pow(2).sum()
         return {
             "step": step, "tokens": step * cfg.batch_size, "lr": cfg.lr * lr_factor(step - 1, cfg),
             "loss": float(out.loss), **{k: float(v) for k, v in out.terms.items()},

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 
 def _architectures() -> list[str]:
-    from saes.registry import names
+    from saes.registry import sae_names
 
-    return names()
+    return sae_names()  # transcoders train from Python for now (docs/saes.md, "Transcoders")
 
 
 def _domains() -> tuple[str, ...]:
@@ -242,17 +242,27 @@ def _last_metrics(path: Path) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> int:
 
+    import torch
+
     from app.figures.registry import draw
     from saes.activation_store import window_activations
-    from saes.evaluate import ce_loss_recovered, reconstruction_metrics
+    from saes.evaluate import ce_loss_recovered, reconstruction_metrics, transcoder_loss_change
     from saes.sources import load_sae
 
     model = load_from_args(args)
     sae = load_sae(args.sae, model, hook=args.hook, check=args.check)
     ids = _ids(model, args.prompts, args.length, args.seed + 1000)
-    acts = window_activations(model, sae.cfg.hook_name, ids, start=1 if sae.cfg.skip_first_position else 0)
-    rec = reconstruction_metrics(sae, acts)
-    ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation=args.ablation)
+    start = 1 if sae.cfg.skip_first_position else 0
+    out_hook = getattr(sae.cfg, "hook_name_out", None)
+    if out_hook:  # a transcoder: its input and its target from one pass, then the MLP's output replaced
+        from saes.multi import window_rows
+
+        rows = window_rows(model, [sae.cfg.hook_name, out_hook], ids, start=start)
+        rec = reconstruction_metrics(sae, torch.cat([rows[sae.cfg.hook_name], rows[out_hook]], dim=-1))
+        ce = transcoder_loss_change(model, sae, ids, ablation=args.ablation)
+    else:
+        rec = reconstruction_metrics(sae, window_activations(model, sae.cfg.hook_name, ids, start=start))
+        ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation=args.ablation)
     from probes.results import result_metadata
 
     settings = {"sae": args.sae, "prompts": args.prompts, "length": args.length, "ablation": args.ablation}

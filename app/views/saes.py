@@ -135,7 +135,7 @@ source = st.radio("SAE", ["train", "folder"], horizontal=True, key="sae_source",
 if source == "train":
     with st.form("sae_train"):
         c = st.columns(4)
-        names = registry.names()
+        names = registry.sae_names()  # transcoders need two hooks: trained from Python for now
         arch = str(c[0].selectbox("Architecture", names, index=names.index("topk") if "topk" in names else 0,
                                   key="sae_arch"))
         layer = int(c[1].number_input("Layer (resid_post)", min_value=0, max_value=facts.n_layers - 1,

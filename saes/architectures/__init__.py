@@ -9,6 +9,7 @@ from saes.architectures import (
     mutual_choice,
     standard,
     topk,
+    transcoder,
 )
 
-__all__ = ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka", "mutual_choice", "standard", "topk"]
+__all__ = ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka", "mutual_choice", "standard", "topk", "transcoder"]

@@ -18,11 +18,12 @@ def make(name: str, **kw):
     return registry.build(registry.make_config(name, d_in=8, d_sae=16, seed=1, **kw))
 
 
-def test_registry_lists_seven_and_rejects_unknown():
-    assert registry.names() == ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka_batchtopk",
-                                "mutual_choice", "standard", "topk"]
-    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'.*topk"):
-        registry.lookup("transcoder")
+def test_registry_lists_eight_saes_two_transcoders_and_rejects_unknown():
+    assert registry.sae_names() == ["batchtopk", "feature_choice", "gated", "jumprelu", "matryoshka_batchtopk",
+                                    "mutual_choice", "standard", "topk"]
+    assert registry.names() == sorted([*registry.sae_names(), "jumprelu_transcoder", "topk_transcoder"])
+    with pytest.raises(InputError, match="Unknown SAE architecture 'crosscoder'.*topk"):
+        registry.lookup("crosscoder")
 
 
 def test_topk_keeps_exactly_k_per_row():

@@ -305,4 +305,4 @@ def test_cli_trains_gated_with_its_l1_coefficient(smollm, tmp_path, monkeypatch,
     assert saved["l1_coefficient"] == 0.25 and "target_l0" not in saved
     capsys.readouterr()
     assert main(["sae", "train", "--arch", "topk", "--sparsity", "1", "--out", str(tmp_path / "no")]) == 2
-    assert "--sparsity applies to gated, jumprelu and standard; topk sets its sparsity with --k" in capsys.readouterr().err
+    assert "--sparsity applies to gated, jumprelu, jumprelu_transcoder and standard; topk sets its sparsity with --k" in capsys.readouterr().err

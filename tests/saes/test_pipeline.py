@@ -68,7 +68,7 @@ def test_pipeline_equals_trainer_with_hand_built_config(tmp_path, arch, sparsity
 @pytest.mark.parametrize("arch", ["topk", "batchtopk", "mutual_choice", "feature_choice"])
 def test_sparsity_is_refused_for_the_topk_family_before_gathering(arch):
     spec = SAESpec(arch, 32, 3, "blocks.0.hook_resid_post", "tiny", sparsity=0.5)
-    with pytest.raises(InputError, match=f"--sparsity applies to gated, jumprelu and standard; {arch} sets its sparsity"):
+    with pytest.raises(InputError, match=f"--sparsity applies to gated, jumprelu, jumprelu_transcoder and standard; {arch} sets its sparsity"):
         sparsity_fields(spec)
 
     def gather(reporter):

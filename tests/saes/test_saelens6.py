@@ -65,7 +65,7 @@ def test_constant_norm_rescale_is_refused_naming_the_field():
 
 
 @pytest.mark.parametrize(("field", "value"), [("reshape_activations", "hook_z"), ("normalize_activations", "layer_norm"),
-                                              ("architecture", "transcoder")])
+                                              ("architecture", "crosscoder")])
 def test_other_computation_fields_are_refused(tmp_path, field, value):
     folder = tmp_path / "f"
     shutil.copytree(FIXTURES / "standard", folder)

@@ -13,7 +13,7 @@ from saes import registry
 from saes.saelens_io import load_sae, save_sae
 
 
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", registry.sae_names())  # transcoders: tests/saes/test_transcoder.py
 def test_round_trip_same_outputs(tmp_path, name):
     sae = registry.build(registry.make_config(name, d_in=8, d_sae=16, k=3, seed=2, norm_scale=2.5))
     sae.train()
@@ -103,8 +103,8 @@ def test_wrong_shapes_missing_files_unknown_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="W_enc has shape"):
         load_sae(folder)
     cfg.pop("glasshouse_architecture")
-    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "transcoder"}))
-    with pytest.raises(InputError, match="Unknown SAE architecture 'transcoder'"):
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "architecture": "crosscoder"}))
+    with pytest.raises(InputError, match="Unknown SAE architecture 'crosscoder'"):
         load_sae(folder)
     (folder / "cfg.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
