@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from app.commands import (
+    accuracy,
     analyses,
     atlas,
     batch,
@@ -30,7 +31,7 @@ from app.commands import (
 )
 from app.commands import app as app_command
 
-COMMANDS = (app_command, atlas, batch, bb, circuit, export, models, sae)
+COMMANDS = (app_command, accuracy, atlas, batch, bb, circuit, export, models, sae)
 
 REPORT = ("glasshouse: this is a bug in Glasshouse, not a problem with your input. Please report it as an issue "
           "of the Glasshouse project with the command line, the traceback above and the output of "

@@ -177,21 +177,23 @@ def calibrate_pattern(
     return torch.where(keep, A, out).to(pattern.dtype)
 
 
-def scale_first_token(pattern: Float[Tensor, "... T T"], gamma: float) -> Float[Tensor, "... T T"]:
-    """ZeroTuning: scale the attention on position 0 by gamma and renormalize every row."""
+def scale_first_token(pattern: Float[Tensor, "... T T"], gamma: float, key: int = 0) -> Float[Tensor, "... T T"]:
+    """ZeroTuning: scale the attention on position `key` (0: the first token; another position is the paper's
+    control) by gamma and renormalize every row."""
     if not gamma > 0:
         raise InputError(f"gamma must be positive (got {gamma}).")
     A = pattern.float()
-    denom = 1.0 + (gamma - 1.0) * A[..., :, :1]
+    denom = 1.0 + (gamma - 1.0) * A[..., :, key : key + 1]
     out = A / denom
-    out[..., :, 0] = gamma * A[..., :, 0] / denom[..., 0]
+    out[..., :, key] = gamma * A[..., :, key] / denom[..., 0]
     return out.to(pattern.dtype)
 
 
-def scale_first_output(parts: AttentionParts, gamma: float) -> Float[Tensor, "batch head pos d"]:
-    """scale_first_token's output form: (out + (gamma - 1) A[i,0] v_0) / (1 + (gamma - 1) A[i,0])."""
-    p0 = parts.probabilities(torch.zeros(1, dtype=torch.long))  # [batch, head, pos, 1]
-    return (parts.out + (gamma - 1.0) * p0 * parts.v[:, :, :1]) / (1.0 + (gamma - 1.0) * p0)
+def scale_first_output(parts: AttentionParts, gamma: float, key: int = 0) -> Float[Tensor, "batch head pos d"]:
+    """scale_first_token's output form: (out + (gamma - 1) A[i,j] v_j) / (1 + (gamma - 1) A[i,j]), j = key
+    (A[i,j] = 0 for queries before the key: those rows stay as they are)."""
+    p = parts.probabilities(torch.full((1,), key, dtype=torch.long))  # [batch, head, pos, 1]
+    return (parts.out + (gamma - 1.0) * p * parts.v[:, :, key : key + 1]) / (1.0 + (gamma - 1.0) * p)
 
 
 def calibrate_output(parts: AttentionParts, beta: float = BETA, threshold: float = HIDDEN_THRESHOLD
@@ -243,10 +245,14 @@ def calibration_edits(model: HookedModel, heads: Sequence[Head], beta: float = B
                       lambda parts: calibrate_output(parts, beta, threshold))
 
 
-def scaling_edits(model: HookedModel, heads: Sequence[Head], gamma: float) -> list[HeadEdit]:
+def scaling_edits(model: HookedModel, heads: Sequence[Head], gamma: float, key: int = 0) -> list[HeadEdit]:
+    """ZeroTuning on the given heads: the attention on position `key` (default the first token) times gamma."""
     if not gamma > 0:
         raise InputError(f"gamma must be positive (got {gamma}).")
-    return head_edits(model, heads, lambda p: scale_first_token(p, gamma), lambda parts: scale_first_output(parts, gamma))
+    if key < 0:
+        raise InputError(f"The scaled position must be 0 or more (got {key}).")
+    return head_edits(model, heads, lambda p: scale_first_token(p, gamma, key),
+                      lambda parts: scale_first_output(parts, gamma, key))
 
 
 def calibration_hooks(model: HookedModel, heads: Sequence[Head], beta: float = BETA,

@@ -118,6 +118,27 @@ def _extreme(data: Mapping[str, Any]) -> dict[str, Figure]:
     return {**_extreme_result(data["measurements"]), **_peak_ablation(data["ablation"])}
 
 
+@figure_set("zerotuning_layers")
+def _zerotuning_layers(data: Mapping[str, Any]) -> dict[str, Figure]:
+    from app.figures.tasks import accuracy_by_gamma
+
+    return {"accuracy_by_gamma": accuracy_by_gamma(data)}
+
+
+@figure_set("zerotuning_heads")
+def _zerotuning_heads(data: Mapping[str, Any]) -> dict[str, Figure]:
+    from app.figures.tasks import head_change_map
+
+    return {"head_change": head_change_map(data)}
+
+
+@figure_set("zerotuning_tuned")
+def _zerotuning_tuned(data: Mapping[str, Any]) -> dict[str, Figure]:
+    from app.figures.tasks import head_change_map
+
+    return {"head_change_on_dev": head_change_map(data["dev"])}
+
+
 @figure_set("dormant")
 def _dormant(data: Mapping[str, Any]) -> dict[str, Figure]:
     from app.figures.sinks import dormancy_scatter

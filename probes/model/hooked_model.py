@@ -166,12 +166,13 @@ class HookedModel(TokenView):
                 self._traces -= 1
 
     # --- runs --------------------------------------------------------------------------------
-    def forward(self, tokens: Tokens | Int[Tensor, "batch pos"], attention: str = "fast"
-                ) -> Float[Tensor, "batch pos d_vocab"]:
+    def forward(self, tokens: Tokens | Int[Tensor, "batch pos"], attention: str = "fast",
+                edits: Sequence[HeadEdit] = ()) -> Float[Tensor, "batch pos d_vocab"]:
         """Logits (equal to the HF model's). attention="fast" (default) runs the model's fast attention (SDPA,
-        no pattern); "patterns" the bridge's eager attention. Spec: docs/kernels.md ("Runs without patterns")."""
+        no pattern); "patterns" the bridge's eager attention. `edits` (probes.model.attention_edits) change
+        chosen heads. Spec: docs/kernels.md ("Runs without patterns", "Interventions without the pattern")."""
         ids, mask = self._ids_and_mask(tokens)
-        return self._logits(ids, mask, attention)
+        return self._logits(ids, mask, attention, edits)
 
     def _logits(self, ids: Tensor, mask: Tensor, attention: str, edits: Sequence[HeadEdit] = ()) -> Tensor:
         """One forward pass under the model lock: fused/SDPA attention (with `edits` applied to their heads'

@@ -135,6 +135,19 @@ def sae_dashboard() -> dict:
     return {"kind": "sae_dashboard", "hook_name": "blocks.0.hook_resid_post", "features": {"3": entry}}
 
 
+def zerotuning() -> dict:
+    """The three ZeroTuning results (probes/zerotuning.py), built by hand."""
+    from probes.accuracy import AccuracyResult
+    from probes.zerotuning import HeadSweep, LayerSweep, TunedHeads
+
+    layers = LayerSweep("capitals", "dev", 0, [0.5, 2.0], [0, 1], 0.5, [[0.5, 0.75], [0.25, 0.5]], 4)
+    heads = HeadSweep("capitals", "dev", 0, 0.5, 0.5, [[0.0, 0.25], [-0.25, 0.0]], 4, {"settings": {"layers": [0, 1]}})
+    before = AccuracyResult("capitals", "test", "choices", 4, 2, 0.5, 0.15, 0.85)
+    after = AccuracyResult("capitals", "test", "choices", 4, 3, 0.75, 0.3, 0.95)
+    return {"zerotuning_layers": layers, "zerotuning_heads": heads,
+            "zerotuning_tuned": TunedHeads("capitals", 0, 0.5, [(0, 1)], heads, before, after)}
+
+
 def live_results() -> dict:
     """kind -> a live result (an object with to_dict, or the dict a command writes)."""
     sinks = {"natural": sink_result(0, "natural"), "random": sink_result(1, "random")}
@@ -159,6 +172,7 @@ def live_results() -> dict:
         "sae_prompt": {"kind": "sae_prompt", "tokens": [
             {"token": "<s>", "position": 0, "features": []},
             {"token": " hi", "position": 1, "features": [{"feature": 7, "activation": 1.5}]}]},
+        **zerotuning(),
         # a declared analysis's command result (app/commands/analyses.py): its row figure, from the saved rows
         "analysis": {"kind": "analysis", "analysis": "first_token_attention", "model": "m", "rows": [
             {"metric": "first_token_attention", "value": 0.1 * (la + h), "layer": la, "head": h, "position": None}
