@@ -13,9 +13,10 @@ resumed training run sees the same batches as an uninterrupted one):
 - `TensorSource`: the same over an in-memory tensor (tests, notebooks).
 
 On-disk cache format ("glasshouse-activations-v1"), one folder:
-    meta.json        {"format", "model", "hook_name", "d_in", "n_tokens", "dtype", "context_length",
+    meta.json        {"format", "model", "hook_name", "hook_name_out", "d_out", "d_in", "n_tokens", "dtype", "context_length",
                       "domains", "seed", "skip_first_position", "python_version", "created"}
-    activations.npy  [n_tokens, d_in] float32 or float16, numpy .npy (np.load(mmap_mode="r"))
+    activations.npy  [n_tokens, d_in] float32 or float16, numpy .npy (np.load(mmap_mode="r")); for a transcoder
+                     (hook_name_out set) each row is [input | target] from one pass, d_in = both widths
     token_ids.npy    [n_tokens] int32, the token at each activation
     positions.npy    [n_tokens] int32, its position in its context window
 Rows are in corpus order (unshuffled). The folder is written under a temporary name and renamed
@@ -92,13 +93,16 @@ class ActivationStore:
         seed: int = 0,
         buffer_tokens: int = 32768,
         skip_first_position: bool = True,
+        hook_name_out: str | None = None,
     ) -> None:
         bad = [d for d in domains if d not in DOMAINS]
         if bad or not domains:
             raise InputError(f"Unknown corpus domain(s) {bad}; choose from {', '.join(DOMAINS)}.")
         self.model = model
         self.hook_name = hook_name
-        self.d_in = check_hook(model, hook_name)
+        self.hook_name_out = hook_name_out  # a transcoder's target: rows [input | target] from one pass
+        self.d_out = check_hook(model, hook_name_out) if hook_name_out else 0
+        self.d_in = check_hook(model, hook_name) + self.d_out
         self.domains = list(domains)
         self.context_length = context_length
         self.prompts_per_batch = prompts_per_batch
@@ -112,7 +116,13 @@ class ActivationStore:
         while True:
             domain = self.domains[i % len(self.domains)]
             s = sample(domain, self.prompts_per_batch, self.context_length, self.model, seed=self.seed * 1_000_003 + i)
-            acts = hook_activations(self.model, self.hook_name, s.ids)
+            if self.hook_name_out:
+                from saes.multi import activations_at
+
+                got = activations_at(self.model, [self.hook_name, self.hook_name_out], s.ids)
+                acts = torch.cat([got[self.hook_name], got[self.hook_name_out]], dim=-1)
+            else:
+                acts = hook_activations(self.model, self.hook_name, s.ids)
             start = 1 if self.skip_first_position else 0
             pos = torch.arange(start, s.ids.shape[1]).expand(s.ids.shape[0], -1)
             yield acts[:, start:].reshape(-1, self.d_in), s.ids[:, start:].reshape(-1), pos.reshape(-1)
@@ -193,6 +203,8 @@ class CachedActivations:
             raise CheckpointError(f"activations.npy has shape {self.activations.shape}, meta.json says {expected}; rebuild the cache.")
         self.d_in = int(self.meta["d_in"])
         self.hook_name = str(self.meta["hook_name"])
+        self.hook_name_out = self.meta.get("hook_name_out")  # a transcoder cache: rows [input | target]
+        self.d_out = int(self.meta.get("d_out") or 0)
 
     def __len__(self) -> int:
         return int(self.meta["n_tokens"])
@@ -271,7 +283,7 @@ def cache_activations(
     np.save(tmp / "positions.npy", pos)
     meta = {
         "format": CACHE_FORMAT, "model": getattr(store.model, "spec", "?"), "hook_name": store.hook_name,
-        "d_in": store.d_in, "n_tokens": n_tokens, "dtype": dtype, "context_length": store.context_length,
+        "hook_name_out": store.hook_name_out, "d_out": store.d_out, "d_in": store.d_in, "n_tokens": n_tokens, "dtype": dtype, "context_length": store.context_length,
         "domains": store.domains, "seed": store.seed, "skip_first_position": store.skip_first_position,
         "python_version": sys.version.split()[0], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

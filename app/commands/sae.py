@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 
 def _architectures() -> list[str]:
-    from saes.registry import sae_names
+    from saes.registry import names
 
-    return sae_names()  # transcoders train from Python for now (docs/saes.md, "Transcoders")
+    return names()
 
 
 def _domains() -> tuple[str, ...]:
@@ -44,7 +44,11 @@ def register(subparsers: Any) -> None:
     tr = analysis_parser(sub, "train", "train an SAE at a hook (resumes from a checkpoint in --out)")
     tr.add_argument("--arch", default="topk", choices=LazyChoices(_architectures), metavar="ARCH",
                     help="architecture: %(choices)s")
-    tr.add_argument("--hook", default="blocks.6.hook_resid_post", type=_hook, help="TransformerLens hook name")
+    tr.add_argument("--hook", default="blocks.6.hook_resid_post", type=_hook,
+                    help="TransformerLens hook name (a transcoder's input, e.g. blocks.6.mlp.hook_in)")
+    tr.add_argument("--hook-out", default=None, type=_hook,
+                    help="a transcoder's output hook, e.g. blocks.6.hook_mlp_out (default: none, an SAE)")
+    tr.add_argument("--skip", action="store_true", help="a transcoder's skip connection (default: none)")
     tr.add_argument("--d-sae", type=int_range(1), default=2304, help="dictionary size (features)")
     tr.add_argument("--k", type=int_range(1), default=32, help="active features per token (TopK family)")
     tr.add_argument("--tokens", type=int_range(1), default=65536, help="training tokens")
@@ -115,6 +119,14 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.sparsity is not None and args.arch not in COEFFICIENT:
         raise UsageError(no_coefficient(args.arch))
+    from probes.errors import InputError
+    from saes.pipeline import SAESpec
+
+    try:  # a transcoder without --hook-out, or --hook-out / --skip on an SAE
+        SAESpec(args.arch, args.d_sae, args.k, args.hook, args.model, hook_name_out=args.hook_out,
+                skip=args.skip).check()
+    except InputError as exc:
+        raise UsageError(str(exc)) from exc
     if args.k > args.d_sae:
         raise UsageError(f"--k {args.k} exceeds --d-sae {args.d_sae}: a token cannot use more features than exist.")
     if args.tokens < args.batch:
@@ -197,8 +209,15 @@ def run_train(args: argparse.Namespace) -> int:
     model = load_from_args(args)
     out = output_dir(args, "sae")
     cache_dir = Path(args.cache) if args.cache else out / "activations"
+    hook_out = getattr(args, "hook_out", None)
+    d_out = None
+    if hook_out:
+        from saes.activation_store import check_hook
+
+        d_out = check_hook(model, hook_out)
     spec = SAESpec(args.arch, args.d_sae, args.k, args.hook, args.model, args.seed,
-                   sparsity=getattr(args, "sparsity", None))
+                   sparsity=getattr(args, "sparsity", None), hook_name_out=hook_out, d_out=d_out,
+                   skip=getattr(args, "skip", False))
     # The SAE trains where the model runs (--device; default cuda when available).
     run = train_sae(lambda reporter: _cached_rows(args, model, cache_dir, reporter), spec, batch_size=args.batch,
                     out_dir=out / args.arch, lr=args.lr, checkpoint_every=getattr(args, "checkpoint_every", 20),
@@ -222,13 +241,17 @@ def _cached_rows(args: argparse.Namespace, model: Any, cache_dir: Path, reporter
     from probes.errors import InputError
     from saes.activation_store import ActivationStore, CachedActivations, cache_activations
 
+    hook_out = getattr(args, "hook_out", None)
     if (cache_dir / "meta.json").exists():
         cache = CachedActivations(cache_dir)
-        if cache.hook_name != args.hook or cache.meta.get("model") != args.model:
-            raise InputError(f"The cache {cache_dir} holds {cache.meta.get('model')} at {cache.hook_name}, not {args.model} at "
-                             f"{args.hook}; pass another --cache folder or the matching --hook/--model.")
+        if cache.hook_name != args.hook or cache.meta.get("model") != args.model or cache.hook_name_out != hook_out:
+            held = cache.hook_name + (f" -> {cache.hook_name_out}" if cache.hook_name_out else "")
+            wanted = args.hook + (f" -> {hook_out}" if hook_out else "")
+            raise InputError(f"The cache {cache_dir} holds {cache.meta.get('model')} at {held}, not {args.model} at "
+                             f"{wanted}; pass another --cache folder or the matching --hook/--hook-out/--model.")
     else:
-        store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed)
+        store = ActivationStore(model, args.hook, domains=args.domains, context_length=args.context_length, seed=args.seed,
+                                hook_name_out=hook_out)
         cache = cache_activations(store, cache_dir, args.tokens, reporter=reporter)
     return cache.rows(0, min(args.tokens, len(cache)))
 

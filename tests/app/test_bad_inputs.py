@@ -330,14 +330,14 @@ def test_choices_come_from_the_registries():
     from probes.bb.train import OPTIMIZERS
     from probes.model.loading import DTYPES
     from probes.sinks import REGIMES
-    from saes.registry import sae_names
+    from saes.registry import names
 
     parser = build_parser()
     actions = {}
     for name, p in _all_parsers():
         for a in p._actions:
             actions[(name, a.dest)] = a
-    assert list(actions[("glasshouse sae train", "arch")].choices) == sae_names()  # transcoders train from Python
+    assert list(actions[("glasshouse sae train", "arch")].choices) == names()
     assert list(actions[("glasshouse bb train", "optimizer")].choices) == list(OPTIMIZERS)
     assert str(actions[("glasshouse circuit", "task")].help).endswith(", ".join(TASKS))  # checked in run_circuit
     assert list(actions[("glasshouse sinks", "dtype")].choices) == list(DTYPES)
