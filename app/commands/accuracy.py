@@ -30,8 +30,9 @@ SPLITS = ("train", "dev", "test", "all")
 def register(subparsers: Any) -> None:
     p = analysis_parser(subparsers, "eval", "accuracy on a task (built-in or your file), with ZeroTuning")
     p.add_argument("task", metavar="TASK_OR_FILE",
-                   help="a built-in task (antonyms, capitals, counting, next_day, sentiment) or a .jsonl/.json/.csv "
-                        "file of examples with prompt, answer and optional choices")
+                   help="a built-in task (antonyms, capitals, counting, next_day, sentiment; ioi and succession "
+                        "from the circuits tasks, 32 examples unless --n) or a .jsonl/.json/.csv file of examples "
+                        "with prompt, answer and optional choices")
     p.add_argument("--n", type=int_range(1), default=None, help="use the first N examples (default: all of them)")
     p.add_argument("--split", choices=SPLITS, default="test", help="which examples are scored (default test)")
     p.add_argument("--normalize", action="store_true", help="score choices by mean log-probability per token "
@@ -85,13 +86,17 @@ def run_eval(args: argparse.Namespace) -> int:
     gammas = _gammas(args.gammas)
     if args.sweep in ("heads", "tune") and args.gamma is None:
         raise UsageError(f"--sweep {args.sweep} needs --gamma (the scale each head is tried at)")
+    from circuits.tasks.as_taskset import CONVERTIBLE, generated_taskset
     from probes.tasks import load_task
 
-    task = load_task(args.task, n=args.n, seed=args.seed)  # a bad file or name fails before the model loads
+    generated = args.task.replace("-", "_") in CONVERTIBLE  # circuits' tasks are made for the model's tokenizer
+    task = None if generated else load_task(args.task, n=args.n, seed=args.seed)  # a bad file fails here, early
     with prepared(args, "eval") as out:
         from app.figures.registry import draw
 
         model = load_from_args(args)
+        if task is None:
+            task = generated_taskset(args.task.replace("-", "_"), model, n=args.n or 32, seed=args.seed)
         data = _measure(args, model, task, gammas)
         figures = draw(data) if data["kind"] != "accuracy" else {}
         for path in write_outputs(out, "eval", data, figures):

@@ -66,3 +66,13 @@ def test_bad_heads_are_refused(smollm, tmp_path, capsys):
     assert main(["eval", "capitals", "--gamma", "0.5", "--heads", "99.0", "--device", "cpu",
                  "--out", str(tmp_path / "h")]) == 2
     assert "beyond the model" in capsys.readouterr().err
+
+
+def test_circuits_tasks_are_scored_in_the_same_format(smollm, tmp_path):
+    from circuits.tasks.as_taskset import generated_taskset
+    from probes.accuracy import score_task
+
+    out = tmp_path / "ioi"
+    assert main(["eval", "ioi", "--n", "8", "--split", "all", "--device", "cpu", "--out", str(out)]) == 0
+    want = score_task(smollm, generated_taskset("ioi", smollm, n=8, seed=0), "all")
+    assert _saved(out)["accuracy"] == want.accuracy and _saved(out)["n"] == 8
