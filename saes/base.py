@@ -28,7 +28,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from probes.errors import InputError
-from saes.config import SAEConfig
+from saes.config import SAEConfig, adapt_scale, default_missing_buffers
 
 
 @dataclass
@@ -248,3 +248,30 @@ class SAE(nn.Module):
 
     def _load_threshold(self, threshold: Tensor) -> None:
         return None
+
+
+class SteeredCoefficient(SAE):
+    """An SAE whose sparsity coefficient is steered to `cfg.target_l0` (Standard, JumpReLU, Gated): the buffers
+    `sparsity_scale` (multiplies the coefficient, starts at 1) and `l0_trace` (smoothed log L0, steps), both in
+    checkpoints, moved after each step by saes/config.py adapt_scale. `legacy_buffers`: the architecture had
+    checkpoints before the buffers existed, and those load with the buffers' starting values."""
+
+    sparsity_scale: Tensor
+    l0_trace: Tensor
+    legacy_buffers = False
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__(cfg)
+        self.register_buffer("sparsity_scale", torch.ones(()))
+        self.register_buffer("l0_trace", torch.zeros(2))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.legacy_buffers:
+            default_missing_buffers(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def adapt_sparsity(self, l0: float) -> None:
+        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate,  # type: ignore[attr-defined]
+                    self.l0_trace)
+

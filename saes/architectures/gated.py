@@ -42,8 +42,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
-from saes.base import SAE, SAEOutput
-from saes.config import SAEConfig, adapt_scale
+from saes.base import SAEOutput, SteeredCoefficient
+from saes.config import SAEConfig
 from saes.registry import register
 
 GATED_TENSORS = ("W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag")
@@ -60,12 +60,10 @@ class GatedConfig(SAEConfig):
     target_rate: float = 0.05
 
 
-class GatedSAE(SAE):
+class GatedSAE(SteeredCoefficient):
     """Gate path decides which features fire, magnitude path (shared W_enc, rescaled by exp(r_mag)) how much."""
 
     cfg: GatedConfig
-    sparsity_scale: Tensor
-    l0_trace: Tensor
 
     def __init__(self, cfg: GatedConfig) -> None:
         super().__init__(cfg)
@@ -73,12 +71,6 @@ class GatedSAE(SAE):
         self.b_gate = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_mag = nn.Parameter(torch.zeros(cfg.d_sae))
         self.r_mag = nn.Parameter(torch.zeros(cfg.d_sae))
-        self.register_buffer("sparsity_scale", torch.ones(()))
-        self.register_buffer("l0_trace", torch.zeros(2))  # [smoothed log L0, steps] (saes/config.py adapt_scale)
-
-    @torch.no_grad()
-    def adapt_sparsity(self, l0: float) -> None:
-        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate, self.l0_trace)
 
     # --- the two paths ---------------------------------------------------------------------
     def paths(self, x: Float[Tensor, "batch d_in"]) -> tuple[Float[Tensor, "batch d_sae"], Float[Tensor, "batch d_sae"]]:

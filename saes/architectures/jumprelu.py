@@ -26,8 +26,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from saes.base import SAE, SAEOutput
-from saes.config import SAEConfig, adapt_scale, default_missing_buffers
+from saes.base import SAEOutput, SteeredCoefficient
+from saes.config import SAEConfig
 from saes.registry import register
 
 DEFAULT_THRESHOLD = 0.1
@@ -89,27 +89,16 @@ def step(z: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
     return _StepFn.apply(z, theta, bandwidth)  # type: ignore[no-any-return]
 
 
-class JumpReLUSAE(SAE):
+class JumpReLUSAE(SteeredCoefficient):
     """Per-feature learned thresholds, L0 penalty."""
 
     cfg: JumpReLUConfig
-    sparsity_scale: Tensor
-    l0_trace: Tensor
+    legacy_buffers = True  # checkpoints from before the steering buffers existed
 
     def __init__(self, cfg: JumpReLUConfig) -> None:
         super().__init__(cfg)
         start = DEFAULT_THRESHOLD if cfg.initial_threshold is None else cfg.initial_threshold
         self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), math.log(start)))
-        self.register_buffer("sparsity_scale", torch.ones(()))
-        self.register_buffer("l0_trace", torch.zeros(2))  # [smoothed log L0, steps] (saes/config.py adapt_scale)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        default_missing_buffers(state_dict, prefix)  # checkpoints from before the buffer existed
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @torch.no_grad()
-    def adapt_sparsity(self, l0: float) -> None:
-        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate, self.l0_trace)
 
     @property
     def threshold(self) -> Tensor:

@@ -12,8 +12,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from saes.base import SAE
-from saes.config import SAEConfig, adapt_scale, default_missing_buffers
+from saes.base import SteeredCoefficient
+from saes.config import SAEConfig
 from saes.registry import register
 
 
@@ -26,25 +26,11 @@ class StandardConfig(SAEConfig):
     target_rate: float = 0.05
 
 
-class StandardSAE(SAE):
+class StandardSAE(SteeredCoefficient):
     """ReLU + decoder-norm-weighted L1."""
 
     cfg: StandardConfig
-    sparsity_scale: Tensor
-    l0_trace: Tensor
-
-    def __init__(self, cfg: StandardConfig) -> None:
-        super().__init__(cfg)
-        self.register_buffer("sparsity_scale", torch.ones(()))
-        self.register_buffer("l0_trace", torch.zeros(2))  # [smoothed log L0, steps] (saes/config.py adapt_scale)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        default_missing_buffers(state_dict, prefix)  # checkpoints from before the buffer existed
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    @torch.no_grad()
-    def adapt_sparsity(self, l0: float) -> None:
-        adapt_scale(self.sparsity_scale, l0, self.cfg.target_l0, self.cfg.target_rate, self.l0_trace)
+    legacy_buffers = True  # checkpoints from before the steering buffers existed
 
     def activation(self, z: Float[Tensor, "batch d_sae"]) -> Float[Tensor, "batch d_sae"]:
         return torch.relu(z)
