@@ -26,6 +26,7 @@ from torch import Tensor
 from probes.errors import InputError
 from probes.progress import NullReporter, Reporter
 from probes.results import result_metadata
+from probes.sinks import ATTENTION_RUN
 from probes.tasks.format import TaskExample, TaskSet
 
 if TYPE_CHECKING:
@@ -135,6 +136,6 @@ def score_task(model: HookedModel, task: TaskSet, split: str = "test", normalize
     split_name = split if examples is None else "given"
     settings = {"task": task.name, "source": task.source, "split": split_name,
                 "seed": task.seed, "normalize": normalize, "edits": len(edits),
-                "attention": {"fast": "sdpa", "patterns": "eager"}[model.attention_path(attention, edits)]}
+                "attention": ATTENTION_RUN[model.attention_path(attention, edits)]}
     return AccuracyResult(task.name, split_name, scoring, len(rows), correct, correct / len(rows), low, high,
                           rows, result_metadata(model, settings))

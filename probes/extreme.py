@@ -185,6 +185,7 @@ def measure_batch_fast(model: HookedModel, ids: Int[Tensor, "b T"]) -> dict[str,
     query's lse (the fused CPU op) or the chunked torch form (sliding windows, CUDA), the logit gap from q and k
     (logit_gap_from_qk), value norms from v as the softmax reads it, residual norms from the layers' outputs."""
     from probes.attention_stats import layer_scale_and_window
+    from probes.model.kernels.attention_stats_flash import first_key_attention
     from probes.model.kernels.attention_stats_reference import received_attention
 
     f = model.facts
@@ -195,10 +196,8 @@ def measure_batch_fast(model: HookedModel, ids: Int[Tensor, "b T"]) -> dict[str,
     def observe(layer: int, q: Tensor, k: Tensor, v: Tensor, scaling: float | None, lse: Tensor | None) -> None:
         scale, window = plan[layer]
         scale = scale if scaling is None else float(scaling)
-        group = q.shape[1] // k.shape[1]
         if lse is not None and not window:
-            first = torch.exp(scale * (q.float() * k.float()[:, :, :1].repeat_interleave(group, dim=1)).sum(-1)
-                              - lse.float())
+            first = first_key_attention(q, k, lse, scale)
         else:
             first = received_attention(q, k, lengths, scale, window, entropies=True)["first"]
         got["sink"][layer] = first[..., 1:].mean(-1).cpu()

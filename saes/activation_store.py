@@ -45,6 +45,7 @@ from torch import Tensor
 from probes.corpus import DOMAINS, sample
 from probes.errors import CheckpointError, InputError, advice, cause
 from probes.progress import NullReporter, Reporter, TqdmReporter
+from saes.multi import activations_at, side_by_side
 
 CACHE_FORMAT = "glasshouse-activations-v1"
 
@@ -101,6 +102,7 @@ class ActivationStore:
         self.model = model
         self.hook_name = hook_name
         self.hook_name_out = hook_name_out  # a transcoder's target: rows [input | target] from one pass
+        self.hooks = [hook_name] + ([hook_name_out] if hook_name_out else [])
         self.d_out = check_hook(model, hook_name_out) if hook_name_out else 0
         self.d_in = check_hook(model, hook_name) + self.d_out
         self.domains = list(domains)
@@ -116,13 +118,7 @@ class ActivationStore:
         while True:
             domain = self.domains[i % len(self.domains)]
             s = sample(domain, self.prompts_per_batch, self.context_length, self.model, seed=self.seed * 1_000_003 + i)
-            if self.hook_name_out:
-                from saes.multi import activations_at
-
-                got = activations_at(self.model, [self.hook_name, self.hook_name_out], s.ids)
-                acts = torch.cat([got[self.hook_name], got[self.hook_name_out]], dim=-1)
-            else:
-                acts = hook_activations(self.model, self.hook_name, s.ids)
+            acts = side_by_side(activations_at(self.model, self.hooks, s.ids), self.hooks)  # one pass for both
             start = 1 if self.skip_first_position else 0
             pos = torch.arange(start, s.ids.shape[1]).expand(s.ids.shape[0], -1)
             yield acts[:, start:].reshape(-1, self.d_in), s.ids[:, start:].reshape(-1), pos.reshape(-1)

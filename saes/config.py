@@ -66,6 +66,11 @@ class SAEConfig:
         """The width of a training row (d_in; a transcoder's rows hold its input and its target)."""
         return self.d_in
 
+    @property
+    def hooks(self) -> list[str]:
+        """The hooks a training row is read from, in row order (a transcoder's: input, then target)."""
+        return [self.hook_name]
+
     def fit_normalization(self, sample: Tensor) -> None:
         """Set norm_scale from a sample of training rows (normalization "expected_norm")."""
         if self.normalization == "expected_norm":

@@ -97,22 +97,21 @@ def train_many(model: Any, specs: Sequence[SAESpec], ids: Int[Tensor, "n pos"], 
         sparsity_fields(spec)
     rep = reporter or NullReporter()
     share = 0.2
-    hooks = [s.hook_name for s in specs] + [s.hook_name_out for s in specs if s.hook_name_out]
-    rows = window_rows(model, hooks, ids, batch=forward_batch, reporter=rep.part(0.0, share))
+    rows = window_rows(model, [h for s in specs for h in s.hooks], ids, batch=forward_batch,
+                       reporter=rep.part(0.0, share))
     step = (1.0 - share) / len(specs)
-    return [train_sae(training_rows(rows, spec), with_width(rows, spec), batch_size=batch_size,
+    return [train_sae(side_by_side(rows, spec.hooks), with_width(rows, spec), batch_size=batch_size,
                       total_tokens=total_tokens, reporter=rep.part(share + i * step, share + (i + 1) * step),
                       **train_fields)
             for i, spec in enumerate(specs)]
 
 
-def training_rows(rows: dict[str, Tensor], spec: SAESpec) -> Tensor:
-    """A spec's training rows: its hook's activations, or for a transcoder [input | target] side by side."""
+def side_by_side(acts: dict[str, Tensor], hooks: Sequence[str]) -> Tensor:
+    """The activations of `hooks` side by side: an SAE's rows (one hook), a transcoder's [input | target]
+    (SAEConfig.hooks, SAESpec.hooks)."""
     import torch
 
-    if spec.hook_name_out:
-        return torch.cat([rows[spec.hook_name], rows[spec.hook_name_out]], dim=-1)
-    return rows[spec.hook_name]
+    return torch.cat([acts[name] for name in hooks], dim=-1)
 
 
 def with_width(rows: dict[str, Tensor], spec: SAESpec) -> SAESpec:

@@ -62,6 +62,11 @@ class SAESpec:
     def is_transcoder(self) -> bool:
         return self.architecture.endswith("_transcoder")
 
+    @property
+    def hooks(self) -> list[str]:
+        """The hooks a training row is read from, in row order (SAEConfig.hooks)."""
+        return [self.hook_name] + ([self.hook_name_out] if self.hook_name_out else [])
+
     def check(self) -> None:
         """A transcoder names its target hook; an SAE does not."""
         if self.is_transcoder and not self.hook_name_out:

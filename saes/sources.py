@@ -186,16 +186,14 @@ def load_native(file: Path, hook: str, model_name: str = "") -> Any:
 def check_reconstruction(sae: Any, model: Any, where: str, prompts: Sequence[str] = CHECK_PROMPTS) -> float:
     """The SAE's FVU on the model's activations at its hook over `prompts` (first position left out, as
     training does); InputError when it is not below MAX_FVU."""
-    import torch
-
     from saes.evaluate import reconstruction_metrics
-    from saes.multi import activations_at
+    from saes.multi import activations_at, side_by_side
 
     tokens = model.to_tokens(list(prompts))
     real = tokens.attention_mask[:, 1:].bool()  # right padding: the real positions, the first left out
-    hooks = [sae.cfg.hook_name] + ([sae.cfg.hook_name_out] if getattr(sae.cfg, "hook_name_out", None) else [])
+    hooks = sae.cfg.hooks
     got = activations_at(model, hooks, tokens.ids)  # a transcoder's input and target from one pass
-    acts = torch.cat([got[name][:, 1:][real] for name in hooks], dim=-1)
+    acts = side_by_side({name: got[name][:, 1:][real] for name in hooks}, hooks)
     fvu = float(reconstruction_metrics(sae, acts).fvu)
     if not fvu < MAX_FVU:
         raise InputError(f"{where} reconstructs {getattr(model, 'spec', 'the model')}'s {hooks[-1]} with FVU "

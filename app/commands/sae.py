@@ -265,26 +265,20 @@ def _last_metrics(path: Path) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> int:
 
-    import torch
-
     from app.figures.registry import draw
-    from saes.activation_store import window_activations
     from saes.evaluate import ce_loss_recovered, reconstruction_metrics, transcoder_loss_change
+    from saes.multi import side_by_side, window_rows
     from saes.sources import load_sae
 
     model = load_from_args(args)
     sae = load_sae(args.sae, model, hook=args.hook, check=args.check)
     ids = _ids(model, args.prompts, args.length, args.seed + 1000)
     start = 1 if sae.cfg.skip_first_position else 0
-    out_hook = getattr(sae.cfg, "hook_name_out", None)
-    if out_hook:  # a transcoder: its input and its target from one pass, then the MLP's output replaced
-        from saes.multi import window_rows
-
-        rows = window_rows(model, [sae.cfg.hook_name, out_hook], ids, start=start)
-        rec = reconstruction_metrics(sae, torch.cat([rows[sae.cfg.hook_name], rows[out_hook]], dim=-1))
+    hooks = sae.cfg.hooks  # a transcoder's input and target come from one pass
+    rec = reconstruction_metrics(sae, side_by_side(window_rows(model, hooks, ids, start=start), hooks))
+    if len(hooks) > 1:  # a transcoder: the MLP's output replaced
         ce = transcoder_loss_change(model, sae, ids, ablation=args.ablation)
     else:
-        rec = reconstruction_metrics(sae, window_activations(model, sae.cfg.hook_name, ids, start=start))
         ce = ce_loss_recovered(model, sae, sae.cfg.hook_name, ids, ablation=args.ablation)
     from probes.results import result_metadata
 

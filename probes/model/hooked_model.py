@@ -174,21 +174,24 @@ class HookedModel(TokenView):
         ids, mask = self._ids_and_mask(tokens)
         return self._logits(ids, mask, attention, edits)
 
-    def _logits(self, ids: Tensor, mask: Tensor, attention: str, edits: Sequence[HeadEdit] = ()) -> Tensor:
+    def _logits(self, ids: Tensor, mask: Tensor, attention: str, edits: Sequence[HeadEdit] = (),
+                fwd_hooks: Sequence[Any] = ()) -> Tensor:
         """One forward pass under the model lock: fused/SDPA attention (with `edits` applied to their heads'
-        outputs) when `attention` is "fast" and the model allows it, else eager with the edits as pattern hooks."""
+        outputs) when `attention` is "fast", no `fwd_hooks` are given and the model allows it; else eager, with
+        `fwd_hooks` and the edits as pattern hooks."""
         from probes.model.attention_edits import as_pattern_hooks
         from probes.model.observed_attention import UnsupportedAttention, observing
 
         with self._lock, torch.no_grad():
-            if self.attention_path(attention, edits, mask) == "fast":
+            if not fwd_hooks and self.attention_path(attention, edits, mask) == "fast":
                 try:
                     with observing(self.hf_model, None, edits=edits):
                         return self.bridge(ids, attention_mask=mask)
                 except UnsupportedAttention:  # a family whose attention call the fast path cannot take
                     pass
-            if edits:
-                return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=as_pattern_hooks(edits))
+            hooks = list(fwd_hooks) + as_pattern_hooks(edits)
+            if hooks:
+                return self.bridge.run_with_hooks(ids, attention_mask=mask, fwd_hooks=hooks)
             return self.bridge(ids, attention_mask=mask)
 
     def attention_path(self, attention: str = "fast", edits: Sequence[HeadEdit] = (),
@@ -276,14 +279,7 @@ class HookedModel(TokenView):
         bridge's eager attention; without them the run takes `attention` (forward), with `edits`
         (probes.model.attention_edits) applied to their heads."""
         ids, mask = self._ids_and_mask(tokens)
-        if fwd_hooks:
-            from probes.model.attention_edits import as_pattern_hooks
-
-            with self._lock, torch.no_grad():
-                logits = self.bridge.run_with_hooks(ids, attention_mask=mask,
-                                                    fwd_hooks=list(fwd_hooks) + as_pattern_hooks(edits))
-        else:
-            logits = self._logits(ids, mask, attention, edits)
+        logits = self._logits(ids, mask, attention, edits, fwd_hooks or ())
         logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
         nll = -logp.gather(-1, ids[:, 1:, None].to(logp.device))[..., 0]
         valid = mask[:, 1:].to(nll.device).bool()

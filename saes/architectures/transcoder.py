@@ -45,6 +45,10 @@ class TranscoderFields:
     def row_width(self) -> int:
         return self.d_in + self.d_out  # type: ignore[attr-defined]
 
+    @property
+    def hooks(self) -> list[str]:
+        return [self.hook_name, self.hook_name_out]  # type: ignore[attr-defined]
+
     def fit_normalization(self, sample: Tensor) -> None:
         """norm_scale from the input columns, out_norm_scale from the target columns."""
         if self.normalization == "expected_norm":  # type: ignore[attr-defined]

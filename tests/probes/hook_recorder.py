@@ -1,4 +1,5 @@
-"""Shared test helper: forward hooks that keep a copy of what a TransformerLens hook point sees."""
+"""Shared test helpers: forward hooks that keep a copy of what a TransformerLens hook point sees, and a call
+counter for a function a run should (or should not) reach."""
 
 from __future__ import annotations
 
@@ -18,3 +19,16 @@ def recorder(seen: dict[str, torch.Tensor]) -> Callable[[str], Callable[[torch.T
         return fn
 
     return keep
+
+
+def count_calls(monkeypatch: Any, owner: Any, name: str) -> list[int]:
+    """Replace owner.name by a wrapper that still calls it and appends 1 to the returned list on each call."""
+    calls: list[int] = []
+    real = getattr(owner, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls

@@ -25,6 +25,7 @@ from probes.hidden_sinks import (
 from probes.model.attention_edits import AttentionParts
 from probes.model.kernels.attention_stats_flash import flash_attention_with_lse
 from probes.sinks import inputs_for_regime
+from tests.probes.hook_recorder import count_calls
 
 
 def _parts_with_a_hidden_sink(seed: int = 0) -> tuple[AttentionParts, torch.Tensor]:
@@ -101,14 +102,7 @@ def test_interventions_record_their_path_and_agree(smollm, ids):
 def test_forward_runs_the_fast_attention_and_equals_eager(smollm, ids, monkeypatch):
     import transformers.integrations.sdpa_attention as sdpa
 
-    calls = []
-    real = sdpa.sdpa_attention_forward
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sdpa, "sdpa_attention_forward", counted)
+    calls = count_calls(monkeypatch, sdpa, "sdpa_attention_forward")
     fast = smollm.forward(ids)
     assert len(calls) == smollm.facts.n_layers
     slow = smollm.forward(ids, attention="patterns")

@@ -13,6 +13,7 @@ import torch
 
 from probes.errors import BudgetError, InputError
 from probes.sinks import compute_sinks, inputs_for_regime, sink_memory_bytes
+from tests.probes.hook_recorder import count_calls
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +189,7 @@ def test_the_fused_route_runs_on_every_layer_of_the_embedded_model(smollm, monke
     """On the CPU the sink report takes each layer's lse from the fused op and its sums from the swapped pass."""
     import probes.attention_stats as stats
 
-    calls = []
-    real = stats.received_from_lse
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(stats, "received_from_lse", counted)
+    calls = count_calls(monkeypatch, stats, "received_from_lse")
     ids = inputs_for_regime(smollm, "random", 1, stats.FUSED_FROM, seed=2)
     fast = compute_sinks(smollm, ids, attention="fast")
     assert len(calls) == smollm.facts.n_layers

@@ -69,5 +69,11 @@ def received_from_lse(q: Tensor, k: Tensor, lse: Tensor, lengths: Tensor, scale:
     out["received_xlogx"] = received * (swapped_q * mean_log_p).sum(dim=-1).flip(2)
     expected_k, _ = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(qf, kf, kf, 0.0, True, scale=scale)
     out["entropy"] = lf - scale * (qf * expected_k).sum(dim=-1)
-    out["first"] = torch.exp(scale * (qf * kf[:, :, :1]).sum(dim=-1) - lf)
+    out["first"] = first_key_attention(qf, k, lf, scale)
     return out
+
+
+def first_key_attention(q: Tensor, k: Tensor, lse: Tensor, scale: float) -> Float[Tensor, "batch head pos"]:
+    """A[i, 0] = exp(scale q_i . k_0 - lse_i), fp32; k [batch, kv_head, pos, d] (grouped-query heads expanded)."""
+    k0 = k[:, :, :1].float().repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    return torch.exp(scale * (q.float() * k0).sum(dim=-1) - lse.float())
