@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
                    "(default: their sum)")
     p.add_argument("--gamma", type=float_range(0, lo_open=True), default=None,
                    help="scale the attention on the first token (or --key) by this on --heads (default: no scaling)")
-    p.add_argument("--heads", default="all", help="heads to scale: all, or layer.head pairs like 3.1,5.0 "
+    p.add_argument("--heads", default="all", help="heads to scale: all, or heads like L3H1,L5H0 "
                    "(default all)")
     p.add_argument("--key", type=int_range(0), default=0, help="the scaled position (0, the first token; "
                    "another is the paper's control)")
@@ -64,26 +64,35 @@ def _gammas(text: str) -> list[float]:
     return values
 
 
-def _heads(text: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
-    from probes.errors import UsageError
+def _heads(text: str) -> list[tuple[int, int]] | None:
+    """--heads read as the other commands read heads (probes.analyses.values.heads: L3H1,L5H0); None for all."""
+    from probes.analyses.values import heads
+    from probes.errors import InputError, UsageError
 
     if text == "all":
+        return None
+    try:
+        return heads(text)
+    except InputError as exc:
+        raise UsageError(f"argument --heads: {exc}") from exc
+
+
+def _every_or_in_model(picked: list[tuple[int, int]] | None, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    from probes.errors import UsageError
+
+    if picked is None:
         return [(layer, h) for layer in range(n_layers) for h in range(n_heads)]
-    out = []
-    for part in text.split(","):
-        layer, _, head = part.strip().partition(".")
-        if not (layer.isdigit() and head.isdigit()):
-            raise UsageError(f"argument --heads: {part!r} is not layer.head (e.g. 3.1)")
-        if int(layer) >= n_layers or int(head) >= n_heads:
-            raise UsageError(f"argument --heads: {part!r} is beyond the model ({n_layers} layers, {n_heads} heads)")
-        out.append((int(layer), int(head)))
-    return out
+    for layer, head in picked:
+        if layer >= n_layers or head >= n_heads:
+            raise UsageError(f"argument --heads: L{layer}H{head} is beyond the model ({n_layers} layers, {n_heads} heads)")
+    return picked
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from probes.errors import UsageError
 
     gammas = _gammas(args.gammas)
+    picked = _heads(args.heads)
     if args.sweep in ("heads", "tune") and args.gamma is None:
         raise UsageError(f"--sweep {args.sweep} needs --gamma (the scale each head is tried at)")
     from circuits.tasks.as_taskset import CONVERTIBLE, generated_taskset
@@ -97,14 +106,15 @@ def run_eval(args: argparse.Namespace) -> int:
         model = load_from_args(args)
         if task is None:
             task = generated_taskset(args.task.replace("-", "_"), model, n=args.n or 32, seed=args.seed)
-        data = _measure(args, model, task, gammas)
+        data = _measure(args, model, task, gammas, picked)
         figures = draw(data) if data["kind"] != "accuracy" else {}
         for path in write_outputs(out, "eval", data, figures):
             print(path)
     return 0
 
 
-def _measure(args: argparse.Namespace, model: Any, task: Any, gammas: list[float]) -> dict[str, Any]:
+def _measure(args: argparse.Namespace, model: Any, task: Any, gammas: list[float],
+             picked: list[tuple[int, int]] | None) -> dict[str, Any]:
     from probes.accuracy import score_task
     from probes.hidden_sinks import scaling_edits
     from probes.zerotuning import head_sweep, layer_sweep, tune_heads
@@ -126,7 +136,7 @@ def _measure(args: argparse.Namespace, model: Any, task: Any, gammas: list[float
         print(f"{task.name}: heads {tuned.heads}; test {tuned.before.accuracy:.3f} -> {tuned.after.accuracy:.3f} "
               f"(n = {tuned.after.n})")
         return tuned.to_dict()
-    edits = scaling_edits(model, _heads(args.heads, f.n_layers, f.n_heads), args.gamma, args.key) \
+    edits = scaling_edits(model, _every_or_in_model(picked, f.n_layers, f.n_heads), args.gamma, args.key) \
         if args.gamma is not None else []
     scored = score_task(model, task, args.split, args.normalize, edits=edits)
     shown = f" with gamma {args.gamma} on {args.heads} heads" if edits else ""

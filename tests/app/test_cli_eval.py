@@ -36,7 +36,7 @@ def test_gamma_and_a_layer_sweep_write_their_results_and_figure(smollm, tmp_path
     from probes.tasks import load_task
 
     out = tmp_path / "g"
-    assert main(["eval", "capitals", "--n", "12", "--gamma", "0.3", "--heads", "2.1,5.0", "--split", "all",
+    assert main(["eval", "capitals", "--n", "12", "--gamma", "0.3", "--heads", "L2H1,L5H0", "--split", "all",
                  "--device", "cpu", "--out", str(out)]) == 0
     edits = scaling_edits(smollm, [(2, 1), (5, 0)], 0.3)
     assert _saved(out)["accuracy"] == score_task(smollm, load_task("capitals", n=12), "all", edits=edits).accuracy
@@ -53,6 +53,7 @@ def test_gamma_and_a_layer_sweep_write_their_results_and_figure(smollm, tmp_path
     (["eval", "capitals", "--sweep", "heads"], "--sweep heads needs --gamma"),
     (["eval", "capitals", "--gammas", "0.5,x"], "not a comma-separated list"),
     (["eval", "capitals", "--gamma", "0"], "--gamma"),
+    (["eval", "capitals", "--gamma", "0.5", "--heads", "3.1"], "L<layer>H<head>"),
 ])
 def test_bad_input_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch, argv, message):
     import app.commands.accuracy as command
@@ -63,7 +64,7 @@ def test_bad_input_is_refused_before_the_model_loads(tmp_path, capsys, monkeypat
 
 
 def test_bad_heads_are_refused(smollm, tmp_path, capsys):
-    assert main(["eval", "capitals", "--gamma", "0.5", "--heads", "99.0", "--device", "cpu",
+    assert main(["eval", "capitals", "--gamma", "0.5", "--heads", "L99H0", "--device", "cpu",
                  "--out", str(tmp_path / "h")]) == 2
     assert "beyond the model" in capsys.readouterr().err
 
